@@ -1,0 +1,44 @@
+"""The FastAPI application factory. The container (connections, event store, projector) is
+built in the lifespan, never at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.routers import alerts, api_keys, customers, health, invoices, payments, plans, subscriptions
+from infra.bootstrap import Container
+
+
+def create_app(make_container: Callable[[], Container]) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        container = make_container()
+        app.state.container = container
+        try:
+            yield
+        finally:
+            container.close()
+
+    app = FastAPI(
+        title="Billing ledger",
+        version="0.1.0",
+        description="Event-sourced billing ledger: commands, queries and audits over an immutable log.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in (
+        health.router,
+        api_keys.router,
+        plans.router,
+        customers.router,
+        subscriptions.router,
+        invoices.router,
+        payments.router,
+        alerts.router,
+    ):
+        app.include_router(router)
+    return app

@@ -1,0 +1,144 @@
+"""Dependencies shared by the routers, as Annotated aliases."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID, uuid4
+
+import orjson
+from fastapi import Depends, Header, Query, Request
+from psycopg import Connection
+
+from api.errors import ApiProblem
+from application.commands import CommandContext
+from application.ledger import Ledger, Outcome
+from infra.bootstrap import CORE_PROJECTION, Container
+from infra.keys import Principal
+from projections.runner import wait_for_position
+
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def get_ledger(container: ContainerDep) -> Ledger:
+    return container.ledger
+
+
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+
+
+def get_principal(
+    container: ContainerDep, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiProblem(
+            401, "Unauthorized", "send 'Authorization: Bearer <key>'", code="unauthorized",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    principal = container.keys.authenticate(token.strip())
+    if principal is None:
+        raise ApiProblem(
+            401, "Unauthorized", "the key is unknown or revoked", code="unauthorized",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
+def require(permission: str) -> Callable[..., Principal]:
+    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if not principal.may(permission):
+            raise ApiProblem(
+                403, "Forbidden", f"a {principal.role} key may not do this ({permission} needed)",
+                code="forbidden",
+            )
+        return principal
+
+    return check
+
+
+AdminKey = Annotated[Principal, Depends(require("admin"))]
+ReadKey = Annotated[Principal, Depends(require("read"))]
+
+
+def read_connection(
+    container: ContainerDep,
+    _: ReadKey,
+    min_position: Annotated[int | None, Query(ge=0, description="wait until this position is visible")] = None,
+) -> Iterator[Connection[Any]]:
+    """A connection to the read models, after waiting (bounded) for `min_position`."""
+    if min_position is not None and min_position > 0:
+        container.wake_projection()
+        timeout = container.settings.read_wait_timeout_seconds
+        if not wait_for_position(container.pool, CORE_PROJECTION, min_position, timeout):
+            raise ApiProblem(
+                503, "Not yet visible",
+                f"the read models have not reached position {min_position} within {timeout:g}s",
+                code="projection_lagging", headers={"Retry-After": "1"},
+            )
+    with container.pool.connection() as conn:
+        yield conn
+
+
+ReadConn = Annotated[Connection[Any], Depends(read_connection)]
+
+
+def request_fingerprint(request: Request, body: Any) -> str:
+    """What makes two requests 'the same' for an idempotency key: method, path and the body."""
+    payload = body.model_dump(mode="json") if hasattr(body, "model_dump") else body
+    raw = orjson.dumps([request.method, request.url.path, payload], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def command_context(
+    request: Request,
+    principal: Principal,
+    body: Any,
+    effective_at: datetime | None,
+    *,
+    source: str = "api",
+) -> CommandContext:
+    now = datetime.now(UTC)
+    if effective_at is not None:
+        if effective_at.tzinfo is None:
+            effective_at = effective_at.replace(tzinfo=UTC)
+        if effective_at - now > MAX_CLOCK_SKEW:
+            raise ApiProblem(
+                422, "Invalid request", "effective_at cannot be in the future", code="validation_error",
+                errors=[{"field": "effective_at", "message": "is in the future"}],
+            )
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= 255:
+        raise ApiProblem(
+            400, "Bad request", "Idempotency-Key is 1 to 255 characters", code="bad_idempotency_key"
+        )
+    correlation = request.headers.get("x-correlation-id")
+    try:
+        correlation_id = UUID(correlation) if correlation else uuid4()
+    except ValueError:
+        correlation_id = uuid4()
+    return CommandContext(
+        occurred_at=effective_at or now,
+        source=source,
+        actor=principal.key_id,
+        correlation_id=correlation_id,
+        reason=request.headers.get("x-reason"),
+        idempotency_key=key,
+        request_hash=request_fingerprint(request, body) if key else None,
+    )
+
+
+def written(container: Container, outcome: Outcome) -> dict[str, Any]:
+    """A write's answer: the receipt and the position to pass as `min_position`."""
+    container.wake_projection()
+    return {**outcome.receipt, "position": outcome.position}

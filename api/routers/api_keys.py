@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from api.deps import AdminKey, ContainerDep
+from api.errors import ApiProblem
+from api.schemas.resources import ApiKeyCreate, ApiKeyCreated
+
+router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
+def mint_api_key(body: ApiKeyCreate, container: ContainerDep, principal: AdminKey) -> ApiKeyCreated:
+    if body.customer_id is not None and body.role != "ingest":
+        raise ApiProblem(
+            422, "Invalid request", "only ingest keys are scoped to a customer", code="validation_error",
+            errors=[{"field": "customer_id", "message": "only for role ingest"}],
+        )
+    key_id, raw = container.keys.mint(
+        role=body.role, name=body.name, customer_id=body.customer_id, created_by=principal.key_id
+    )
+    return ApiKeyCreated(id=key_id, key=raw, role=body.role, name=body.name, customer_id=body.customer_id)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request, status
+
+from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, command_context, written
+from api.schemas.common import ListOf
+from api.schemas.resources import CustomerRegister, CustomerUpdate, CustomerView, CustomerWritten
+from application import commands as c
+from domain.errors import NotFound
+from projections import queries
+
+router = APIRouter(prefix="/v1/customers", tags=["customers"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=CustomerWritten)
+def register_customer(
+    body: CustomerRegister, request: Request, ledger: LedgerDep, container: ContainerDep,
+    principal: AdminKey,
+) -> dict[str, Any]:
+    """Register a customer. The same registration again (same external_id and fields) answers
+    the same and records nothing; a different one with that external_id is 409."""
+    cmd = c.RegisterCustomer(**body.model_dump(exclude={"effective_at"}))
+    outcome = ledger.register_customer(cmd, command_context(request, principal, body, body.effective_at))
+    return written(container, outcome)
+
+
+@router.patch("/{customer_id}", response_model=CustomerWritten)
+def update_customer(
+    customer_id: UUID, body: CustomerUpdate, request: Request, ledger: LedgerDep,
+    container: ContainerDep, principal: AdminKey,
+) -> dict[str, Any]:
+    cmd = c.UpdateCustomer(customer_id=customer_id, **body.model_dump(exclude={"effective_at"}))
+    outcome = ledger.update_customer(cmd, command_context(request, principal, body, body.effective_at))
+    return written(container, outcome)
+
+
+@router.get("", response_model=ListOf[CustomerView])
+def list_customers(
+    conn: ReadConn,
+    status_: Annotated[str | None, Query(alias="status", pattern="^(active|at_risk|churned)$")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    today = datetime.now(UTC).date()
+    page = queries.list_customers(conn, status=status_, today=today, cursor=cursor, limit=limit)
+    return {"data": page.items, "next_cursor": page.next_cursor}
+
+
+@router.get("/{customer_id}", response_model=CustomerView)
+def get_customer(customer_id: UUID, conn: ReadConn) -> dict[str, Any]:
+    row = queries.get_customer(conn, customer_id, datetime.now(UTC).date())
+    if row is None:
+        raise NotFound(f"no customer with id {customer_id}")
+    return row

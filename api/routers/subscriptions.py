@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request, status
+
+from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, command_context, written
+from api.schemas.common import ListOf
+from api.schemas.resources import (
+    SubscriptionCancel,
+    SubscriptionChange,
+    SubscriptionRenew,
+    SubscriptionStart,
+    SubscriptionView,
+    SubscriptionWritten,
+)
+from application import commands as c
+from domain.errors import NotFound
+from projections import queries
+
+router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
+StatusFilter = Annotated[str | None, Query(alias="status", pattern="^(trialing|active|past_due|canceled)$")]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=SubscriptionWritten)
+def start_subscription(
+    body: SubscriptionStart, request: Request, ledger: LedgerDep, container: ContainerDep,
+    principal: AdminKey,
+) -> dict[str, Any]:
+    cmd = c.StartSubscription(**body.model_dump(exclude={"effective_at"}))
+    outcome = ledger.start_subscription(cmd, command_context(request, principal, body, body.effective_at))
+    return written(container, outcome)
+
+
+@router.post("/{subscription_id}/change", response_model=SubscriptionWritten)
+def change_subscription(
+    subscription_id: UUID, body: SubscriptionChange, request: Request, ledger: LedgerDep,
+    container: ContainerDep, principal: AdminKey,
+) -> dict[str, Any]:
+    cmd = c.ChangeSubscription(subscription_id, plan_code=body.plan_code, quantity=body.quantity)
+    outcome = ledger.change_subscription(cmd, command_context(request, principal, body, body.effective_at))
+    return written(container, outcome)
+
+
+@router.post("/{subscription_id}/cancel", response_model=SubscriptionWritten)
+def cancel_subscription(
+    subscription_id: UUID, body: SubscriptionCancel, request: Request, ledger: LedgerDep,
+    container: ContainerDep, principal: AdminKey,
+) -> dict[str, Any]:
+    cmd = c.CancelSubscription(subscription_id, at_period_end=body.at_period_end)
+    outcome = ledger.cancel_subscription(cmd, command_context(request, principal, body, body.effective_at))
+    return written(container, outcome)
+
+
+@router.post("/{subscription_id}/renew", response_model=SubscriptionWritten)
+def renew_subscription(
+    subscription_id: UUID, body: SubscriptionRenew, request: Request, ledger: LedgerDep,
+    container: ContainerDep, principal: AdminKey,
+) -> dict[str, Any]:
+    """Start the next billing period (the renewal occurs at the end of the current one)."""
+    cmd = c.RenewSubscription(subscription_id)
+    outcome = ledger.renew_subscription(cmd, command_context(request, principal, body, body.effective_at))
+    return written(container, outcome)
+
+
+@router.get("", response_model=ListOf[SubscriptionView])
+def list_subscriptions(
+    conn: ReadConn,
+    customer_id: UUID | None = None,
+    status_: StatusFilter = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    page = queries.list_subscriptions(conn, customer_id=customer_id, status=status_, cursor=cursor, limit=limit)
+    return {"data": page.items, "next_cursor": page.next_cursor}
+
+
+@router.get("/{subscription_id}", response_model=SubscriptionView)
+def get_subscription(subscription_id: UUID, conn: ReadConn) -> dict[str, Any]:
+    row = queries.get_subscription(conn, subscription_id)
+    if row is None:
+        raise NotFound(f"no subscription with id {subscription_id}")
+    return row

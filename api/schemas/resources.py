@@ -1,0 +1,289 @@
+"""Request and response bodies of the command and read endpoints (SPEC section 5)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, EmailStr, Field
+
+from api.schemas.common import Command, Currency, MinorUnits, PositiveMinorUnits, Request, Written
+
+
+# ---------------------------------------------------------------- api keys
+class ApiKeyCreate(Request):
+    role: Literal["admin", "ingest", "read", "audit"]
+    name: str = Field(min_length=1, max_length=200)
+    customer_id: UUID | None = None
+
+
+class ApiKeyCreated(BaseModel):
+    id: UUID
+    key: str = Field(description="the bearer token; shown once, stored only as a hash")
+    role: str
+    name: str
+    customer_id: UUID | None
+
+
+# ---------------------------------------------------------------- plans
+class Quota(Request):
+    limit: float = Field(ge=0)
+    aggregation: Literal["sum", "max", "last"] = "sum"
+    enforcement: Literal["soft", "hard"] = "soft"
+
+
+class PriceTier(Request):
+    up_to: int | None = Field(default=None, gt=0)
+    unit_amount: MinorUnits = 0
+    flat_amount: MinorUnits = 0
+
+
+class UsagePrice(Request):
+    model: Literal["per_unit", "graduated", "volume", "package"]
+    unit_amount: MinorUnits = 0
+    tiers: list[PriceTier] | None = None
+    package_size: int | None = Field(default=None, ge=1)
+    package_amount: MinorUnits = 0
+
+
+class PlanDefine(Command):
+    code: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+    name: str = Field(min_length=1, max_length=200)
+    currency: Currency
+    amount: MinorUnits
+    interval: Literal["month", "year"]
+    interval_count: int = Field(default=1, ge=1, le=36)
+    trial_days: int = Field(default=0, ge=0, le=730)
+    quotas: dict[str, Quota] = Field(default_factory=dict)
+    usage_prices: dict[str, UsagePrice] = Field(default_factory=dict)
+
+
+class PlanOut(BaseModel):
+    id: UUID
+    code: str
+    name: str
+    currency: str
+    amount: int
+    interval: str
+    interval_count: int
+    trial_days: int
+    quotas: dict[str, Any]
+    usage_prices: dict[str, Any]
+    status: Literal["active", "retired"]
+    version: int
+
+
+class PlanWritten(PlanOut, Written):
+    pass
+
+
+# ---------------------------------------------------------------- customers
+class CustomerRegister(Command):
+    external_id: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+    name: str = Field(default="", max_length=200)
+    currency: Currency
+    tax_rate_bps: int = Field(default=0, ge=0, le=10_000)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class CustomerUpdate(Command):
+    email: EmailStr | None = None
+    name: str | None = Field(default=None, max_length=200)
+    tax_rate_bps: int | None = Field(default=None, ge=0, le=10_000)
+    metadata: dict[str, Any] | None = None
+
+
+class CustomerOut(BaseModel):
+    id: UUID
+    external_id: str
+    email: str
+    name: str
+    currency: str
+    tax_rate_bps: int
+    metadata: dict[str, Any]
+    archived: bool
+    created_at: datetime
+
+
+class CustomerWritten(CustomerOut, Written):
+    pass
+
+
+class CustomerView(CustomerOut):
+    status: Literal["active", "at_risk", "churned"]
+    mrr: int = Field(description="monthly recurring revenue in minor units of `currency`")
+    lifetime_value: int = Field(description="succeeded payments minus refunds, minor units")
+
+
+# ---------------------------------------------------------------- subscriptions
+class SubscriptionStart(Command):
+    customer_id: UUID
+    plan_code: str = Field(min_length=1)
+    quantity: int = Field(default=1, ge=1, le=1_000_000)
+    trial_days: int | None = Field(default=None, ge=0, le=730)
+
+
+class SubscriptionChange(Command):
+    plan_code: str | None = Field(default=None, min_length=1)
+    quantity: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
+class SubscriptionCancel(Command):
+    at_period_end: bool
+
+
+class SubscriptionRenew(Command):
+    pass
+
+
+class SubscriptionOut(BaseModel):
+    id: UUID
+    customer_id: UUID
+    plan_code: str
+    quantity: int
+    status: Literal["trialing", "active", "past_due", "canceled"]
+    amount: int
+    currency: str
+    interval: str
+    interval_count: int
+    current_period_start: datetime
+    current_period_end: datetime
+    trial_end: datetime | None
+    cancel_at_period_end: bool
+    canceled_at: datetime | None
+    ended_at: datetime | None
+    started_at: datetime
+
+
+class SubscriptionWritten(SubscriptionOut, Written):
+    pass
+
+
+class SubscriptionView(SubscriptionOut):
+    mrr: int = Field(description="monthly contribution while active or past_due, minor units")
+
+
+# ---------------------------------------------------------------- invoices
+class InvoiceLineIn(Request):
+    description: str = Field(min_length=1, max_length=500)
+    quantity: int = Field(ge=1, le=10**9)
+    unit_amount: MinorUnits
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+
+
+class InvoiceDraft(Command):
+    customer_id: UUID
+    currency: Currency
+    subscription_id: UUID | None = None
+    lines: list[InvoiceLineIn] = Field(min_length=1, max_length=1000)
+    discount: MinorUnits = 0
+
+
+class InvoiceFinalize(Command):
+    due_date: date
+
+
+class InvoiceTransition(Command):
+    pass
+
+
+class InvoiceLineOut(BaseModel):
+    description: str
+    quantity: int
+    unit_amount: int
+    amount: int
+    period_start: datetime | None
+    period_end: datetime | None
+
+
+class InvoiceOut(BaseModel):
+    id: UUID
+    customer_id: UUID
+    subscription_id: UUID | None
+    number: str | None
+    status: Literal["draft", "open", "paid", "void", "uncollectible"]
+    currency: str
+    lines: list[InvoiceLineOut]
+    subtotal: int
+    discount: int
+    tax: int
+    total: int
+    amount_paid: int
+    amount_remaining: int
+    due_date: date | None
+    created_at: datetime
+    finalized_at: datetime | None
+
+
+class InvoiceWritten(InvoiceOut, Written):
+    pass
+
+
+# ---------------------------------------------------------------- payments
+class PaymentCreate(Command):
+    customer_id: UUID
+    invoice_id: UUID | None = None
+    amount: PositiveMinorUnits
+    currency: Currency
+    provider_reference: str | None = Field(default=None, max_length=200)
+
+
+class PaymentSucceed(Command):
+    pass
+
+
+class PaymentFail(Command):
+    failure_code: str | None = Field(default=None, max_length=100)
+    failure_message: str | None = Field(default=None, max_length=1000)
+
+
+class PaymentRetry(Command):
+    pass
+
+
+class PaymentRefund(Command):
+    amount: PositiveMinorUnits
+
+
+class PaymentOut(BaseModel):
+    id: UUID
+    customer_id: UUID
+    invoice_id: UUID | None
+    amount: int
+    currency: str
+    status: Literal["pending", "succeeded", "failed", "refunded"]
+    attempt: int
+    failure_code: str | None
+    failure_message: str | None
+    amount_refunded: int
+    provider_reference: str | None
+    created_at: datetime
+
+
+class PaymentWritten(PaymentOut, Written):
+    pass
+
+
+# ---------------------------------------------------------------- alerts
+class AlertResolve(Command):
+    note: str = Field(min_length=1, max_length=2000)
+
+
+class AlertOut(BaseModel):
+    id: UUID
+    type: str
+    severity: Literal["low", "medium", "high", "critical"]
+    status: Literal["open", "resolved"]
+    customer_id: UUID | None
+    subject: str
+    message: str
+    raised_at: datetime
+    resolved_at: datetime | None
+    note: str | None = None
+
+
+class AlertWritten(AlertOut, Written):
+    pass

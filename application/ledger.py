@@ -1,0 +1,519 @@
+"""The ledger's use cases. Each loads what it needs, lets the aggregates decide, and saves every
+changed aggregate in one atomic append, with the command's envelope on each event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, Mapper
+from tenacity import retry, retry_if_exception_type, stop_after_attempt
+
+from application import commands as c
+from application import receipts
+from application.idempotency import CommandRecord
+from domain import ids
+from domain.alert import Alert
+from domain.base import LedgerAggregate, ensure_utc
+from domain.customer import Customer
+from domain.errors import (
+    AlreadyExists,
+    CurrencyMismatch,
+    IdempotencyKeyReused,
+    InvalidValue,
+    NotFound,
+)
+from domain.invoice import Invoice, InvoiceNumberAssigned, assign_invoice_number
+from domain.payment import Payment
+from domain.plan import Plan
+from domain.subscription import ACTIVE, PAST_DUE, Subscription
+from infra.eventstore import Envelope, LedgerMapper, LedgerRecorder, current_envelope
+
+A = TypeVar("A", bound=Aggregate)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a use case answers: the resource's receipt and the log position of its last event."""
+
+    resource_id: UUID
+    receipt: dict[str, Any]
+    position: int
+    created: bool = False
+
+
+class ConcurrentChange(Exception):
+    """Another command changed the same aggregate first; the use case is run again."""
+
+
+class Ledger(Application[UUID]):
+    name = "Ledger"
+
+    def __init__(self, env: dict[str, str] | None = None, *, invoice_prefix: str = "INV") -> None:
+        super().__init__(env)
+        self.invoice_prefix = invoice_prefix
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return LedgerMapper()
+
+    @property
+    def store(self) -> LedgerRecorder:
+        recorder = self.recorder
+        assert isinstance(recorder, LedgerRecorder), "the ledger needs its own recorder"
+        return recorder
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _get(self, cls: type[A], aggregate_id: UUID, what: str) -> A:
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"no {what} with id {aggregate_id}") from None
+        if not isinstance(aggregate, cls):
+            raise NotFound(f"no {what} with id {aggregate_id}")
+        return aggregate
+
+    def _find(self, aggregate_id: UUID) -> Aggregate | None:
+        try:
+            return self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+
+    def _plan(self, code: str) -> Plan:
+        plan = self._find(ids.plan_id(code))
+        if not isinstance(plan, Plan):
+            raise NotFound(f"no plan with code '{code}'", field="plan_code")
+        return plan
+
+    def _commit(
+        self,
+        ctx: c.CommandContext,
+        resource: LedgerAggregate,
+        receipt: dict[str, Any],
+        *others: LedgerAggregate | InvoiceNumberAssigned | None,
+        created: bool = False,
+    ) -> Outcome:
+        """Append the pending events of `resource` and `others` (and the command record) at once."""
+        record: CommandRecord | None = None
+        if ctx.idempotency_key:
+            record = CommandRecord(
+                id=ids.idempotency_record_id("command", ctx.idempotency_key),
+                idempotency_key=ctx.idempotency_key,
+                request_hash=ctx.request_hash or "",
+                receipt=receipt,
+                resource_id=str(resource.id),
+                occurred_at=ctx.occurred_at,
+            )
+        aggregates = [a for a in (resource, *others, record) if a is not None]
+        envelope = Envelope(
+            source=ctx.source,
+            actor=ctx.actor,
+            correlation_id=ctx.correlation_id,
+            causation_id=record.id if record else None,
+            reason=ctx.reason,
+            customers={a.id: a.owner_customer_id for a in aggregates if isinstance(a, LedgerAggregate)},
+        )
+        token = current_envelope.set(envelope)
+        try:
+            recordings = self.save(*aggregates)
+        except IntegrityError as conflict:
+            raise ConcurrentChange(str(conflict)) from conflict
+        finally:
+            current_envelope.reset(token)
+        if recordings:
+            position = max(r.notification.id for r in recordings)
+        else:
+            position = self.store.position_of(resource.id) or 0
+        return Outcome(resource.id, receipt, position, created)
+
+    def _replayed(self, ctx: c.CommandContext) -> Outcome | None:
+        """The stored answer of an already executed command with this idempotency key."""
+        if not ctx.idempotency_key:
+            return None
+        record_id = ids.idempotency_record_id("command", ctx.idempotency_key)
+        record = self._find(record_id)
+        if not isinstance(record, CommandRecord):
+            return None
+        if record.request_hash != (ctx.request_hash or ""):
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was already used with a different request"
+            )
+        position = self.store.position_of(record_id) or 0
+        return Outcome(UUID(record.resource_id), record.receipt, position, created=True)
+
+    def _run(self, ctx: c.CommandContext, use_case: Callable[[c.CommandContext], Outcome]) -> Outcome:
+        ctx = c.CommandContext(**{**vars(ctx), "occurred_at": ensure_utc(ctx.occurred_at)})
+
+        @retry(
+            retry=retry_if_exception_type(ConcurrentChange),
+            stop=stop_after_attempt(8),
+            reraise=True,
+        )
+        def attempt() -> Outcome:
+            return self._replayed(ctx) or use_case(ctx)
+
+        return attempt()
+
+    # ------------------------------------------------------------------ plans
+
+    def define_plan(self, cmd: c.DefinePlan, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            terms = {
+                "name": cmd.name,
+                "currency": cmd.currency,
+                "amount": cmd.amount,
+                "interval": cmd.interval,
+                "interval_count": cmd.interval_count,
+                "trial_days": cmd.trial_days,
+                "quotas": cmd.quotas,
+                "usage_prices": cmd.usage_prices,
+            }
+            existing = self._find(ids.plan_id(cmd.code))
+            if isinstance(existing, Plan):
+                existing.revise(occurred_at=ctx.occurred_at, **terms)
+                return self._commit(ctx, existing, receipts.plan_receipt(existing))
+            plan = Plan.define(code=cmd.code, occurred_at=ctx.occurred_at, **terms)
+            return self._commit(ctx, plan, receipts.plan_receipt(plan), created=True)
+
+        return self._run(ctx, use_case)
+
+    def retire_plan(self, cmd: c.RetirePlan, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            plan = self._plan(cmd.code)
+            plan.retire(occurred_at=ctx.occurred_at)
+            return self._commit(ctx, plan, receipts.plan_receipt(plan))
+
+        return self._run(ctx, use_case)
+
+    # ------------------------------------------------------------------ customers
+
+    def register_customer(self, cmd: c.RegisterCustomer, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            existing = self._find(ids.customer_id(cmd.external_id))
+            if isinstance(existing, Customer):
+                wanted = (cmd.email, cmd.name, cmd.currency, cmd.tax_rate_bps, cmd.metadata)
+                found = (
+                    existing.email,
+                    existing.name,
+                    existing.currency,
+                    existing.tax_rate_bps,
+                    existing.metadata,
+                )
+                if wanted != found:
+                    raise AlreadyExists(
+                        f"a different customer with external_id '{cmd.external_id}' exists",
+                        field="external_id",
+                    )
+                # The same registration again: answer as the first time, record nothing.
+                return self._commit(ctx, existing, receipts.customer_receipt(existing), created=True)
+            customer = Customer.register(
+                external_id=cmd.external_id,
+                email=cmd.email,
+                name=cmd.name,
+                currency=cmd.currency,
+                tax_rate_bps=cmd.tax_rate_bps,
+                metadata=cmd.metadata,
+                occurred_at=ctx.occurred_at,
+            )
+            return self._commit(ctx, customer, receipts.customer_receipt(customer), created=True)
+
+        return self._run(ctx, use_case)
+
+    def update_customer(self, cmd: c.UpdateCustomer, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            customer = self._get(Customer, cmd.customer_id, "customer")
+            customer.update(
+                email=cmd.email,
+                name=cmd.name,
+                tax_rate_bps=cmd.tax_rate_bps,
+                metadata=cmd.metadata,
+                occurred_at=ctx.occurred_at,
+            )
+            return self._commit(ctx, customer, receipts.customer_receipt(customer))
+
+        return self._run(ctx, use_case)
+
+    def archive_customer(self, cmd: c.ArchiveCustomer, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            customer = self._get(Customer, cmd.customer_id, "customer")
+            customer.archive(occurred_at=ctx.occurred_at)
+            return self._commit(ctx, customer, receipts.customer_receipt(customer))
+
+        return self._run(ctx, use_case)
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def start_subscription(self, cmd: c.StartSubscription, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            customer = self._get(Customer, cmd.customer_id, "customer")
+            customer.check_not_archived()
+            plan = self._plan(cmd.plan_code)
+            if plan.currency != customer.currency:
+                raise CurrencyMismatch(
+                    f"plan {plan.code} is in {plan.currency}, customer pays in {customer.currency}",
+                    field="plan_code",
+                )
+            sub = Subscription.start(
+                customer_id=customer.id,
+                plan=plan,
+                quantity=cmd.quantity,
+                trial_days=cmd.trial_days,
+                occurred_at=ctx.occurred_at,
+            )
+            return self._commit(ctx, sub, receipts.subscription_receipt(sub), created=True)
+
+        return self._run(ctx, use_case)
+
+    def change_subscription(self, cmd: c.ChangeSubscription, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            sub = self._get(Subscription, cmd.subscription_id, "subscription")
+            plan = self._plan(cmd.plan_code) if cmd.plan_code else None
+            sub.change(plan=plan, quantity=cmd.quantity, occurred_at=ctx.occurred_at)
+            return self._commit(ctx, sub, receipts.subscription_receipt(sub))
+
+        return self._run(ctx, use_case)
+
+    def cancel_subscription(self, cmd: c.CancelSubscription, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            sub = self._get(Subscription, cmd.subscription_id, "subscription")
+            if cmd.at_period_end:
+                sub.schedule_cancellation(occurred_at=ctx.occurred_at)
+            else:
+                sub.cancel_now(occurred_at=ctx.occurred_at)
+            return self._commit(ctx, sub, receipts.subscription_receipt(sub))
+
+        return self._run(ctx, use_case)
+
+    def withdraw_cancellation(self, subscription_id: UUID, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            sub = self._get(Subscription, subscription_id, "subscription")
+            sub.withdraw_cancellation(occurred_at=ctx.occurred_at)
+            return self._commit(ctx, sub, receipts.subscription_receipt(sub))
+
+        return self._run(ctx, use_case)
+
+    def renew_subscription(self, cmd: c.RenewSubscription, ctx: c.CommandContext) -> Outcome:
+        """Start the next period. The renewal occurs at the end of the current period."""
+
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            sub = self._get(Subscription, cmd.subscription_id, "subscription")
+            sub.renew()
+            return self._commit(ctx, sub, receipts.subscription_receipt(sub))
+
+        return self._run(ctx, use_case)
+
+    def end_trial(self, cmd: c.EndTrial, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            sub = self._get(Subscription, cmd.subscription_id, "subscription")
+            sub.end_trial()
+            return self._commit(ctx, sub, receipts.subscription_receipt(sub))
+
+        return self._run(ctx, use_case)
+
+    def end_subscription_at_period_end(
+        self, cmd: c.EndSubscriptionAtPeriodEnd, ctx: c.CommandContext
+    ) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            sub = self._get(Subscription, cmd.subscription_id, "subscription")
+            sub.end_at_period_end()
+            return self._commit(ctx, sub, receipts.subscription_receipt(sub))
+
+        return self._run(ctx, use_case)
+
+    # ------------------------------------------------------------------ invoices
+
+    def draft_invoice(self, cmd: c.DraftInvoice, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            customer = self._get(Customer, cmd.customer_id, "customer")
+            customer.check_not_archived()
+            if cmd.currency != customer.currency:
+                raise CurrencyMismatch(
+                    f"the invoice is in {cmd.currency}, customer pays in {customer.currency}",
+                    field="currency",
+                )
+            if cmd.subscription_id is not None:
+                sub = self._get(Subscription, cmd.subscription_id, "subscription")
+                if sub.customer_id != customer.id:
+                    raise InvalidValue(
+                        "the subscription belongs to another customer", field="subscription_id"
+                    )
+            invoice = Invoice.draft(
+                customer_id=customer.id,
+                subscription_id=cmd.subscription_id,
+                currency=cmd.currency,
+                tax_rate_bps=customer.tax_rate_bps,
+                discount=cmd.discount,
+                occurred_at=ctx.occurred_at,
+            )
+            for line in cmd.lines:
+                invoice.add_line(
+                    description=line.description,
+                    quantity=line.quantity,
+                    unit_amount=line.unit_amount,
+                    period_start=line.period_start,
+                    period_end=line.period_end,
+                    occurred_at=ctx.occurred_at,
+                )
+            return self._commit(ctx, invoice, receipts.invoice_receipt(invoice), created=True)
+
+        return self._run(ctx, use_case)
+
+    def finalize_invoice(self, cmd: c.FinalizeInvoice, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            invoice = self._get(Invoice, cmd.invoice_id, "invoice")
+            assigned = assign_invoice_number(
+                last_sequence=self.store.stream_version(ids.INVOICE_NUMBERING_ID),
+                prefix=self.invoice_prefix,
+                invoice_id=invoice.id,
+                occurred_at=ctx.occurred_at,
+            )
+            invoice.finalize(number=assigned.number, due_date=cmd.due_date, occurred_at=ctx.occurred_at)
+            return self._commit(ctx, invoice, receipts.invoice_receipt(invoice), assigned)
+
+        return self._run(ctx, use_case)
+
+    def void_invoice(self, cmd: c.VoidInvoice, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            invoice = self._get(Invoice, cmd.invoice_id, "invoice")
+            invoice.void(occurred_at=ctx.occurred_at)
+            return self._commit(ctx, invoice, receipts.invoice_receipt(invoice))
+
+        return self._run(ctx, use_case)
+
+    def mark_invoice_uncollectible(
+        self, cmd: c.MarkInvoiceUncollectible, ctx: c.CommandContext
+    ) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            invoice = self._get(Invoice, cmd.invoice_id, "invoice")
+            invoice.mark_uncollectible(occurred_at=ctx.occurred_at)
+            return self._commit(ctx, invoice, receipts.invoice_receipt(invoice))
+
+        return self._run(ctx, use_case)
+
+    # ------------------------------------------------------------------ payments
+
+    def initiate_payment(self, cmd: c.InitiatePayment, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            customer = self._get(Customer, cmd.customer_id, "customer")
+            if cmd.currency != customer.currency:
+                raise CurrencyMismatch(
+                    f"the payment is in {cmd.currency}, customer pays in {customer.currency}",
+                    field="currency",
+                )
+            if cmd.invoice_id is not None:
+                invoice = self._get(Invoice, cmd.invoice_id, "invoice")
+                if invoice.customer_id != customer.id:
+                    raise InvalidValue("the invoice belongs to another customer", field="invoice_id")
+                invoice.check_payable(cmd.amount)
+            payment = Payment.initiate(
+                customer_id=customer.id,
+                invoice_id=cmd.invoice_id,
+                amount=cmd.amount,
+                currency=cmd.currency,
+                provider_reference=cmd.provider_reference,
+                occurred_at=ctx.occurred_at,
+            )
+            return self._commit(ctx, payment, receipts.payment_receipt(payment), created=True)
+
+        return self._run(ctx, use_case)
+
+    def _invoice_and_subscription(self, payment: Payment) -> tuple[Invoice | None, Subscription | None]:
+        if payment.invoice_id is None:
+            return None, None
+        invoice = self._get(Invoice, payment.invoice_id, "invoice")
+        sub = None
+        if invoice.subscription_id is not None:
+            sub = self._get(Subscription, invoice.subscription_id, "subscription")
+        return invoice, sub
+
+    def succeed_payment(self, cmd: c.SucceedPayment, ctx: c.CommandContext) -> Outcome:
+        """A succeeded payment is applied to its invoice; a paid invoice brings its
+        past_due subscription back to active. All in one append."""
+
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            payment = self._get(Payment, cmd.payment_id, "payment")
+            payment.succeed(occurred_at=ctx.occurred_at)
+            invoice, sub = self._invoice_and_subscription(payment)
+            if invoice is not None:
+                invoice.apply_payment(
+                    payment_id=payment.id, amount=payment.amount, occurred_at=ctx.occurred_at
+                )
+                if sub is not None and sub.status == PAST_DUE and invoice.status == "paid":
+                    sub.recover(invoice_id=invoice.id, occurred_at=ctx.occurred_at)
+            return self._commit(ctx, payment, receipts.payment_receipt(payment), invoice, sub)
+
+        return self._run(ctx, use_case)
+
+    def fail_payment(self, cmd: c.FailPayment, ctx: c.CommandContext) -> Outcome:
+        """A failed payment changes no invoice amount; the invoice's subscription becomes past_due."""
+
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            payment = self._get(Payment, cmd.payment_id, "payment")
+            payment.fail(
+                failure_code=cmd.failure_code,
+                failure_message=cmd.failure_message,
+                occurred_at=ctx.occurred_at,
+            )
+            invoice, sub = self._invoice_and_subscription(payment)
+            if invoice is not None and sub is not None and sub.status == ACTIVE:
+                sub.mark_past_due(invoice_id=invoice.id, occurred_at=ctx.occurred_at)
+            return self._commit(ctx, payment, receipts.payment_receipt(payment), sub)
+
+        return self._run(ctx, use_case)
+
+    def retry_payment(self, cmd: c.RetryPayment, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            payment = self._get(Payment, cmd.payment_id, "payment")
+            payment.retry(occurred_at=ctx.occurred_at)
+            return self._commit(ctx, payment, receipts.payment_receipt(payment))
+
+        return self._run(ctx, use_case)
+
+    def refund_payment(self, cmd: c.RefundPayment, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            payment = self._get(Payment, cmd.payment_id, "payment")
+            payment.refund(amount=cmd.amount, occurred_at=ctx.occurred_at)
+            return self._commit(ctx, payment, receipts.payment_receipt(payment))
+
+        return self._run(ctx, use_case)
+
+    # ------------------------------------------------------------------ alerts
+
+    def raise_alert(self, cmd: c.RaiseAlert, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            existing = self._find(cmd.alert_id)
+            if isinstance(existing, Alert):
+                return self._commit(ctx, existing, receipts.alert_receipt(existing))
+            alert = Alert.raise_alert(
+                alert_id=cmd.alert_id,
+                alert_type=cmd.alert_type,
+                severity=cmd.severity,
+                subject=cmd.subject,
+                message=cmd.message,
+                customer_id=cmd.customer_id,
+                occurred_at=ctx.occurred_at,
+            )
+            return self._commit(ctx, alert, receipts.alert_receipt(alert), created=True)
+
+        return self._run(ctx, use_case)
+
+    def resolve_alert(self, cmd: c.ResolveAlert, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            alert = self._get(Alert, cmd.alert_id, "alert")
+            alert.resolve(note=cmd.note, occurred_at=ctx.occurred_at)
+            return self._commit(ctx, alert, receipts.alert_receipt(alert))
+
+        return self._run(ctx, use_case)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_correlation_id() -> UUID:
+    return uuid4()

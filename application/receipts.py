@@ -1,0 +1,117 @@
+"""What a command answers: the resulting state of its resource, as plain JSON-ready data.
+
+A receipt is also what an idempotent retry answers, so it is stored with the command record."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from domain.alert import Alert
+from domain.customer import Customer
+from domain.invoice import Invoice
+from domain.payment import Payment
+from domain.plan import Plan
+from domain.subscription import Subscription
+
+
+def _time(value: datetime | date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def plan_receipt(plan: Plan) -> dict[str, Any]:
+    return {
+        "id": str(plan.id),
+        "code": plan.code,
+        **plan.terms(),
+        "status": "retired" if plan.retired_at else "active",
+        "version": plan.version,
+    }
+
+
+def customer_receipt(customer: Customer) -> dict[str, Any]:
+    return {
+        "id": str(customer.id),
+        "external_id": customer.external_id,
+        "email": customer.email,
+        "name": customer.name,
+        "currency": customer.currency,
+        "tax_rate_bps": customer.tax_rate_bps,
+        "metadata": customer.metadata,
+        "archived": customer.is_archived,
+        "created_at": _time(customer.registered_at),
+    }
+
+
+def subscription_receipt(sub: Subscription) -> dict[str, Any]:
+    return {
+        "id": str(sub.id),
+        "customer_id": str(sub.customer_id),
+        "plan_code": sub.plan_code,
+        "quantity": sub.quantity,
+        "status": sub.status,
+        "amount": sub.amount,
+        "currency": sub.currency,
+        "interval": sub.interval,
+        "interval_count": sub.interval_count,
+        "current_period_start": _time(sub.current_period_start),
+        "current_period_end": _time(sub.current_period_end),
+        "trial_end": _time(sub.trial_end),
+        "cancel_at_period_end": sub.cancel_at_period_end,
+        "canceled_at": _time(sub.canceled_at),
+        "ended_at": _time(sub.ended_at),
+        "started_at": _time(sub.started_at),
+    }
+
+
+def invoice_receipt(invoice: Invoice) -> dict[str, Any]:
+    return {
+        "id": str(invoice.id),
+        "customer_id": str(invoice.customer_id),
+        "subscription_id": str(invoice.subscription_id) if invoice.subscription_id else None,
+        "number": invoice.number,
+        "status": invoice.status,
+        "currency": invoice.currency,
+        "lines": invoice.lines,
+        "subtotal": invoice.subtotal,
+        "discount": invoice.discount,
+        "tax": invoice.tax,
+        "total": invoice.total,
+        "amount_paid": invoice.amount_paid,
+        "amount_remaining": invoice.amount_remaining,
+        "due_date": _time(invoice.due_date),
+        "created_at": _time(invoice.drafted_at),
+        "finalized_at": _time(invoice.finalized_at),
+    }
+
+
+def payment_receipt(payment: Payment) -> dict[str, Any]:
+    return {
+        "id": str(payment.id),
+        "customer_id": str(payment.customer_id),
+        "invoice_id": str(payment.invoice_id) if payment.invoice_id else None,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "status": payment.status,
+        "attempt": payment.attempt,
+        "failure_code": payment.failure_code,
+        "failure_message": payment.failure_message,
+        "amount_refunded": payment.amount_refunded,
+        "provider_reference": payment.provider_reference,
+        "created_at": _time(payment.initiated_at),
+    }
+
+
+def alert_receipt(alert: Alert) -> dict[str, Any]:
+    return {
+        "id": str(alert.id),
+        "type": alert.alert_type,
+        "severity": alert.severity,
+        "status": alert.status,
+        "customer_id": str(alert.customer_id) if alert.customer_id else None,
+        "subject": alert.subject,
+        "message": alert.message,
+        "raised_at": _time(alert.raised_at),
+        "resolved_at": _time(alert.resolved_at),
+        "note": alert.note,
+    }

@@ -1,0 +1,27 @@
+"""What every ledger aggregate shares: UTC business time and the customer it belongs to."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from domain.errors import InvalidValue
+
+
+def ensure_utc(moment: datetime, field: str = "effective_at") -> datetime:
+    """Business time is UTC; a naive datetime is refused rather than guessed."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidValue("a moment must carry a UTC offset", field=field)
+    return moment.astimezone(UTC)
+
+
+class LedgerAggregate(Aggregate):
+    """Base class. Each event method takes `occurred_at`, the business time of the change."""
+
+    @property
+    def owner_customer_id(self) -> UUID | None:
+        """The customer whose history this aggregate belongs to, if any (stored on every event)."""
+        value = getattr(self, "customer_id", None)
+        return value if isinstance(value, UUID) else None

@@ -1,0 +1,88 @@
+"""Named domain errors. Guards raise these; the API maps them to problem+json."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A business rule refused the command. `code` is stable and machine-readable."""
+
+    code = "domain_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidValue(DomainError):
+    """An input value breaks a rule (negative amount, unknown currency...)."""
+
+    code = "invalid_value"
+
+
+class CurrencyMismatch(DomainError):
+    code = "currency_mismatch"
+
+
+class NotFound(DomainError):
+    """A referenced resource does not exist."""
+
+    code = "not_found"
+
+
+class AlreadyExists(DomainError):
+    """The natural key is taken by a resource with different attributes."""
+
+    code = "already_exists"
+
+
+class InvalidTransition(DomainError):
+    """The aggregate's current status does not allow the command."""
+
+    code = "invalid_transition"
+
+
+class CustomerArchived(InvalidTransition):
+    code = "customer_archived"
+
+
+class PlanRetired(InvalidTransition):
+    code = "plan_retired"
+
+
+class SubscriptionCanceled(InvalidTransition):
+    code = "subscription_canceled"
+
+
+class InvoiceNotDraft(InvalidTransition):
+    code = "invoice_not_draft"
+
+
+class InvoiceNotOpen(InvalidTransition):
+    code = "invoice_not_open"
+
+
+class EmptyInvoice(InvalidTransition):
+    code = "empty_invoice"
+
+
+class Overpayment(InvalidTransition):
+    code = "overpayment"
+
+
+class PaymentNotPending(InvalidTransition):
+    code = "payment_not_pending"
+
+
+class RefundExceedsPayment(InvalidTransition):
+    code = "refund_exceeds_payment"
+
+
+class AlertAlreadyResolved(InvalidTransition):
+    code = "alert_already_resolved"
+
+
+class IdempotencyKeyReused(DomainError):
+    """The same idempotency key came back with a different request."""
+
+    code = "idempotency_key_reused"

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from eventsourcing.domain import event
+
+from domain.base import LedgerAggregate
+from domain.errors import InvalidTransition, InvalidValue, PaymentNotPending, RefundExceedsPayment
+from domain.money import check_currency
+
+PENDING, SUCCEEDED, FAILED, REFUNDED = "pending", "succeeded", "failed", "refunded"
+
+
+class Payment(LedgerAggregate):
+    @classmethod
+    def initiate(
+        cls,
+        *,
+        customer_id: UUID,
+        invoice_id: UUID | None,
+        amount: int,
+        currency: str,
+        provider_reference: str | None,
+        occurred_at: datetime,
+    ) -> Payment:
+        check_currency(currency)
+        if amount <= 0:
+            raise InvalidValue("a payment amount is positive", field="amount")
+        return cls(
+            customer_id=customer_id,
+            invoice_id=invoice_id,
+            amount=amount,
+            currency=currency,
+            provider_reference=provider_reference,
+            occurred_at=occurred_at,
+        )
+
+    @event("Initiated")
+    def __init__(
+        self,
+        customer_id: UUID,
+        invoice_id: UUID | None,
+        amount: int,
+        currency: str,
+        provider_reference: str | None,
+        occurred_at: datetime,
+    ) -> None:
+        self.customer_id = customer_id
+        self.invoice_id = invoice_id
+        self.amount = amount
+        self.currency = currency
+        self.provider_reference = provider_reference
+        self.status = PENDING
+        self.attempt = 1
+        self.failure_code: str | None = None
+        self.failure_message: str | None = None
+        self.amount_refunded = 0
+        self.initiated_at = occurred_at
+
+    def check_pending(self) -> None:
+        if self.status != PENDING:
+            raise PaymentNotPending(f"a {self.status} payment has no outcome to record")
+
+    def succeed(self, *, occurred_at: datetime) -> None:
+        self.check_pending()
+        self._succeed(occurred_at=occurred_at)
+
+    @event("Succeeded")
+    def _succeed(self, occurred_at: datetime) -> None:
+        self.status = SUCCEEDED
+        self.failure_code = None
+        self.failure_message = None
+
+    def fail(self, *, failure_code: str | None, failure_message: str | None, occurred_at: datetime) -> None:
+        self.check_pending()
+        self._fail(failure_code=failure_code, failure_message=failure_message, occurred_at=occurred_at)
+
+    @event("Failed")
+    def _fail(self, failure_code: str | None, failure_message: str | None, occurred_at: datetime) -> None:
+        self.status = FAILED
+        self.failure_code = failure_code
+        self.failure_message = failure_message
+
+    def retry(self, *, occurred_at: datetime) -> None:
+        if self.status != FAILED:
+            raise InvalidTransition(f"only a failed payment can be retried, not a {self.status} one")
+        self._retry(attempt=self.attempt + 1, occurred_at=occurred_at)
+
+    @event("Retried")
+    def _retry(self, attempt: int, occurred_at: datetime) -> None:
+        self.status = PENDING
+        self.attempt = attempt
+
+    def refund(self, *, amount: int, occurred_at: datetime) -> None:
+        if self.status not in (SUCCEEDED, REFUNDED):
+            raise InvalidTransition(f"a {self.status} payment cannot be refunded")
+        if amount <= 0:
+            raise InvalidValue("a refund amount is positive", field="amount")
+        refundable = self.amount - self.amount_refunded
+        if amount > refundable:
+            raise RefundExceedsPayment(
+                f"{amount} exceeds the {refundable} still refundable on this payment", field="amount"
+            )
+        self._refund(amount=amount, amount_refunded=self.amount_refunded + amount, occurred_at=occurred_at)
+
+    @event("Refunded")
+    def _refund(self, amount: int, amount_refunded: int, occurred_at: datetime) -> None:
+        self.amount_refunded = amount_refunded
+        if amount_refunded == self.amount:
+            self.status = REFUNDED

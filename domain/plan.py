@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import event
+
+from domain import ids
+from domain.base import LedgerAggregate
+from domain.errors import InvalidValue, PlanRetired
+from domain.money import check_currency
+from domain.periods import months_in
+
+AGGREGATIONS = ("sum", "max", "last")
+ENFORCEMENTS = ("soft", "hard")
+PRICE_MODELS = ("per_unit", "graduated", "volume", "package")
+
+
+def check_quotas(quotas: dict[str, dict[str, Any]]) -> None:
+    for metric, quota in quotas.items():
+        field = f"quotas.{metric}"
+        limit = quota.get("limit")
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int | float)
+            or not math.isfinite(limit)
+            or limit < 0
+        ):
+            raise InvalidValue("a quota limit is a number of at least 0", field=f"{field}.limit")
+        if quota.get("aggregation", "sum") not in AGGREGATIONS:
+            raise InvalidValue("aggregation is sum, max or last", field=f"{field}.aggregation")
+        if quota.get("enforcement", "soft") not in ENFORCEMENTS:
+            raise InvalidValue("enforcement is soft or hard", field=f"{field}.enforcement")
+
+
+def check_usage_prices(usage_prices: dict[str, dict[str, Any]]) -> None:
+    for metric, price in usage_prices.items():
+        field = f"usage_prices.{metric}"
+        model = price.get("model")
+        if model not in PRICE_MODELS:
+            raise InvalidValue(
+                "model is per_unit, graduated, volume or package", field=f"{field}.model"
+            )
+        if model in ("graduated", "volume"):
+            tiers = price.get("tiers") or []
+            if not tiers:
+                raise InvalidValue("tiered prices need tiers", field=f"{field}.tiers")
+            bounds = [tier.get("up_to") for tier in tiers]
+            if bounds[-1] is not None or any(bound is None for bound in bounds[:-1]):
+                raise InvalidValue(
+                    "only the last tier is open-ended (up_to: null)", field=f"{field}.tiers"
+                )
+            finite = [bound for bound in bounds if bound is not None]
+            if any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in finite):
+                raise InvalidValue(
+                    "a tier bound is a whole number of at least 1", field=f"{field}.tiers"
+                )
+            if finite != sorted(set(finite)):
+                raise InvalidValue("tier bounds must increase", field=f"{field}.tiers")
+        amounts = [price.get("unit_amount", 0), price.get("package_amount", 0)] + [
+            tier.get(key, 0) for tier in price.get("tiers") or [] for key in ("unit_amount", "flat_amount")
+        ]
+        if any(isinstance(a, bool) or not isinstance(a, int) or a < 0 for a in amounts):
+            raise InvalidValue("prices are integers of minor units, at least 0", field=field)
+        size = price.get("package_size", 0)
+        if model == "package" and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise InvalidValue("package_size is at least 1", field=f"{field}.package_size")
+
+
+class Plan(LedgerAggregate):
+    """A price list entry. Revisions apply to new subscriptions and explicit plan changes."""
+
+    @staticmethod
+    def create_id(code: str) -> UUID:
+        return ids.plan_id(code)
+
+    @staticmethod
+    def check_terms(
+        *,
+        currency: str,
+        amount: int,
+        interval: str,
+        interval_count: int,
+        trial_days: int,
+        quotas: dict[str, dict[str, Any]],
+        usage_prices: dict[str, dict[str, Any]],
+    ) -> None:
+        check_currency(currency)
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+            raise InvalidValue("amount is an integer of minor units, at least 0", field="amount")
+        months_in(interval, interval_count)
+        if trial_days < 0:
+            raise InvalidValue("trial_days cannot be negative", field="trial_days")
+        check_quotas(quotas)
+        check_usage_prices(usage_prices)
+
+    @classmethod
+    def define(cls, *, code: str, name: str, occurred_at: datetime, **terms: Any) -> Plan:
+        if not code.strip():
+            raise InvalidValue("code cannot be blank", field="code")
+        cls.check_terms(**terms)
+        return cls(code=code, name=name, occurred_at=occurred_at, **terms)
+
+    @event("Defined")
+    def __init__(
+        self,
+        code: str,
+        name: str,
+        currency: str,
+        amount: int,
+        interval: str,
+        interval_count: int,
+        trial_days: int,
+        quotas: dict[str, dict[str, Any]],
+        usage_prices: dict[str, dict[str, Any]],
+        occurred_at: datetime,
+    ) -> None:
+        self.code = code
+        self.retired_at: datetime | None = None
+        self._set_terms(name, currency, amount, interval, interval_count, trial_days, quotas, usage_prices)
+
+    def _set_terms(
+        self,
+        name: str,
+        currency: str,
+        amount: int,
+        interval: str,
+        interval_count: int,
+        trial_days: int,
+        quotas: dict[str, dict[str, Any]],
+        usage_prices: dict[str, dict[str, Any]],
+    ) -> None:
+        self.name = name
+        self.currency = currency
+        self.amount = amount
+        self.interval = interval
+        self.interval_count = interval_count
+        self.trial_days = trial_days
+        self.quotas = quotas
+        self.usage_prices = usage_prices
+
+    @property
+    def months_per_period(self) -> int:
+        return months_in(self.interval, self.interval_count)
+
+    def terms(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "currency": self.currency,
+            "amount": self.amount,
+            "interval": self.interval,
+            "interval_count": self.interval_count,
+            "trial_days": self.trial_days,
+            "quotas": self.quotas,
+            "usage_prices": self.usage_prices,
+        }
+
+    def check_not_retired(self) -> None:
+        if self.retired_at is not None:
+            raise PlanRetired(f"plan {self.code} is retired", field="plan_code")
+
+    def revise(self, *, occurred_at: datetime, **terms: Any) -> bool:
+        """Record new terms; returns False (and records nothing) if nothing changes."""
+        self.check_not_retired()
+        self.check_terms(**{k: v for k, v in terms.items() if k != "name"})
+        if terms == self.terms():
+            return False
+        self._revise(occurred_at=occurred_at, **terms)
+        return True
+
+    @event("Revised")
+    def _revise(
+        self,
+        name: str,
+        currency: str,
+        amount: int,
+        interval: str,
+        interval_count: int,
+        trial_days: int,
+        quotas: dict[str, dict[str, Any]],
+        usage_prices: dict[str, dict[str, Any]],
+        occurred_at: datetime,
+    ) -> None:
+        self._set_terms(name, currency, amount, interval, interval_count, trial_days, quotas, usage_prices)
+
+    def retire(self, *, occurred_at: datetime) -> None:
+        self.check_not_retired()
+        self._retire(occurred_at=occurred_at)
+
+    @event("Retired")
+    def _retire(self, occurred_at: datetime) -> None:
+        self.retired_at = occurred_at

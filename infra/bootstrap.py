@@ -1,0 +1,63 @@
+"""The composition root: the one place where settings become connections, the event store, the
+projector and the key store. Nothing is created at import time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from psycopg_pool import ConnectionPool
+
+from application.ledger import Ledger
+from infra.database import ensure_database, ensure_schema, event_store_env, open_pool
+from infra.keys import KeyStore
+from infra.settings import DatabaseAddress, Settings
+from projections.runner import BackgroundProjection, StoreProjector
+from projections.schema import create_schema
+
+CORE_PROJECTION = "core"
+
+
+@dataclass
+class Container:
+    settings: Settings
+    address: DatabaseAddress
+    ledger: Ledger
+    pool: ConnectionPool
+    keys: KeyStore
+    projection: BackgroundProjection | None = None
+    closed: bool = field(default=False)
+
+    def wake_projection(self) -> None:
+        if self.projection is not None:
+            self.projection.wake()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.projection is not None:
+            self.projection.stop()
+        self.pool.close()
+        self.ledger.close()
+
+
+def bootstrap(settings: Settings, database_url: str, *, run_projection: bool = True) -> Container:
+    address = DatabaseAddress(database_url)
+    ensure_database(address)
+    ensure_schema(address, settings.database_schema)
+    pool = open_pool(address, settings.database_schema, settings.database_pool_size)
+    with pool.connection() as conn:
+        create_schema(conn)
+    ledger = Ledger(
+        env=event_store_env(address, settings.database_schema, settings.database_pool_size),
+        invoice_prefix=settings.invoice_number_prefix,
+    )
+    admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    container = Container(settings, address, ledger, pool, KeyStore(pool, admin_token))
+    if run_projection:
+        projection = BackgroundProjection(
+            StoreProjector(pool, CORE_PROJECTION), settings.projection_poll_seconds
+        )
+        projection.start()
+        container.projection = projection
+    return container

@@ -1,0 +1,173 @@
+"""`ledger`: the command line. Each command translates its options and calls one thing."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+from uuid import UUID
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra.bootstrap import Container, bootstrap
+from infra.settings import Settings
+
+app = typer.Typer(help="Event-sourced billing ledger.", no_args_is_help=True, add_completion=False)
+keys_app = typer.Typer(help="Mint, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console()
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="where embedded services keep data")]
+
+
+def _settings(data_dir: Path | None = None, **overrides: object) -> Settings:
+    settings = Settings()
+    updates = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        updates["data_dir"] = data_dir
+    return settings.model_copy(update=updates)
+
+
+@contextlib.contextmanager
+def database_url(settings: Settings) -> Iterator[str]:
+    """LEDGER_DATABASE_URL if set, else embedded PostgreSQL under the data directory."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    from infra.embedded import EmbeddedPostgres
+
+    console.print(f"[dim]starting embedded PostgreSQL in {settings.data_dir.resolve()}/postgres[/dim]")
+    embedded = EmbeddedPostgres(settings.data_dir)
+    url = embedded.start()
+    try:
+        yield url
+    finally:
+        embedded.stop()
+
+
+@contextlib.contextmanager
+def container_for(settings: Settings, *, run_projection: bool = False) -> Iterator[Container]:
+    with database_url(settings) as url:
+        container = bootstrap(settings, url, run_projection=run_projection)
+        try:
+            yield container
+        finally:
+            container.close()
+
+
+def _announce_admin_key(container: Container) -> None:
+    if container.settings.admin_token is not None:
+        console.print("Admin key: the value of [bold]LEDGER_ADMIN_TOKEN[/bold]")
+        return
+    if container.keys.count("admin") == 0:
+        _, raw = container.keys.mint(role="admin", name="first admin key", created_by="ledger up")
+        console.print(f"Admin key (shown once, keep it safe): [bold green]{raw}[/bold green]")
+    else:
+        console.print("Admin key: printed on first start; mint another with `ledger keys create --role admin`")
+
+
+@app.command()
+def up(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+) -> None:
+    """Run everything on this machine: API and projector, with embedded PostgreSQL unless
+    LEDGER_DATABASE_URL is set."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings(data_dir, host=host, port=port)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with container_for(settings, run_projection=True) as container:
+        _announce_admin_key(container)
+        console.print(f"Ledger API on [bold]http://{settings.host}:{settings.port}[/bold] "
+                      f"(docs: http://{settings.host}:{settings.port}/docs). Ctrl-C stops.")
+        web = create_app(lambda: container)
+        uvicorn.run(web, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    console.print("stopped")
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Run only the API (and its projector) against LEDGER_DATABASE_URL."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings(None, host=host, port=port)
+    if not settings.database_url:
+        raise typer.BadParameter("`ledger api` needs LEDGER_DATABASE_URL; `ledger up` runs everything")
+    url = settings.database_url
+    web = create_app(lambda: bootstrap(settings, url, run_projection=True))
+    uvicorn.run(web, host=settings.host, port=settings.port, access_log=False)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="admin, ingest, read or audit")],
+    name: Annotated[str, typer.Option(help="what the key is for")] = "cli",
+    customer_id: Annotated[str | None, typer.Option(help="scope an ingest key to one customer")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Mint a key and print it once."""
+    with container_for(_settings(data_dir)) as container:
+        key_id, raw = container.keys.mint(
+            role=role, name=name, customer_id=UUID(customer_id) if customer_id else None,
+            created_by="cli:" + os.environ.get("USER", "unknown"),
+        )
+    console.print(f"id: {key_id}\nkey: [bold green]{raw}[/bold green]")
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = None) -> None:
+    with container_for(_settings(data_dir)) as container:
+        rows = container.keys.list()
+    table = Table("id", "name", "role", "customer", "created", "revoked")
+    for r in rows:
+        table.add_row(str(r["id"]), r["name"], r["role"], str(r["customer_id"] or ""),
+                      str(r["created_at"]), str(r["revoked_at"] or ""))
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
+    with container_for(_settings(data_dir)) as container:
+        revoked = container.keys.revoke(UUID(key_id))
+    console.print("revoked" if revoked else "no such active key")
+
+
+@app.command()
+def simulate(
+    customers: Annotated[int, typer.Option(min=1, help="how many customers sign up")] = 200,
+    months: Annotated[int, typer.Option(min=1, max=120, help="how many months of history")] = 12,
+    seed: Annotated[int, typer.Option(help="same seed, same history")] = 1,
+    data_dir: DataDir = None,
+) -> None:
+    """Write a realistic, deterministic history through the ledger's own commands."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from application.simulation import Simulation
+
+    with container_for(_settings(data_dir)) as container:
+        simulation = Simulation(container.ledger, customers=customers, months=months, seed=seed)
+        with Progress(
+            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            TimeRemainingColumn(), console=console,
+        ) as progress:
+            task = progress.add_task("simulating customers", total=customers)
+            stats = simulation.run(on_customer_done=lambda: progress.advance(task))
+    console.print(stats.summary())
+
+
+def main() -> None:
+    app()

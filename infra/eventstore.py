@@ -1,0 +1,278 @@
+"""The event store: eventsourcing's PostgreSQL recorder, extended so that every stored event
+carries its envelope (business time, customer, source, actor, correlation...) as real columns,
+and so that the database itself refuses to update, delete or truncate stored events."""
+
+from __future__ import annotations
+
+import contextvars
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from functools import lru_cache
+from types import NoneType, UnionType
+from typing import Any
+from uuid import UUID
+
+import orjson
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.utils import get_topic, resolve_topic
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+SOURCES = ("api", "ingest", "stripe", "policy", "system")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Who and what caused the events of one save: set by the application around each command."""
+
+    source: str = "system"
+    actor: str | None = None
+    correlation_id: UUID | None = None
+    causation_id: UUID | None = None
+    reason: str | None = None
+    customers: dict[UUID, UUID | None] = field(default_factory=dict)
+
+
+current_envelope: contextvars.ContextVar[Envelope] = contextvars.ContextVar(
+    "current_envelope", default=Envelope()
+)
+
+
+@dataclass(frozen=True)
+class LedgerStoredEvent(StoredEvent):
+    event_type: str = ""
+    occurred_at: datetime | None = None
+    customer_id: UUID | None = None
+    source: str = "system"
+    actor: str | None = None
+    correlation_id: UUID | None = None
+    causation_id: UUID | None = None
+    reason: str | None = None
+    schema_version: int = 1
+
+
+def event_type_name(topic: str) -> str:
+    """`domain.invoice:Invoice.Finalized` -> `Invoice.Finalized`: stable, human-readable."""
+    return topic.rsplit(":", 1)[-1]
+
+
+class PlainJSONTranscoder(Transcoder):
+    """Plain JSON (UUIDs and datetimes as strings), readable by Kafka consumers and DuckDB.
+    Types are restored by `LedgerMapper` from each event class's annotations."""
+
+    def encode(self, obj: Any) -> bytes:
+        return orjson.dumps(obj, default=_json_default)
+
+    def decode(self, data: bytes) -> Any:
+        return orjson.loads(data)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _converter(hint: Any) -> Callable[[Any], Any] | None:
+    if isinstance(hint, UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not NoneType]
+        inner = _converter(args[0]) if len(args) == 1 else None
+        if inner is None:
+            return None
+        return lambda v: None if v is None else inner(v)
+    if hint is datetime:
+        return lambda v: datetime.fromisoformat(v).astimezone(UTC)
+    if hint is date:
+        return date.fromisoformat
+    if hint is UUID:
+        return UUID
+    if hint is Decimal:
+        return Decimal
+    return None
+
+
+@lru_cache(maxsize=None)
+def _converters(cls: type) -> dict[str, Callable[[Any], Any]]:
+    hints = typing.get_type_hints(cls)
+    found = {name: _converter(hint) for name, hint in hints.items()}
+    return {name: conv for name, conv in found.items() if conv is not None}
+
+
+class LedgerMapper(Mapper[UUID]):
+    def __init__(self) -> None:
+        super().__init__(transcoder=PlainJSONTranscoder())
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        envelope = current_envelope.get()
+        topic = get_topic(type(domain_event))
+        state = dict(vars(domain_event))
+        originator_id = state.pop("originator_id")
+        originator_version = state.pop("originator_version")
+        class_version = getattr(type(domain_event), "class_version", 1)
+        if class_version > 1:
+            state["class_version"] = class_version
+        customer_id = state.get("customer_id")
+        if not isinstance(customer_id, UUID):
+            customer_id = envelope.customers.get(originator_id)
+        occurred_at = state.get("occurred_at")
+        return LedgerStoredEvent(
+            originator_id=originator_id,
+            originator_version=originator_version,
+            topic=topic,
+            state=self.transcoder.encode(state),
+            event_type=event_type_name(topic),
+            occurred_at=occurred_at if isinstance(occurred_at, datetime) else state["timestamp"],
+            customer_id=customer_id,
+            source=envelope.source,
+            actor=envelope.actor,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.causation_id,
+            reason=envelope.reason,
+            schema_version=class_version,
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
+        cls = resolve_topic(stored_event.topic)
+        state: dict[str, Any] = self.transcoder.decode(stored_event.state)
+        for name, convert in _converters(cls).items():
+            if name in state:
+                state[name] = convert(state[name])
+        state["originator_id"] = UUID(str(stored_event.originator_id))
+        state["originator_version"] = stored_event.originator_version
+        class_version = getattr(cls, "class_version", 1)
+        from_version = state.pop("class_version", 1)
+        while from_version < class_version:
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+            from_version += 1
+        domain_event = object.__new__(cls)
+        object.__setattr__(domain_event, "__dict__", state)
+        return typing.cast(DomainEventProtocol[UUID], domain_event)
+
+
+ENVELOPE_COLUMNS = (
+    ("event_type", "text NOT NULL DEFAULT ''"),
+    ("occurred_at", "timestamptz"),
+    ("recorded_at", "timestamptz NOT NULL DEFAULT clock_timestamp()"),
+    ("customer_id", "uuid"),
+    ("source", "text NOT NULL DEFAULT 'system'"),
+    ("actor", "text"),
+    ("correlation_id", "uuid"),
+    ("causation_id", "uuid"),
+    ("reason", "text"),
+    ("schema_version", "integer NOT NULL DEFAULT 1"),
+)
+
+
+class LedgerRecorder(PostgresApplicationRecorder):
+    """Application recorder with envelope columns and immutability enforced by triggers.
+
+    Appends still take the library's EXCLUSIVE table lock, so positions are handed out in
+    commit order and a reader tailing by position never passes over a gap filled later.
+    No NOTIFY is sent inside append transactions: it would serialise commits."""
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema = Identifier(self.datastore.schema)
+        table = Identifier(self.events_table_name)
+        for column, definition in ENVELOPE_COLUMNS:
+            self.sql_create_statements.append(
+                SQL("ALTER TABLE {schema}.{table} ADD COLUMN IF NOT EXISTS {column} " + definition).format(
+                    schema=schema, table=table, column=Identifier(column)
+                )
+            )
+        self.sql_create_statements.extend(
+            [
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS {index} ON {schema}.{table} (customer_id, notification_id)"
+                ).format(
+                    index=Identifier(f"{self.events_table_name}_customer_idx"), schema=schema, table=table
+                ),
+                SQL(
+                    "CREATE OR REPLACE FUNCTION {schema}.ledger_refuse_change() RETURNS trigger "
+                    "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION "
+                    "'stored events are immutable: % refused on %', TG_OP, TG_TABLE_NAME "
+                    "USING ERRCODE = 'insufficient_privilege'; END $$"
+                ).format(schema=schema),
+                SQL(
+                    "CREATE OR REPLACE TRIGGER ledger_events_immutable BEFORE UPDATE OR DELETE "
+                    "ON {schema}.{table} FOR EACH ROW EXECUTE FUNCTION {schema}.ledger_refuse_change()"
+                ).format(schema=schema, table=table),
+                SQL(
+                    "CREATE OR REPLACE TRIGGER ledger_events_no_truncate BEFORE TRUNCATE "
+                    "ON {schema}.{table} FOR EACH STATEMENT EXECUTE FUNCTION {schema}.ledger_refuse_change()"
+                ).format(schema=schema, table=table),
+                SQL(
+                    "CREATE OR REPLACE VIEW {schema}.events AS SELECT notification_id AS position, "
+                    "originator_id AS stream_id, originator_version AS version, event_type AS type, "
+                    "occurred_at, recorded_at, customer_id, source, actor, correlation_id, causation_id, "
+                    "reason, schema_version, topic, convert_from(state, 'UTF8')::jsonb AS payload "
+                    "FROM {schema}.{table}"
+                ).format(schema=schema, table=table),
+            ]
+        )
+        self._insert_sql = SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state, "
+            "event_type, occurred_at, customer_id, source, actor, correlation_id, causation_id, "
+            "reason, schema_version) "
+            "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[], %s::text[], "
+            "%s::timestamptz[], %s::uuid[], %s::text[], %s::text[], %s::uuid[], %s::uuid[], "
+            "%s::text[], %s::int[]) RETURNING notification_id"
+        ).format(schema=schema, table=table)
+        self._version_sql = SQL(
+            "SELECT max(originator_version) AS version FROM {schema}.{table} WHERE originator_id = %s"
+        ).format(schema=schema, table=table)
+        self._position_sql = SQL(
+            "SELECT max(notification_id) AS position FROM {schema}.{table} WHERE originator_id = %s"
+        ).format(schema=schema, table=table)
+
+    def _notify_channel(self, curs: Cursor[DictRow]) -> None:
+        return None
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any
+    ) -> None:
+        self._lock_table(curs)
+        events = [
+            e if isinstance(e, LedgerStoredEvent) else LedgerStoredEvent(**vars(e))
+            for e in stored_events
+        ]
+        curs.execute(
+            self._insert_sql,
+            (
+                [e.originator_id for e in events],
+                [e.originator_version for e in events],
+                [e.topic for e in events],
+                [e.state for e in events],
+                [e.event_type or event_type_name(e.topic) for e in events],
+                [e.occurred_at for e in events],
+                [e.customer_id for e in events],
+                [e.source for e in events],
+                [e.actor for e in events],
+                [e.correlation_id for e in events],
+                [e.causation_id for e in events],
+                [e.reason for e in events],
+                [e.schema_version for e in events],
+            ),
+        )
+
+    def stream_version(self, stream_id: UUID) -> int:
+        """The version of a stream's last event, 0 if it has none."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._version_sql, (stream_id,))
+            row = curs.fetchone()
+            return int(row["version"] or 0) if row else 0
+
+    def position_of(self, stream_id: UUID) -> int | None:
+        """The position of the last stored event of a stream."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._position_sql, (stream_id,))
+            row = curs.fetchone()
+            return None if row is None else row["position"]

@@ -1,0 +1,77 @@
+"""All configuration, read from LEDGER_* environment variables or a .env file."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEDGER_", env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL; unset means `ledger up` starts embedded PostgreSQL",
+    )
+    database_schema: str = Field(default="ledger", pattern=r"^[a-z_][a-z0-9_]{0,50}$")
+    database_pool_size: int = Field(default=8, ge=1, le=100)
+    data_dir: Path = Path(".ledger")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    admin_token: SecretStr | None = Field(
+        default=None, description="an admin bearer token accepted as is (no default)"
+    )
+    stripe_webhook_secret: SecretStr | None = None
+    kafka_bootstrap_servers: str | None = None
+    kafka_topic_prefix: str = ""
+    read_wait_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    projection_poll_seconds: float = Field(default=0.05, gt=0, le=5)
+    invoice_number_prefix: str = "INV"
+
+
+class DatabaseAddress:
+    """A PostgreSQL URL split into the parts libpq and eventsourcing want."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @cached_property
+    def _parsed(self) -> dict[str, str]:
+        parsed = urlparse(self.url)
+        query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+        return {
+            "host": query.get("host") or parsed.hostname or "127.0.0.1",
+            "port": str(parsed.port or query.get("port") or 5432),
+            "user": unquote(parsed.username or query.get("user") or "postgres"),
+            "password": unquote(parsed.password or query.get("password") or ""),
+            "dbname": (parsed.path or "/postgres").lstrip("/") or "postgres",
+        }
+
+    @property
+    def host(self) -> str:
+        return self._parsed["host"]
+
+    @property
+    def port(self) -> str:
+        return self._parsed["port"]
+
+    @property
+    def user(self) -> str:
+        return self._parsed["user"]
+
+    @property
+    def password(self) -> str:
+        return self._parsed["password"]
+
+    @property
+    def dbname(self) -> str:
+        return self._parsed["dbname"]
+
+    def conninfo(self) -> str:
+        parts = self._parsed
+        fields = [f"{key}='{value}'" for key, value in parts.items() if value]
+        return " ".join(fields)

@@ -1,0 +1,361 @@
+"""The core projector: plans, customers, subscriptions, invoices, payments and alerts as rows.
+
+Each handler receives one stored event (its envelope columns and JSON payload) and changes the
+rows it concerns. Handlers never load aggregates and never read the clock: a replay gives the
+same rows as live projection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg import Cursor
+from psycopg.types.json import Jsonb
+
+from domain.rules import monthly_recurring_amount
+
+
+@dataclass(frozen=True)
+class StoredEventRow:
+    position: int
+    stream_id: UUID
+    version: int
+    type: str
+    occurred_at: datetime
+    recorded_at: datetime
+    customer_id: UUID | None
+    payload: dict[str, Any]
+
+
+Handler = Callable[[Cursor[Any], StoredEventRow], None]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(event_type: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        HANDLERS[event_type] = handler
+        return handler
+
+    return register
+
+
+def apply_event(cur: Cursor[Any], event: StoredEventRow) -> None:
+    handler = HANDLERS.get(event.type)
+    if handler is not None:
+        handler(cur, event)
+
+
+# ---------------------------------------------------------------------------- plans
+
+
+@handles("Plan.Defined")
+def plan_defined(cur: Cursor[Any], e: StoredEventRow) -> None:
+    p = e.payload
+    cur.execute(
+        "INSERT INTO rm_plans (id, seq, code, name, currency, amount, interval, interval_count,"
+        " trial_days, quotas, usage_prices, status, version, created_at, updated_at)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,'active',%s,%s,%s) ON CONFLICT (id) DO NOTHING",
+        (e.stream_id, e.position, p["code"], p["name"], p["currency"], p["amount"], p["interval"],
+         p["interval_count"], p["trial_days"], Jsonb(p["quotas"]), Jsonb(p["usage_prices"]),
+         e.version, e.occurred_at, e.occurred_at),
+    )
+
+
+@handles("Plan.Revised")
+def plan_revised(cur: Cursor[Any], e: StoredEventRow) -> None:
+    p = e.payload
+    cur.execute(
+        "UPDATE rm_plans SET name=%s, currency=%s, amount=%s, interval=%s, interval_count=%s,"
+        " trial_days=%s, quotas=%s, usage_prices=%s, version=%s, updated_at=%s WHERE id=%s",
+        (p["name"], p["currency"], p["amount"], p["interval"], p["interval_count"], p["trial_days"],
+         Jsonb(p["quotas"]), Jsonb(p["usage_prices"]), e.version, e.occurred_at, e.stream_id),
+    )
+
+
+@handles("Plan.Retired")
+def plan_retired(cur: Cursor[Any], e: StoredEventRow) -> None:
+    cur.execute(
+        "UPDATE rm_plans SET status='retired', version=%s, updated_at=%s WHERE id=%s",
+        (e.version, e.occurred_at, e.stream_id),
+    )
+
+
+# ---------------------------------------------------------------------------- customers
+
+
+@handles("Customer.Registered")
+def customer_registered(cur: Cursor[Any], e: StoredEventRow) -> None:
+    p = e.payload
+    cur.execute(
+        "INSERT INTO rm_customers (id, seq, external_id, email, name, currency, tax_rate_bps,"
+        " metadata, created_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+        " ON CONFLICT (id) DO NOTHING",
+        (e.stream_id, e.position, p["external_id"], p["email"], p["name"], p["currency"],
+         p["tax_rate_bps"], Jsonb(p["metadata"]), e.occurred_at, e.occurred_at),
+    )
+
+
+@handles("Customer.Updated")
+def customer_updated(cur: Cursor[Any], e: StoredEventRow) -> None:
+    p = e.payload
+    cur.execute(
+        "UPDATE rm_customers SET email=coalesce(%s, email), name=coalesce(%s, name),"
+        " tax_rate_bps=coalesce(%s, tax_rate_bps), metadata=coalesce(%s, metadata), updated_at=%s"
+        " WHERE id=%s",
+        (p.get("email"), p.get("name"), p.get("tax_rate_bps"),
+         Jsonb(p["metadata"]) if p.get("metadata") is not None else None, e.occurred_at, e.stream_id),
+    )
+
+
+@handles("Customer.Archived")
+def customer_archived(cur: Cursor[Any], e: StoredEventRow) -> None:
+    cur.execute(
+        "UPDATE rm_customers SET archived=true, updated_at=%s WHERE id=%s", (e.occurred_at, e.stream_id)
+    )
+
+
+# ---------------------------------------------------------------------------- subscriptions
+
+
+def _mrr(p: dict[str, Any]) -> int:
+    return monthly_recurring_amount(p["amount"], p["quantity"], p["interval"], p["interval_count"])
+
+
+def _mark_customer_had_mrr(cur: Cursor[Any], subscription_id: UUID) -> None:
+    cur.execute(
+        "UPDATE rm_customers c SET ever_had_mrr=true FROM rm_subscriptions s"
+        " WHERE s.id=%s AND c.id=s.customer_id AND s.status IN ('active','past_due') AND s.mrr > 0"
+        " AND NOT c.ever_had_mrr",
+        (subscription_id,),
+    )
+
+
+@handles("Subscription.Started")
+def subscription_started(cur: Cursor[Any], e: StoredEventRow) -> None:
+    p = e.payload
+    status = "trialing" if p["trial_end"] else "active"
+    cur.execute(
+        "INSERT INTO rm_subscriptions (id, seq, customer_id, plan_code, quantity, status, amount,"
+        " currency, interval, interval_count, mrr, current_period_start, current_period_end,"
+        " trial_end, started_at, updated_at)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
+        (e.stream_id, e.position, p["customer_id"], p["plan_code"], p["quantity"], status,
+         p["amount"], p["currency"], p["interval"], p["interval_count"], _mrr(p),
+         p["period_start"], p["period_end"], p["trial_end"], e.occurred_at, e.occurred_at),
+    )
+    _mark_customer_had_mrr(cur, e.stream_id)
+
+
+@handles("Subscription.TrialEnded")
+def subscription_trial_ended(cur: Cursor[Any], e: StoredEventRow) -> None:
+    p = e.payload
+    cur.execute(
+        "UPDATE rm_subscriptions SET status='active', trial_end=%s, current_period_start=%s,"
+        " current_period_end=%s, updated_at=%s WHERE id=%s",
+        (e.occurred_at, p["period_start"], p["period_end"], e.occurred_at, e.stream_id),
+    )
+    _mark_customer_had_mrr(cur, e.stream_id)
+
+
+@handles("Subscription.Changed")
+def subscription_changed(cur: Cursor[Any], e: StoredEventRow) -> None:
+    p = e.payload
+    cur.execute(
+        "UPDATE rm_subscriptions SET plan_code=%s, amount=%s, interval=%s, interval_count=%s,"
+        " quantity=%s, mrr=%s, current_period_start=%s, current_period_end=%s, updated_at=%s"
+        " WHERE id=%s",
+        (p["plan_code"], p["amount"], p["interval"], p["interval_count"], p["quantity"], _mrr(p),
+         p["period_start"], p["period_end"], e.occurred_at, e.stream_id),
+    )
+    _mark_customer_had_mrr(cur, e.stream_id)
+
+
+@handles("Subscription.Renewed")
+def subscription_renewed(cur: Cursor[Any], e: StoredEventRow) -> None:
+    p = e.payload
+    cur.execute(
+        "UPDATE rm_subscriptions SET current_period_start=%s, current_period_end=%s, updated_at=%s"
+        " WHERE id=%s",
+        (p["period_start"], p["period_end"], e.occurred_at, e.stream_id),
+    )
+
+
+def _set_subscription(cur: Cursor[Any], e: StoredEventRow, assignments: str, *values: Any) -> None:
+    cur.execute(
+        f"UPDATE rm_subscriptions SET {assignments}, updated_at=%s WHERE id=%s",
+        (*values, e.occurred_at, e.stream_id),
+    )
+
+
+@handles("Subscription.PastDue")
+def subscription_past_due(cur: Cursor[Any], e: StoredEventRow) -> None:
+    _set_subscription(cur, e, "status='past_due'")
+
+
+@handles("Subscription.Recovered")
+def subscription_recovered(cur: Cursor[Any], e: StoredEventRow) -> None:
+    _set_subscription(cur, e, "status='active'")
+
+
+@handles("Subscription.CancellationScheduled")
+def subscription_cancellation_scheduled(cur: Cursor[Any], e: StoredEventRow) -> None:
+    _set_subscription(cur, e, "cancel_at_period_end=true, canceled_at=%s", e.occurred_at)
+
+
+@handles("Subscription.CancellationWithdrawn")
+def subscription_cancellation_withdrawn(cur: Cursor[Any], e: StoredEventRow) -> None:
+    _set_subscription(cur, e, "cancel_at_period_end=false, canceled_at=NULL")
+
+
+@handles("Subscription.Canceled")
+def subscription_canceled(cur: Cursor[Any], e: StoredEventRow) -> None:
+    _set_subscription(
+        cur,
+        e,
+        "status='canceled', cancel_at_period_end=false, canceled_at=coalesce(canceled_at, %s),"
+        " ended_at=%s",
+        e.occurred_at,
+        e.payload["ended_at"],
+    )
+
+
+# ---------------------------------------------------------------------------- invoices
+
+
+@handles("Invoice.Drafted")
+def invoice_drafted(cur: Cursor[Any], e: StoredEventRow) -> None:
+    p = e.payload
+    cur.execute(
+        "INSERT INTO rm_invoices (id, seq, customer_id, subscription_id, status, currency, lines,"
+        " subtotal, discount, tax, total, amount_paid, amount_remaining, created_at, updated_at)"
+        " VALUES (%s,%s,%s,%s,'draft',%s,'[]'::jsonb,0,%s,0,0,0,0,%s,%s) ON CONFLICT (id) DO NOTHING",
+        (e.stream_id, e.position, p["customer_id"], p["subscription_id"], p["currency"],
+         p["discount"], e.occurred_at, e.occurred_at),
+    )
+
+
+@handles("Invoice.LineAdded")
+def invoice_line_added(cur: Cursor[Any], e: StoredEventRow) -> None:
+    p = e.payload
+    line = {k: p[k] for k in ("description", "quantity", "unit_amount", "amount", "period_start", "period_end")}
+    cur.execute(
+        "UPDATE rm_invoices SET lines = lines || jsonb_build_array(%s::jsonb),"
+        " subtotal = subtotal + %s, updated_at=%s WHERE id=%s",
+        (Jsonb(line), p["amount"], e.occurred_at, e.stream_id),
+    )
+
+
+@handles("Invoice.Finalized")
+def invoice_finalized(cur: Cursor[Any], e: StoredEventRow) -> None:
+    p = e.payload
+    cur.execute(
+        "UPDATE rm_invoices SET status='open', number=%s, due_date=%s, subtotal=%s, discount=%s,"
+        " tax=%s, total=%s, amount_remaining=%s, finalized_at=%s, updated_at=%s WHERE id=%s",
+        (p["number"], p["due_date"], p["subtotal"], p["discount"], p["tax"], p["total"], p["total"],
+         e.occurred_at, e.occurred_at, e.stream_id),
+    )
+
+
+@handles("Invoice.PaymentApplied")
+def invoice_payment_applied(cur: Cursor[Any], e: StoredEventRow) -> None:
+    cur.execute(
+        "UPDATE rm_invoices SET amount_paid = amount_paid + %s,"
+        " amount_remaining = amount_remaining - %s, updated_at=%s WHERE id=%s",
+        (e.payload["amount"], e.payload["amount"], e.occurred_at, e.stream_id),
+    )
+
+
+def _set_invoice_status(cur: Cursor[Any], e: StoredEventRow, status: str, clear_remaining: bool) -> None:
+    remaining = ", amount_remaining = 0" if clear_remaining else ""
+    cur.execute(
+        f"UPDATE rm_invoices SET status=%s{remaining}, updated_at=%s WHERE id=%s",
+        (status, e.occurred_at, e.stream_id),
+    )
+
+
+@handles("Invoice.Paid")
+def invoice_paid(cur: Cursor[Any], e: StoredEventRow) -> None:
+    _set_invoice_status(cur, e, "paid", clear_remaining=False)
+
+
+@handles("Invoice.Voided")
+def invoice_voided(cur: Cursor[Any], e: StoredEventRow) -> None:
+    _set_invoice_status(cur, e, "void", clear_remaining=True)
+
+
+@handles("Invoice.MarkedUncollectible")
+def invoice_marked_uncollectible(cur: Cursor[Any], e: StoredEventRow) -> None:
+    _set_invoice_status(cur, e, "uncollectible", clear_remaining=True)
+
+
+# ---------------------------------------------------------------------------- payments
+
+
+@handles("Payment.Initiated")
+def payment_initiated(cur: Cursor[Any], e: StoredEventRow) -> None:
+    p = e.payload
+    cur.execute(
+        "INSERT INTO rm_payments (id, seq, customer_id, invoice_id, amount, currency, status,"
+        " attempt, provider_reference, created_at, updated_at)"
+        " VALUES (%s,%s,%s,%s,%s,%s,'pending',1,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
+        (e.stream_id, e.position, p["customer_id"], p["invoice_id"], p["amount"], p["currency"],
+         p["provider_reference"], e.occurred_at, e.occurred_at),
+    )
+
+
+def _set_payment(cur: Cursor[Any], e: StoredEventRow, assignments: str, *values: Any) -> None:
+    cur.execute(
+        f"UPDATE rm_payments SET {assignments}, updated_at=%s WHERE id=%s",
+        (*values, e.occurred_at, e.stream_id),
+    )
+
+
+@handles("Payment.Succeeded")
+def payment_succeeded(cur: Cursor[Any], e: StoredEventRow) -> None:
+    _set_payment(cur, e, "status='succeeded', failure_code=NULL, failure_message=NULL")
+
+
+@handles("Payment.Failed")
+def payment_failed(cur: Cursor[Any], e: StoredEventRow) -> None:
+    p = e.payload
+    _set_payment(cur, e, "status='failed', failure_code=%s, failure_message=%s",
+                 p["failure_code"], p["failure_message"])
+
+
+@handles("Payment.Retried")
+def payment_retried(cur: Cursor[Any], e: StoredEventRow) -> None:
+    _set_payment(cur, e, "status='pending', attempt=%s", e.payload["attempt"])
+
+
+@handles("Payment.Refunded")
+def payment_refunded(cur: Cursor[Any], e: StoredEventRow) -> None:
+    _set_payment(
+        cur, e,
+        "amount_refunded=%s, status=CASE WHEN %s = amount THEN 'refunded' ELSE status END",
+        e.payload["amount_refunded"], e.payload["amount_refunded"],
+    )
+
+
+# ---------------------------------------------------------------------------- alerts
+
+
+@handles("Alert.Raised")
+def alert_raised(cur: Cursor[Any], e: StoredEventRow) -> None:
+    p = e.payload
+    cur.execute(
+        "INSERT INTO rm_alerts (id, seq, type, severity, status, customer_id, subject, message,"
+        " raised_at) VALUES (%s,%s,%s,%s,'open',%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
+        (e.stream_id, e.position, p["alert_type"], p["severity"], p["customer_id"], p["subject"],
+         p["message"], e.occurred_at),
+    )
+
+
+@handles("Alert.Resolved")
+def alert_resolved(cur: Cursor[Any], e: StoredEventRow) -> None:
+    cur.execute(
+        "UPDATE rm_alerts SET status='resolved', resolved_at=%s, note=%s WHERE id=%s",
+        (e.occurred_at, e.payload["note"], e.stream_id),
+    )

@@ -1,0 +1,77 @@
+"""Tables of the core read models and the projectors' checkpoints. Disposable: `ledger replay`
+rebuilds them from the event store."""
+
+from __future__ import annotations
+
+from psycopg import Connection
+
+CORE_TABLES = ("rm_plans", "rm_customers", "rm_subscriptions", "rm_invoices", "rm_payments", "rm_alerts")
+
+DDL = """
+CREATE TABLE IF NOT EXISTS projection_checkpoints (
+    name text PRIMARY KEY,
+    position bigint NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS rm_plans (
+    id uuid PRIMARY KEY, seq bigint NOT NULL, code text NOT NULL UNIQUE, name text NOT NULL,
+    currency text NOT NULL, amount bigint NOT NULL, interval text NOT NULL,
+    interval_count int NOT NULL, trial_days int NOT NULL, quotas jsonb NOT NULL,
+    usage_prices jsonb NOT NULL, status text NOT NULL, version int NOT NULL,
+    created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rm_customers (
+    id uuid PRIMARY KEY, seq bigint NOT NULL, external_id text NOT NULL UNIQUE,
+    email text NOT NULL, name text NOT NULL, currency text NOT NULL, tax_rate_bps int NOT NULL,
+    metadata jsonb NOT NULL, archived boolean NOT NULL DEFAULT false,
+    ever_had_mrr boolean NOT NULL DEFAULT false,
+    created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rm_customers_seq ON rm_customers (seq);
+CREATE TABLE IF NOT EXISTS rm_subscriptions (
+    id uuid PRIMARY KEY, seq bigint NOT NULL, customer_id uuid NOT NULL, plan_code text NOT NULL,
+    quantity int NOT NULL, status text NOT NULL, amount bigint NOT NULL, currency text NOT NULL,
+    interval text NOT NULL, interval_count int NOT NULL, mrr bigint NOT NULL,
+    current_period_start timestamptz NOT NULL, current_period_end timestamptz NOT NULL,
+    trial_end timestamptz, cancel_at_period_end boolean NOT NULL DEFAULT false,
+    canceled_at timestamptz, ended_at timestamptz, started_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rm_subscriptions_customer ON rm_subscriptions (customer_id, seq);
+CREATE INDEX IF NOT EXISTS rm_subscriptions_status ON rm_subscriptions (status, seq);
+CREATE TABLE IF NOT EXISTS rm_invoices (
+    id uuid PRIMARY KEY, seq bigint NOT NULL, customer_id uuid NOT NULL, subscription_id uuid,
+    number text, status text NOT NULL, currency text NOT NULL, lines jsonb NOT NULL,
+    subtotal bigint NOT NULL, discount bigint NOT NULL, tax bigint NOT NULL, total bigint NOT NULL,
+    amount_paid bigint NOT NULL, amount_remaining bigint NOT NULL, due_date date,
+    created_at timestamptz NOT NULL, finalized_at timestamptz, updated_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rm_invoices_customer ON rm_invoices (customer_id, seq);
+CREATE INDEX IF NOT EXISTS rm_invoices_status ON rm_invoices (status, seq);
+CREATE TABLE IF NOT EXISTS rm_payments (
+    id uuid PRIMARY KEY, seq bigint NOT NULL, customer_id uuid NOT NULL, invoice_id uuid,
+    amount bigint NOT NULL, currency text NOT NULL, status text NOT NULL, attempt int NOT NULL,
+    failure_code text, failure_message text, amount_refunded bigint NOT NULL DEFAULT 0,
+    provider_reference text, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rm_payments_customer ON rm_payments (customer_id, seq);
+CREATE INDEX IF NOT EXISTS rm_payments_status ON rm_payments (status, seq);
+CREATE TABLE IF NOT EXISTS rm_alerts (
+    id uuid PRIMARY KEY, seq bigint NOT NULL, type text NOT NULL, severity text NOT NULL,
+    status text NOT NULL, customer_id uuid, subject text NOT NULL, message text NOT NULL,
+    raised_at timestamptz NOT NULL, resolved_at timestamptz, note text
+);
+CREATE INDEX IF NOT EXISTS rm_alerts_status ON rm_alerts (status, seq);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id uuid PRIMARY KEY, name text NOT NULL, role text NOT NULL, customer_id uuid,
+    key_hash text NOT NULL UNIQUE, created_at timestamptz NOT NULL DEFAULT now(),
+    created_by text, revoked_at timestamptz
+);
+"""
+
+
+def create_schema(conn: Connection[object]) -> None:
+    with conn.transaction():
+        # Serialise concurrent start-ups creating the same tables.
+        conn.execute("SELECT pg_advisory_xact_lock(7429001)")
+        conn.execute(DDL)
