@@ -43,13 +43,19 @@ def get_principal(
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiProblem(
-            401, "Unauthorized", "send 'Authorization: Bearer <key>'", code="unauthorized",
+            401,
+            "Unauthorized",
+            "send 'Authorization: Bearer <key>'",
+            code="unauthorized",
             headers={"WWW-Authenticate": "Bearer"},
         )
     principal = container.keys.authenticate(token.strip())
     if principal is None:
         raise ApiProblem(
-            401, "Unauthorized", "the key is unknown or revoked", code="unauthorized",
+            401,
+            "Unauthorized",
+            "the key is unknown or revoked",
+            code="unauthorized",
             headers={"WWW-Authenticate": "Bearer"},
         )
     return principal
@@ -59,7 +65,9 @@ def require(permission: str) -> Callable[..., Principal]:
     def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if not principal.may(permission):
             raise ApiProblem(
-                403, "Forbidden", f"a {principal.role} key may not do this ({permission} needed)",
+                403,
+                "Forbidden",
+                f"a {principal.role} key may not do this ({permission} needed)",
                 code="forbidden",
             )
         return principal
@@ -74,7 +82,9 @@ ReadKey = Annotated[Principal, Depends(require("read"))]
 def read_connection(
     container: ContainerDep,
     _: ReadKey,
-    min_position: Annotated[int | None, Query(ge=0, description="wait until this position is visible")] = None,
+    min_position: Annotated[
+        int | None, Query(ge=0, description="wait until this position is visible")
+    ] = None,
 ) -> Iterator[Connection[Any]]:
     """A connection to the read models, after waiting (bounded) for `min_position`."""
     if min_position is not None and min_position > 0:
@@ -82,9 +92,11 @@ def read_connection(
         timeout = container.settings.read_wait_timeout_seconds
         if not wait_for_position(container.pool, CORE_PROJECTION, min_position, timeout):
             raise ApiProblem(
-                503, "Not yet visible",
+                503,
+                "Not yet visible",
                 f"the read models have not reached position {min_position} within {timeout:g}s",
-                code="projection_lagging", headers={"Retry-After": "1"},
+                code="projection_lagging",
+                headers={"Retry-After": "1"},
             )
     with container.pool.connection() as conn:
         yield conn
@@ -114,7 +126,10 @@ def command_context(
             effective_at = effective_at.replace(tzinfo=UTC)
         if effective_at - now > MAX_CLOCK_SKEW:
             raise ApiProblem(
-                422, "Invalid request", "effective_at cannot be in the future", code="validation_error",
+                422,
+                "Invalid request",
+                "effective_at cannot be in the future",
+                code="validation_error",
                 errors=[{"field": "effective_at", "message": "is in the future"}],
             )
     key = request.headers.get("idempotency-key")

@@ -90,7 +90,10 @@ def install_error_handlers(app: FastAPI) -> None:
             return problem(400, "Malformed JSON", "the request body is not valid JSON", "malformed_json")
         fields = [{"field": _field(tuple(e.get("loc", ()))), "message": str(e.get("msg"))} for e in errors]
         return problem(
-            422, "Invalid request", "the request does not match the schema", "validation_error",
+            422,
+            "Invalid request",
+            "the request does not match the schema",
+            "validation_error",
             errors=fields,
         )
 
@@ -112,10 +115,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        titles = {404: "Not found", 405: "Method not allowed", 413: "Payload too large",
-                  415: "Unsupported media type"}
+        titles = {
+            404: "Not found",
+            405: "Method not allowed",
+            413: "Payload too large",
+            415: "Unsupported media type",
+        }
         title = titles.get(exc.status_code, "HTTP error")
         return problem(
-            exc.status_code, title, str(exc.detail), title.lower().replace(" ", "_"),
+            exc.status_code,
+            title,
+            str(exc.detail),
+            title.lower().replace(" ", "_"),
             headers=getattr(exc, "headers", None),
         )

@@ -71,7 +71,7 @@ class Ledger(Application[UUID]):
 
     def _get(self, cls: type[A], aggregate_id: UUID, what: str) -> A:
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             raise NotFound(f"no {what} with id {aggregate_id}") from None
         if not isinstance(aggregate, cls):
@@ -140,9 +140,7 @@ class Ledger(Application[UUID]):
         if not isinstance(record, CommandRecord):
             return None
         if record.request_hash != (ctx.request_hash or ""):
-            raise IdempotencyKeyReused(
-                "this Idempotency-Key was already used with a different request"
-            )
+            raise IdempotencyKeyReused("this Idempotency-Key was already used with a different request")
         position = self.store.position_of(record_id) or 0
         return Outcome(UUID(record.resource_id), record.receipt, position, created=True)
 
@@ -163,7 +161,7 @@ class Ledger(Application[UUID]):
 
     def define_plan(self, cmd: c.DefinePlan, ctx: c.CommandContext) -> Outcome:
         def use_case(ctx: c.CommandContext) -> Outcome:
-            terms = {
+            terms: dict[str, Any] = {
                 "name": cmd.name,
                 "currency": cmd.currency,
                 "amount": cmd.amount,
@@ -385,9 +383,7 @@ class Ledger(Application[UUID]):
 
         return self._run(ctx, use_case)
 
-    def mark_invoice_uncollectible(
-        self, cmd: c.MarkInvoiceUncollectible, ctx: c.CommandContext
-    ) -> Outcome:
+    def mark_invoice_uncollectible(self, cmd: c.MarkInvoiceUncollectible, ctx: c.CommandContext) -> Outcome:
         def use_case(ctx: c.CommandContext) -> Outcome:
             invoice = self._get(Invoice, cmd.invoice_id, "invoice")
             invoice.mark_uncollectible(occurred_at=ctx.occurred_at)

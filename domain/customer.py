@@ -104,7 +104,7 @@ class Customer(LedgerAggregate):
             check_email(email)
         if tax_rate_bps is not None:
             check_tax_rate(tax_rate_bps)
-        changes = {
+        changes: dict[str, Any] = {
             "email": email if email != self.email else None,
             "name": name if name != self.name else None,
             "tax_rate_bps": tax_rate_bps if tax_rate_bps != self.tax_rate_bps else None,

@@ -67,9 +67,7 @@ class Money:
 
     def _same_currency(self, other: Money) -> None:
         if other.currency != self.currency:
-            raise CurrencyMismatch(
-                f"cannot combine {self.currency} with {other.currency}", field="currency"
-            )
+            raise CurrencyMismatch(f"cannot combine {self.currency} with {other.currency}", field="currency")
 
     def __add__(self, other: Money) -> Money:
         self._same_currency(other)

@@ -40,23 +40,17 @@ def check_usage_prices(usage_prices: dict[str, dict[str, Any]]) -> None:
         field = f"usage_prices.{metric}"
         model = price.get("model")
         if model not in PRICE_MODELS:
-            raise InvalidValue(
-                "model is per_unit, graduated, volume or package", field=f"{field}.model"
-            )
+            raise InvalidValue("model is per_unit, graduated, volume or package", field=f"{field}.model")
         if model in ("graduated", "volume"):
             tiers = price.get("tiers") or []
             if not tiers:
                 raise InvalidValue("tiered prices need tiers", field=f"{field}.tiers")
             bounds = [tier.get("up_to") for tier in tiers]
             if bounds[-1] is not None or any(bound is None for bound in bounds[:-1]):
-                raise InvalidValue(
-                    "only the last tier is open-ended (up_to: null)", field=f"{field}.tiers"
-                )
+                raise InvalidValue("only the last tier is open-ended (up_to: null)", field=f"{field}.tiers")
             finite = [bound for bound in bounds if bound is not None]
             if any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in finite):
-                raise InvalidValue(
-                    "a tier bound is a whole number of at least 1", field=f"{field}.tiers"
-                )
+                raise InvalidValue("a tier bound is a whole number of at least 1", field=f"{field}.tiers")
             if finite != sorted(set(finite)):
                 raise InvalidValue("tier bounds must increase", field=f"{field}.tiers")
         amounts = [price.get("unit_amount", 0), price.get("package_amount", 0)] + [

@@ -121,9 +121,7 @@ class Subscription(LedgerAggregate):
         self.current_period_start = period_start
         self.current_period_end = period_end
 
-    def change(
-        self, *, plan: Plan | None, quantity: int | None, occurred_at: datetime
-    ) -> bool:
+    def change(self, *, plan: Plan | None, quantity: int | None, occurred_at: datetime) -> bool:
         """Change plan and/or quantity; returns False (and records nothing) if nothing changes."""
         self.check_not_canceled()
         if quantity is not None:
@@ -137,9 +135,7 @@ class Subscription(LedgerAggregate):
                 )
         new_quantity = quantity if quantity is not None else self.quantity
         current = (self.plan_id, self.amount, self.interval, self.interval_count)
-        target = (
-            (plan.id, plan.amount, plan.interval, plan.interval_count) if plan else current
-        )
+        target = (plan.id, plan.amount, plan.interval, plan.interval_count) if plan else current
         if target == current and new_quantity == self.quantity:
             return False
         _, target_amount, target_interval, target_count = target

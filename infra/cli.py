@@ -68,7 +68,9 @@ def _announce_admin_key(container: Container) -> None:
         _, raw = container.keys.mint(role="admin", name="first admin key", created_by="ledger up")
         console.print(f"Admin key (shown once, keep it safe): [bold green]{raw}[/bold green]")
     else:
-        console.print("Admin key: printed on first start; mint another with `ledger keys create --role admin`")
+        console.print(
+            "Admin key: printed on first start; mint another with `ledger keys create --role admin`"
+        )
 
 
 @app.command()
@@ -87,8 +89,10 @@ def up(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with container_for(settings, run_projection=True) as container:
         _announce_admin_key(container)
-        console.print(f"Ledger API on [bold]http://{settings.host}:{settings.port}[/bold] "
-                      f"(docs: http://{settings.host}:{settings.port}/docs). Ctrl-C stops.")
+        console.print(
+            f"Ledger API on [bold]http://{settings.host}:{settings.port}[/bold] "
+            f"(docs: http://{settings.host}:{settings.port}/docs). Ctrl-C stops."
+        )
         web = create_app(lambda: container)
         uvicorn.run(web, host=settings.host, port=settings.port, log_level="info", access_log=False)
     console.print("stopped")
@@ -122,7 +126,9 @@ def keys_create(
     """Mint a key and print it once."""
     with container_for(_settings(data_dir)) as container:
         key_id, raw = container.keys.mint(
-            role=role, name=name, customer_id=UUID(customer_id) if customer_id else None,
+            role=role,
+            name=name,
+            customer_id=UUID(customer_id) if customer_id else None,
             created_by="cli:" + os.environ.get("USER", "unknown"),
         )
     console.print(f"id: {key_id}\nkey: [bold green]{raw}[/bold green]")
@@ -134,8 +140,14 @@ def keys_list(data_dir: DataDir = None) -> None:
         rows = container.keys.list()
     table = Table("id", "name", "role", "customer", "created", "revoked")
     for r in rows:
-        table.add_row(str(r["id"]), r["name"], r["role"], str(r["customer_id"] or ""),
-                      str(r["created_at"]), str(r["revoked_at"] or ""))
+        table.add_row(
+            str(r["id"]),
+            r["name"],
+            r["role"],
+            str(r["customer_id"] or ""),
+            str(r["created_at"]),
+            str(r["revoked_at"] or ""),
+        )
     console.print(table)
 
 
@@ -154,15 +166,17 @@ def simulate(
     data_dir: DataDir = None,
 ) -> None:
     """Write a realistic, deterministic history through the ledger's own commands."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from application.simulation import Simulation
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     with container_for(_settings(data_dir)) as container:
         simulation = Simulation(container.ledger, customers=customers, months=months, seed=seed)
         with Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), console=console,
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
         ) as progress:
             task = progress.add_task("simulating customers", total=customers)
             stats = simulation.run(on_customer_done=lambda: progress.advance(task))

@@ -15,9 +15,7 @@ def ensure_database(address: DatabaseAddress) -> None:
     admin = DatabaseAddress(address.url)
     conninfo = admin.conninfo().replace(f"dbname='{address.dbname}'", "dbname='postgres'")
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (address.dbname,)
-        ).fetchone()
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (address.dbname,)).fetchone()
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(address.dbname)))
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache
 from types import NoneType, UnionType
 from typing import Any
 from uuid import UUID
@@ -39,8 +39,8 @@ class Envelope:
     customers: dict[UUID, UUID | None] = field(default_factory=dict)
 
 
-current_envelope: contextvars.ContextVar[Envelope] = contextvars.ContextVar(
-    "current_envelope", default=Envelope()
+current_envelope: contextvars.ContextVar[Envelope | None] = contextvars.ContextVar(
+    "current_envelope", default=None
 )
 
 
@@ -99,7 +99,7 @@ def _converter(hint: Any) -> Callable[[Any], Any] | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _converters(cls: type) -> dict[str, Callable[[Any], Any]]:
     hints = typing.get_type_hints(cls)
     found = {name: _converter(hint) for name, hint in hints.items()}
@@ -111,7 +111,7 @@ class LedgerMapper(Mapper[UUID]):
         super().__init__(transcoder=PlainJSONTranscoder())
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
-        envelope = current_envelope.get()
+        envelope = current_envelope.get() or Envelope()
         topic = get_topic(type(domain_event))
         state = dict(vars(domain_event))
         originator_id = state.pop("originator_id")
@@ -241,8 +241,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
     ) -> None:
         self._lock_table(curs)
         events = [
-            e if isinstance(e, LedgerStoredEvent) else LedgerStoredEvent(**vars(e))
-            for e in stored_events
+            e if isinstance(e, LedgerStoredEvent) else LedgerStoredEvent(**vars(e)) for e in stored_events
         ]
         curs.execute(
             self._insert_sql,

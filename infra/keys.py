@@ -20,7 +20,7 @@ GRANTS: dict[str, frozenset[str]] = {
     "read": frozenset({"read"}),
     "ingest": frozenset({"ingest"}),
 }
-ADMIN_TOKEN_KEY_ID = "admin-token"
+ADMIN_TOKEN_KEY_ID = "admin-token"  # noqa: S105 - an actor id, not a secret
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,11 @@ class KeyStore:
 
     def list(self) -> list[dict[str, Any]]:
         with self.pool.connection() as conn:
-            rows: list[dict[str, Any]] = conn.execute(
+            rows: Any = conn.execute(
                 "SELECT id, name, role, customer_id, created_at, created_by, revoked_at"
                 " FROM api_keys ORDER BY created_at"
             ).fetchall()
-        return rows
+        return list(rows)
 
     def count(self, role: str) -> int:
         with self.pool.connection() as conn:

@@ -58,9 +58,22 @@ def plan_defined(cur: Cursor[Any], e: StoredEventRow) -> None:
         "INSERT INTO rm_plans (id, seq, code, name, currency, amount, interval, interval_count,"
         " trial_days, quotas, usage_prices, status, version, created_at, updated_at)"
         " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,'active',%s,%s,%s) ON CONFLICT (id) DO NOTHING",
-        (e.stream_id, e.position, p["code"], p["name"], p["currency"], p["amount"], p["interval"],
-         p["interval_count"], p["trial_days"], Jsonb(p["quotas"]), Jsonb(p["usage_prices"]),
-         e.version, e.occurred_at, e.occurred_at),
+        (
+            e.stream_id,
+            e.position,
+            p["code"],
+            p["name"],
+            p["currency"],
+            p["amount"],
+            p["interval"],
+            p["interval_count"],
+            p["trial_days"],
+            Jsonb(p["quotas"]),
+            Jsonb(p["usage_prices"]),
+            e.version,
+            e.occurred_at,
+            e.occurred_at,
+        ),
     )
 
 
@@ -70,8 +83,19 @@ def plan_revised(cur: Cursor[Any], e: StoredEventRow) -> None:
     cur.execute(
         "UPDATE rm_plans SET name=%s, currency=%s, amount=%s, interval=%s, interval_count=%s,"
         " trial_days=%s, quotas=%s, usage_prices=%s, version=%s, updated_at=%s WHERE id=%s",
-        (p["name"], p["currency"], p["amount"], p["interval"], p["interval_count"], p["trial_days"],
-         Jsonb(p["quotas"]), Jsonb(p["usage_prices"]), e.version, e.occurred_at, e.stream_id),
+        (
+            p["name"],
+            p["currency"],
+            p["amount"],
+            p["interval"],
+            p["interval_count"],
+            p["trial_days"],
+            Jsonb(p["quotas"]),
+            Jsonb(p["usage_prices"]),
+            e.version,
+            e.occurred_at,
+            e.stream_id,
+        ),
     )
 
 
@@ -93,8 +117,18 @@ def customer_registered(cur: Cursor[Any], e: StoredEventRow) -> None:
         "INSERT INTO rm_customers (id, seq, external_id, email, name, currency, tax_rate_bps,"
         " metadata, created_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
         " ON CONFLICT (id) DO NOTHING",
-        (e.stream_id, e.position, p["external_id"], p["email"], p["name"], p["currency"],
-         p["tax_rate_bps"], Jsonb(p["metadata"]), e.occurred_at, e.occurred_at),
+        (
+            e.stream_id,
+            e.position,
+            p["external_id"],
+            p["email"],
+            p["name"],
+            p["currency"],
+            p["tax_rate_bps"],
+            Jsonb(p["metadata"]),
+            e.occurred_at,
+            e.occurred_at,
+        ),
     )
 
 
@@ -105,8 +139,14 @@ def customer_updated(cur: Cursor[Any], e: StoredEventRow) -> None:
         "UPDATE rm_customers SET email=coalesce(%s, email), name=coalesce(%s, name),"
         " tax_rate_bps=coalesce(%s, tax_rate_bps), metadata=coalesce(%s, metadata), updated_at=%s"
         " WHERE id=%s",
-        (p.get("email"), p.get("name"), p.get("tax_rate_bps"),
-         Jsonb(p["metadata"]) if p.get("metadata") is not None else None, e.occurred_at, e.stream_id),
+        (
+            p.get("email"),
+            p.get("name"),
+            p.get("tax_rate_bps"),
+            Jsonb(p["metadata"]) if p.get("metadata") is not None else None,
+            e.occurred_at,
+            e.stream_id,
+        ),
     )
 
 
@@ -142,9 +182,24 @@ def subscription_started(cur: Cursor[Any], e: StoredEventRow) -> None:
         " currency, interval, interval_count, mrr, current_period_start, current_period_end,"
         " trial_end, started_at, updated_at)"
         " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
-        (e.stream_id, e.position, p["customer_id"], p["plan_code"], p["quantity"], status,
-         p["amount"], p["currency"], p["interval"], p["interval_count"], _mrr(p),
-         p["period_start"], p["period_end"], p["trial_end"], e.occurred_at, e.occurred_at),
+        (
+            e.stream_id,
+            e.position,
+            p["customer_id"],
+            p["plan_code"],
+            p["quantity"],
+            status,
+            p["amount"],
+            p["currency"],
+            p["interval"],
+            p["interval_count"],
+            _mrr(p),
+            p["period_start"],
+            p["period_end"],
+            p["trial_end"],
+            e.occurred_at,
+            e.occurred_at,
+        ),
     )
     _mark_customer_had_mrr(cur, e.stream_id)
 
@@ -167,8 +222,18 @@ def subscription_changed(cur: Cursor[Any], e: StoredEventRow) -> None:
         "UPDATE rm_subscriptions SET plan_code=%s, amount=%s, interval=%s, interval_count=%s,"
         " quantity=%s, mrr=%s, current_period_start=%s, current_period_end=%s, updated_at=%s"
         " WHERE id=%s",
-        (p["plan_code"], p["amount"], p["interval"], p["interval_count"], p["quantity"], _mrr(p),
-         p["period_start"], p["period_end"], e.occurred_at, e.stream_id),
+        (
+            p["plan_code"],
+            p["amount"],
+            p["interval"],
+            p["interval_count"],
+            p["quantity"],
+            _mrr(p),
+            p["period_start"],
+            p["period_end"],
+            e.occurred_at,
+            e.stream_id,
+        ),
     )
     _mark_customer_had_mrr(cur, e.stream_id)
 
@@ -215,8 +280,7 @@ def subscription_canceled(cur: Cursor[Any], e: StoredEventRow) -> None:
     _set_subscription(
         cur,
         e,
-        "status='canceled', cancel_at_period_end=false, canceled_at=coalesce(canceled_at, %s),"
-        " ended_at=%s",
+        "status='canceled', cancel_at_period_end=false, canceled_at=coalesce(canceled_at, %s), ended_at=%s",
         e.occurred_at,
         e.payload["ended_at"],
     )
@@ -232,15 +296,25 @@ def invoice_drafted(cur: Cursor[Any], e: StoredEventRow) -> None:
         "INSERT INTO rm_invoices (id, seq, customer_id, subscription_id, status, currency, lines,"
         " subtotal, discount, tax, total, amount_paid, amount_remaining, created_at, updated_at)"
         " VALUES (%s,%s,%s,%s,'draft',%s,'[]'::jsonb,0,%s,0,0,0,0,%s,%s) ON CONFLICT (id) DO NOTHING",
-        (e.stream_id, e.position, p["customer_id"], p["subscription_id"], p["currency"],
-         p["discount"], e.occurred_at, e.occurred_at),
+        (
+            e.stream_id,
+            e.position,
+            p["customer_id"],
+            p["subscription_id"],
+            p["currency"],
+            p["discount"],
+            e.occurred_at,
+            e.occurred_at,
+        ),
     )
 
 
 @handles("Invoice.LineAdded")
 def invoice_line_added(cur: Cursor[Any], e: StoredEventRow) -> None:
     p = e.payload
-    line = {k: p[k] for k in ("description", "quantity", "unit_amount", "amount", "period_start", "period_end")}
+    line = {
+        k: p[k] for k in ("description", "quantity", "unit_amount", "amount", "period_start", "period_end")
+    }
     cur.execute(
         "UPDATE rm_invoices SET lines = lines || jsonb_build_array(%s::jsonb),"
         " subtotal = subtotal + %s, updated_at=%s WHERE id=%s",
@@ -254,8 +328,18 @@ def invoice_finalized(cur: Cursor[Any], e: StoredEventRow) -> None:
     cur.execute(
         "UPDATE rm_invoices SET status='open', number=%s, due_date=%s, subtotal=%s, discount=%s,"
         " tax=%s, total=%s, amount_remaining=%s, finalized_at=%s, updated_at=%s WHERE id=%s",
-        (p["number"], p["due_date"], p["subtotal"], p["discount"], p["tax"], p["total"], p["total"],
-         e.occurred_at, e.occurred_at, e.stream_id),
+        (
+            p["number"],
+            p["due_date"],
+            p["subtotal"],
+            p["discount"],
+            p["tax"],
+            p["total"],
+            p["total"],
+            e.occurred_at,
+            e.occurred_at,
+            e.stream_id,
+        ),
     )
 
 
@@ -301,8 +385,17 @@ def payment_initiated(cur: Cursor[Any], e: StoredEventRow) -> None:
         "INSERT INTO rm_payments (id, seq, customer_id, invoice_id, amount, currency, status,"
         " attempt, provider_reference, created_at, updated_at)"
         " VALUES (%s,%s,%s,%s,%s,%s,'pending',1,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
-        (e.stream_id, e.position, p["customer_id"], p["invoice_id"], p["amount"], p["currency"],
-         p["provider_reference"], e.occurred_at, e.occurred_at),
+        (
+            e.stream_id,
+            e.position,
+            p["customer_id"],
+            p["invoice_id"],
+            p["amount"],
+            p["currency"],
+            p["provider_reference"],
+            e.occurred_at,
+            e.occurred_at,
+        ),
     )
 
 
@@ -321,8 +414,13 @@ def payment_succeeded(cur: Cursor[Any], e: StoredEventRow) -> None:
 @handles("Payment.Failed")
 def payment_failed(cur: Cursor[Any], e: StoredEventRow) -> None:
     p = e.payload
-    _set_payment(cur, e, "status='failed', failure_code=%s, failure_message=%s",
-                 p["failure_code"], p["failure_message"])
+    _set_payment(
+        cur,
+        e,
+        "status='failed', failure_code=%s, failure_message=%s",
+        p["failure_code"],
+        p["failure_message"],
+    )
 
 
 @handles("Payment.Retried")
@@ -333,9 +431,11 @@ def payment_retried(cur: Cursor[Any], e: StoredEventRow) -> None:
 @handles("Payment.Refunded")
 def payment_refunded(cur: Cursor[Any], e: StoredEventRow) -> None:
     _set_payment(
-        cur, e,
+        cur,
+        e,
         "amount_refunded=%s, status=CASE WHEN %s = amount THEN 'refunded' ELSE status END",
-        e.payload["amount_refunded"], e.payload["amount_refunded"],
+        e.payload["amount_refunded"],
+        e.payload["amount_refunded"],
     )
 
 
@@ -348,8 +448,16 @@ def alert_raised(cur: Cursor[Any], e: StoredEventRow) -> None:
     cur.execute(
         "INSERT INTO rm_alerts (id, seq, type, severity, status, customer_id, subject, message,"
         " raised_at) VALUES (%s,%s,%s,%s,'open',%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
-        (e.stream_id, e.position, p["alert_type"], p["severity"], p["customer_id"], p["subject"],
-         p["message"], e.occurred_at),
+        (
+            e.stream_id,
+            e.position,
+            p["alert_type"],
+            p["severity"],
+            p["customer_id"],
+            p["subject"],
+            p["message"],
+            e.occurred_at,
+        ),
     )
 
 

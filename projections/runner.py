@@ -32,9 +32,7 @@ SELECT_BATCH = (
 
 def checkpoint(pool: ConnectionPool, name: str) -> int:
     with pool.connection() as conn:
-        row = conn.execute(
-            "SELECT position FROM projection_checkpoints WHERE name = %s", (name,)
-        ).fetchone()
+        row = conn.execute("SELECT position FROM projection_checkpoints WHERE name = %s", (name,)).fetchone()
         return int(row["position"]) if row else 0  # type: ignore[call-overload]
 
 
@@ -119,7 +117,7 @@ class BackgroundProjection:
         while not self._stop.is_set():
             try:
                 applied = self.projector.run_once()
-            except Exception:  # noqa: BLE001 - a bad batch must not kill the thread; it is retried
+            except Exception:
                 log.exception("projector %s failed; retrying", self.projector.name)
                 applied = 0
                 time.sleep(1)

@@ -25,16 +25,25 @@ def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     page = queries.list_alerts(
-        conn, customer_id=customer_id, status=status, severity=severity, alert_type=type,
-        cursor=cursor, limit=limit,
+        conn,
+        customer_id=customer_id,
+        status=status,
+        severity=severity,
+        alert_type=type,
+        cursor=cursor,
+        limit=limit,
     )
     return {"data": page.items, "next_cursor": page.next_cursor}
 
 
 @router.post("/{alert_id}/resolve", response_model=AlertWritten)
 def resolve_alert(
-    alert_id: UUID, body: AlertResolve, request: Request, ledger: LedgerDep,
-    container: ContainerDep, principal: AdminKey,
+    alert_id: UUID,
+    body: AlertResolve,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
 ) -> dict[str, Any]:
     cmd = c.ResolveAlert(alert_id, note=body.note)
     outcome = ledger.resolve_alert(cmd, command_context(request, principal, body, body.effective_at))

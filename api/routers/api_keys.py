@@ -13,7 +13,10 @@ router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 def mint_api_key(body: ApiKeyCreate, container: ContainerDep, principal: AdminKey) -> ApiKeyCreated:
     if body.customer_id is not None and body.role != "ingest":
         raise ApiProblem(
-            422, "Invalid request", "only ingest keys are scoped to a customer", code="validation_error",
+            422,
+            "Invalid request",
+            "only ingest keys are scoped to a customer",
+            code="validation_error",
             errors=[{"field": "customer_id", "message": "only for role ingest"}],
         )
     key_id, raw = container.keys.mint(

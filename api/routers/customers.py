@@ -18,7 +18,10 @@ router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CustomerWritten)
 def register_customer(
-    body: CustomerRegister, request: Request, ledger: LedgerDep, container: ContainerDep,
+    body: CustomerRegister,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
     principal: AdminKey,
 ) -> dict[str, Any]:
     """Register a customer. The same registration again (same external_id and fields) answers
@@ -30,8 +33,12 @@ def register_customer(
 
 @router.patch("/{customer_id}", response_model=CustomerWritten)
 def update_customer(
-    customer_id: UUID, body: CustomerUpdate, request: Request, ledger: LedgerDep,
-    container: ContainerDep, principal: AdminKey,
+    customer_id: UUID,
+    body: CustomerUpdate,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
 ) -> dict[str, Any]:
     cmd = c.UpdateCustomer(customer_id=customer_id, **body.model_dump(exclude={"effective_at"}))
     outcome = ledger.update_customer(cmd, command_context(request, principal, body, body.effective_at))

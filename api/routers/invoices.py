@@ -18,7 +18,11 @@ StatusFilter = Annotated[str | None, Query(alias="status", pattern="^(draft|open
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=InvoiceWritten)
 def draft_invoice(
-    body: InvoiceDraft, request: Request, ledger: LedgerDep, container: ContainerDep, principal: AdminKey,
+    body: InvoiceDraft,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
 ) -> dict[str, Any]:
     cmd = c.DraftInvoice(
         customer_id=body.customer_id,
@@ -33,8 +37,12 @@ def draft_invoice(
 
 @router.post("/{invoice_id}/finalize", response_model=InvoiceWritten)
 def finalize_invoice(
-    invoice_id: UUID, body: InvoiceFinalize, request: Request, ledger: LedgerDep,
-    container: ContainerDep, principal: AdminKey,
+    invoice_id: UUID,
+    body: InvoiceFinalize,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
 ) -> dict[str, Any]:
     cmd = c.FinalizeInvoice(invoice_id, due_date=body.due_date)
     outcome = ledger.finalize_invoice(cmd, command_context(request, principal, body, body.effective_at))
@@ -43,8 +51,12 @@ def finalize_invoice(
 
 @router.post("/{invoice_id}/void", response_model=InvoiceWritten)
 def void_invoice(
-    invoice_id: UUID, body: InvoiceTransition, request: Request, ledger: LedgerDep,
-    container: ContainerDep, principal: AdminKey,
+    invoice_id: UUID,
+    body: InvoiceTransition,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
 ) -> dict[str, Any]:
     outcome = ledger.void_invoice(
         c.VoidInvoice(invoice_id), command_context(request, principal, body, body.effective_at)
@@ -54,8 +66,12 @@ def void_invoice(
 
 @router.post("/{invoice_id}/mark-uncollectible", response_model=InvoiceWritten)
 def mark_invoice_uncollectible(
-    invoice_id: UUID, body: InvoiceTransition, request: Request, ledger: LedgerDep,
-    container: ContainerDep, principal: AdminKey,
+    invoice_id: UUID,
+    body: InvoiceTransition,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
 ) -> dict[str, Any]:
     outcome = ledger.mark_invoice_uncollectible(
         c.MarkInvoiceUncollectible(invoice_id), command_context(request, principal, body, body.effective_at)

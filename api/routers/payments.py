@@ -26,7 +26,11 @@ StatusFilter = Annotated[str | None, Query(alias="status", pattern="^(pending|su
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=PaymentWritten)
 def initiate_payment(
-    body: PaymentCreate, request: Request, ledger: LedgerDep, container: ContainerDep, principal: AdminKey,
+    body: PaymentCreate,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
 ) -> dict[str, Any]:
     cmd = c.InitiatePayment(**body.model_dump(exclude={"effective_at"}))
     outcome = ledger.initiate_payment(cmd, command_context(request, principal, body, body.effective_at))
@@ -35,8 +39,12 @@ def initiate_payment(
 
 @router.post("/{payment_id}/succeed", response_model=PaymentWritten)
 def succeed_payment(
-    payment_id: UUID, body: PaymentSucceed, request: Request, ledger: LedgerDep,
-    container: ContainerDep, principal: AdminKey,
+    payment_id: UUID,
+    body: PaymentSucceed,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
 ) -> dict[str, Any]:
     outcome = ledger.succeed_payment(
         c.SucceedPayment(payment_id), command_context(request, principal, body, body.effective_at)
@@ -46,8 +54,12 @@ def succeed_payment(
 
 @router.post("/{payment_id}/fail", response_model=PaymentWritten)
 def fail_payment(
-    payment_id: UUID, body: PaymentFail, request: Request, ledger: LedgerDep,
-    container: ContainerDep, principal: AdminKey,
+    payment_id: UUID,
+    body: PaymentFail,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
 ) -> dict[str, Any]:
     cmd = c.FailPayment(payment_id, failure_code=body.failure_code, failure_message=body.failure_message)
     outcome = ledger.fail_payment(cmd, command_context(request, principal, body, body.effective_at))
@@ -56,8 +68,12 @@ def fail_payment(
 
 @router.post("/{payment_id}/retry", response_model=PaymentWritten)
 def retry_payment(
-    payment_id: UUID, body: PaymentRetry, request: Request, ledger: LedgerDep,
-    container: ContainerDep, principal: AdminKey,
+    payment_id: UUID,
+    body: PaymentRetry,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
 ) -> dict[str, Any]:
     """Record a new attempt of a failed payment; it is pending until its outcome is recorded."""
     outcome = ledger.retry_payment(
@@ -68,8 +84,12 @@ def retry_payment(
 
 @router.post("/{payment_id}/refund", response_model=PaymentWritten)
 def refund_payment(
-    payment_id: UUID, body: PaymentRefund, request: Request, ledger: LedgerDep,
-    container: ContainerDep, principal: AdminKey,
+    payment_id: UUID,
+    body: PaymentRefund,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
 ) -> dict[str, Any]:
     cmd = c.RefundPayment(payment_id, amount=body.amount)
     outcome = ledger.refund_payment(cmd, command_context(request, principal, body, body.effective_at))

@@ -16,8 +16,12 @@ router = APIRouter(prefix="/v1/plans", tags=["plans"])
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=PlanWritten)
 def define_plan(
-    body: PlanDefine, request: Request, response: Response, ledger: LedgerDep,
-    container: ContainerDep, principal: AdminKey,
+    body: PlanDefine,
+    request: Request,
+    response: Response,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
 ) -> dict[str, Any]:
     """Define a plan, or revise it when the code exists (same terms: nothing recorded)."""
     cmd = c.DefinePlan(

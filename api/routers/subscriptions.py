@@ -25,7 +25,10 @@ StatusFilter = Annotated[str | None, Query(alias="status", pattern="^(trialing|a
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SubscriptionWritten)
 def start_subscription(
-    body: SubscriptionStart, request: Request, ledger: LedgerDep, container: ContainerDep,
+    body: SubscriptionStart,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
     principal: AdminKey,
 ) -> dict[str, Any]:
     cmd = c.StartSubscription(**body.model_dump(exclude={"effective_at"}))
@@ -35,8 +38,12 @@ def start_subscription(
 
 @router.post("/{subscription_id}/change", response_model=SubscriptionWritten)
 def change_subscription(
-    subscription_id: UUID, body: SubscriptionChange, request: Request, ledger: LedgerDep,
-    container: ContainerDep, principal: AdminKey,
+    subscription_id: UUID,
+    body: SubscriptionChange,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
 ) -> dict[str, Any]:
     cmd = c.ChangeSubscription(subscription_id, plan_code=body.plan_code, quantity=body.quantity)
     outcome = ledger.change_subscription(cmd, command_context(request, principal, body, body.effective_at))
@@ -45,8 +52,12 @@ def change_subscription(
 
 @router.post("/{subscription_id}/cancel", response_model=SubscriptionWritten)
 def cancel_subscription(
-    subscription_id: UUID, body: SubscriptionCancel, request: Request, ledger: LedgerDep,
-    container: ContainerDep, principal: AdminKey,
+    subscription_id: UUID,
+    body: SubscriptionCancel,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
 ) -> dict[str, Any]:
     cmd = c.CancelSubscription(subscription_id, at_period_end=body.at_period_end)
     outcome = ledger.cancel_subscription(cmd, command_context(request, principal, body, body.effective_at))
@@ -55,8 +66,12 @@ def cancel_subscription(
 
 @router.post("/{subscription_id}/renew", response_model=SubscriptionWritten)
 def renew_subscription(
-    subscription_id: UUID, body: SubscriptionRenew, request: Request, ledger: LedgerDep,
-    container: ContainerDep, principal: AdminKey,
+    subscription_id: UUID,
+    body: SubscriptionRenew,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
 ) -> dict[str, Any]:
     """Start the next billing period (the renewal occurs at the end of the current one)."""
     cmd = c.RenewSubscription(subscription_id)
@@ -72,7 +87,9 @@ def list_subscriptions(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    page = queries.list_subscriptions(conn, customer_id=customer_id, status=status_, cursor=cursor, limit=limit)
+    page = queries.list_subscriptions(
+        conn, customer_id=customer_id, status=status_, cursor=cursor, limit=limit
+    )
     return {"data": page.items, "next_cursor": page.next_cursor}
 
 

@@ -7,7 +7,6 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from infra.bootstrap import Container
-
 from tests.conftest import count_events
 
 PLAN = {"code": "pro", "name": "Pro", "currency": "EUR", "amount": 2000, "interval": "month"}
@@ -37,24 +36,32 @@ def test_plan_customer_and_subscription_are_readable_after_their_writes(
     assert sub["status"] == "active"
     assert sub["position"] > customer["position"]
 
-    read = client.get(f"/v1/subscriptions/{sub['id']}", params={"min_position": sub["position"]}, headers=admin)
+    read = client.get(
+        f"/v1/subscriptions/{sub['id']}", params={"min_position": sub["position"]}, headers=admin
+    )
     assert read.status_code == 200
     assert read.json()["mrr"] == 2000
-    got = client.get(f"/v1/customers/{customer['id']}", params={"min_position": sub["position"]}, headers=admin)
+    got = client.get(
+        f"/v1/customers/{customer['id']}", params={"min_position": sub["position"]}, headers=admin
+    )
     assert got.json()["mrr"] == 2000
     assert got.json()["status"] == "active"
     plan = client.get("/v1/plans/pro", params={"min_position": sub["position"]}, headers=admin)
     assert plan.json()["amount"] == 2000
 
 
-def test_yearly_plan_contributes_a_twelfth_rounded_half_even(client: TestClient, admin: dict[str, str]) -> None:
+def test_yearly_plan_contributes_a_twelfth_rounded_half_even(
+    client: TestClient, admin: dict[str, str]
+) -> None:
     yearly = {**PLAN, "code": "pro-year", "amount": 200000, "interval": "year"}
     client.post("/v1/plans", json=yearly, headers=admin)
     customer = _customer(client, admin)
     sub = client.post(
         "/v1/subscriptions", json={"customer_id": customer["id"], "plan_code": "pro-year"}, headers=admin
     ).json()
-    read = client.get(f"/v1/subscriptions/{sub['id']}", params={"min_position": sub["position"]}, headers=admin)
+    read = client.get(
+        f"/v1/subscriptions/{sub['id']}", params={"min_position": sub["position"]}, headers=admin
+    )
     assert read.json()["mrr"] == 16667
 
 
@@ -80,10 +87,16 @@ def test_idempotency_key_reused_with_another_body_is_refused(
 ) -> None:
     customer = _customer(client, admin)
     headers = {**admin, "Idempotency-Key": "k-1"}
-    client.post("/v1/payments", json={"customer_id": customer["id"], "amount": 100, "currency": "EUR"}, headers=headers)
+    client.post(
+        "/v1/payments",
+        json={"customer_id": customer["id"], "amount": 100, "currency": "EUR"},
+        headers=headers,
+    )
     before = count_events(container)
     again = client.post(
-        "/v1/payments", json={"customer_id": customer["id"], "amount": 999, "currency": "EUR"}, headers=headers
+        "/v1/payments",
+        json={"customer_id": customer["id"], "amount": 999, "currency": "EUR"},
+        headers=headers,
     )
     assert again.status_code == 422
     assert again.json()["type"].endswith("idempotency_key_reused")
@@ -125,22 +138,33 @@ def test_failed_payment_makes_subscription_past_due_and_payment_recovers_it(
     customer, sub = _subscribed(client, admin)
     invoice = client.post(
         "/v1/invoices",
-        json={"customer_id": customer["id"], "currency": "EUR", "subscription_id": sub["id"],
-              "lines": [{"description": "Pro, March", "quantity": 1, "unit_amount": 2000}]},
+        json={
+            "customer_id": customer["id"],
+            "currency": "EUR",
+            "subscription_id": sub["id"],
+            "lines": [{"description": "Pro, March", "quantity": 1, "unit_amount": 2000}],
+        },
         headers=admin,
     ).json()
-    finalized = client.post(f"/v1/invoices/{invoice['id']}/finalize", json={"due_date": "2099-01-15"}, headers=admin)
+    finalized = client.post(
+        f"/v1/invoices/{invoice['id']}/finalize", json={"due_date": "2099-01-15"}, headers=admin
+    )
     assert finalized.status_code == 200, finalized.text
     assert finalized.json()["status"] == "open"
     assert finalized.json()["number"].startswith("INV-")
 
     payment = client.post(
-        "/v1/payments", json={"customer_id": customer["id"], "invoice_id": invoice["id"], "amount": 2000,
-                              "currency": "EUR"}, headers=admin,
+        "/v1/payments",
+        json={"customer_id": customer["id"], "invoice_id": invoice["id"], "amount": 2000, "currency": "EUR"},
+        headers=admin,
     ).json()
-    failed = client.post(f"/v1/payments/{payment['id']}/fail", json={"failure_code": "card_declined"}, headers=admin)
+    failed = client.post(
+        f"/v1/payments/{payment['id']}/fail", json={"failure_code": "card_declined"}, headers=admin
+    )
     assert failed.json()["status"] == "failed"
-    read = client.get(f"/v1/subscriptions/{sub['id']}", params={"min_position": failed.json()["position"]}, headers=admin)
+    read = client.get(
+        f"/v1/subscriptions/{sub['id']}", params={"min_position": failed.json()["position"]}, headers=admin
+    )
     assert read.json()["status"] == "past_due"
     assert read.json()["mrr"] == 2000  # past_due still counts
     at_risk = client.get(f"/v1/customers/{customer['id']}", headers=admin)
@@ -150,7 +174,12 @@ def test_failed_payment_makes_subscription_past_due_and_payment_recovers_it(
     paid = client.post(f"/v1/payments/{payment['id']}/succeed", json={}, headers=admin)
     assert paid.json()["status"] == "succeeded"
     position = paid.json()["position"]
-    assert client.get(f"/v1/subscriptions/{sub['id']}", params={"min_position": position}, headers=admin).json()["status"] == "active"
+    assert (
+        client.get(f"/v1/subscriptions/{sub['id']}", params={"min_position": position}, headers=admin).json()[
+            "status"
+        ]
+        == "active"
+    )
     inv = client.get(f"/v1/invoices/{invoice['id']}", params={"min_position": position}, headers=admin).json()
     assert (inv["status"], inv["amount_paid"], inv["amount_remaining"]) == ("paid", 2000, 0)
     healthy = client.get(f"/v1/customers/{customer['id']}", headers=admin).json()
@@ -162,18 +191,26 @@ def test_partial_payment_reduces_amount_remaining(client: TestClient, admin: dic
     customer = _customer(client, admin, tax_rate_bps=2000)
     invoice = client.post(
         "/v1/invoices",
-        json={"customer_id": customer["id"], "currency": "EUR",
-              "lines": [{"description": "Setup", "quantity": 3, "unit_amount": 1000}]},
+        json={
+            "customer_id": customer["id"],
+            "currency": "EUR",
+            "lines": [{"description": "Setup", "quantity": 3, "unit_amount": 1000}],
+        },
         headers=admin,
     ).json()
-    finalized = client.post(f"/v1/invoices/{invoice['id']}/finalize", json={"due_date": "2099-01-01"}, headers=admin).json()
+    finalized = client.post(
+        f"/v1/invoices/{invoice['id']}/finalize", json={"due_date": "2099-01-01"}, headers=admin
+    ).json()
     assert (finalized["subtotal"], finalized["tax"], finalized["total"]) == (3000, 600, 3600)
     payment = client.post(
-        "/v1/payments", json={"customer_id": customer["id"], "invoice_id": invoice["id"], "amount": 1000,
-                              "currency": "EUR"}, headers=admin,
+        "/v1/payments",
+        json={"customer_id": customer["id"], "invoice_id": invoice["id"], "amount": 1000, "currency": "EUR"},
+        headers=admin,
     ).json()
     done = client.post(f"/v1/payments/{payment['id']}/succeed", json={}, headers=admin).json()
-    inv = client.get(f"/v1/invoices/{invoice['id']}", params={"min_position": done["position"]}, headers=admin).json()
+    inv = client.get(
+        f"/v1/invoices/{invoice['id']}", params={"min_position": done["position"]}, headers=admin
+    ).json()
     assert (inv["status"], inv["amount_paid"], inv["amount_remaining"]) == ("open", 1000, 2600)
 
 
@@ -181,12 +218,16 @@ def test_cancel_at_period_end_keeps_the_subscription_until_the_period_ends(
     client: TestClient, admin: dict[str, str]
 ) -> None:
     _, sub = _subscribed(client, admin)
-    scheduled = client.post(f"/v1/subscriptions/{sub['id']}/cancel", json={"at_period_end": True}, headers=admin).json()
+    scheduled = client.post(
+        f"/v1/subscriptions/{sub['id']}/cancel", json={"at_period_end": True}, headers=admin
+    ).json()
     assert scheduled["status"] == "active"
     assert scheduled["cancel_at_period_end"] is True
     renew = client.post(f"/v1/subscriptions/{sub['id']}/renew", json={}, headers=admin)
     assert renew.status_code == 409
-    now = client.post(f"/v1/subscriptions/{sub['id']}/cancel", json={"at_period_end": False}, headers=admin).json()
+    now = client.post(
+        f"/v1/subscriptions/{sub['id']}/cancel", json={"at_period_end": False}, headers=admin
+    ).json()
     assert now["status"] == "canceled"
     again = client.post(f"/v1/subscriptions/{sub['id']}/cancel", json={"at_period_end": False}, headers=admin)
     assert again.status_code == 409
@@ -196,13 +237,20 @@ def test_cancel_at_period_end_keeps_the_subscription_until_the_period_ends(
 def test_backdated_command_records_its_business_time(
     client: TestClient, admin: dict[str, str], container: Container
 ) -> None:
-    body = {"external_id": "old", "email": "old@example.com", "currency": "USD",
-            "effective_at": "2024-01-31T10:00:00Z"}
-    created = client.post("/v1/customers", json=body, headers={**admin, "X-Reason": "import from legacy"}).json()
+    body = {
+        "external_id": "old",
+        "email": "old@example.com",
+        "currency": "USD",
+        "effective_at": "2024-01-31T10:00:00Z",
+    }
+    created = client.post(
+        "/v1/customers", json=body, headers={**admin, "X-Reason": "import from legacy"}
+    ).json()
     assert created["created_at"] == "2024-01-31T10:00:00Z"
     with container.pool.connection() as conn:
-        row: Any = conn.execute("SELECT occurred_at, reason FROM events WHERE position = %s",
-                                (created["position"],)).fetchone()
+        row: Any = conn.execute(
+            "SELECT occurred_at, reason FROM events WHERE position = %s", (created["position"],)
+        ).fetchone()
     assert row["occurred_at"].isoformat() == "2024-01-31T10:00:00+00:00"
     assert row["reason"] == "import from legacy"
 
@@ -238,15 +286,20 @@ def test_alert_is_listed_and_resolved_with_a_note(
         c.RaiseAlert(uuid4(), "payment_failed", "critical", "payment:123", "card declined"),
         c.CommandContext(occurred_at=datetime.now(UTC), source="policy"),
     )
-    listed = client.get("/v1/alerts", params={"severity": "critical", "status": "open",
-                                              "min_position": raised.position}, headers=admin).json()
+    listed = client.get(
+        "/v1/alerts",
+        params={"severity": "critical", "status": "open", "min_position": raised.position},
+        headers=admin,
+    ).json()
     assert [a["id"] for a in listed["data"]] == [str(raised.resource_id)]
-    resolved = client.post(f"/v1/alerts/{raised.resource_id}/resolve", json={"note": "customer paid by wire"},
-                           headers=admin)
+    resolved = client.post(
+        f"/v1/alerts/{raised.resource_id}/resolve", json={"note": "customer paid by wire"}, headers=admin
+    )
     assert resolved.status_code == 200
     assert resolved.json()["status"] == "resolved"
-    after = client.get("/v1/alerts", params={"status": "open", "min_position": resolved.json()["position"]},
-                       headers=admin).json()
+    after = client.get(
+        "/v1/alerts", params={"status": "open", "min_position": resolved.json()["position"]}, headers=admin
+    ).json()
     assert after["data"] == []
     twice = client.post(f"/v1/alerts/{raised.resource_id}/resolve", json={"note": "again"}, headers=admin)
     assert twice.status_code == 409

@@ -10,7 +10,6 @@ import pytest
 
 from application import commands as c
 from infra.bootstrap import Container
-
 from tests.conftest import count_events
 
 MOMENT = datetime(2025, 3, 1, 12, tzinfo=UTC)
