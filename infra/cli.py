@@ -66,7 +66,7 @@ def _announce_admin_key(container: Container) -> None:
         return
     if container.keys.count("admin") == 0:
         _, raw = container.keys.mint(role="admin", name="first admin key", created_by="ledger up")
-        console.print(f"Admin key (shown once, keep it safe): [bold green]{raw}[/bold green]")
+        typer.echo(f"Admin key (shown once, keep it safe): {raw}")
     else:
         console.print(
             "Admin key: printed on first start; mint another with `ledger keys create --role admin`"
@@ -89,8 +89,8 @@ def up(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with container_for(settings, run_projection=True) as container:
         _announce_admin_key(container)
-        console.print(
-            f"Ledger API on [bold]http://{settings.host}:{settings.port}[/bold] "
+        typer.echo(
+            f"Ledger API on http://{settings.host}:{settings.port} "
             f"(docs: http://{settings.host}:{settings.port}/docs). Ctrl-C stops."
         )
         web = create_app(lambda: container)
@@ -131,7 +131,7 @@ def keys_create(
             customer_id=UUID(customer_id) if customer_id else None,
             created_by="cli:" + os.environ.get("USER", "unknown"),
         )
-    console.print(f"id: {key_id}\nkey: [bold green]{raw}[/bold green]")
+    typer.echo(f"id: {key_id}\nkey: {raw}")
 
 
 @keys_app.command("list")
@@ -185,3 +185,7 @@ def simulate(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
