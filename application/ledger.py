@@ -439,7 +439,11 @@ class Ledger(Application[UUID]):
                 invoice.apply_payment(
                     payment_id=payment.id, amount=payment.amount, occurred_at=ctx.occurred_at
                 )
-                if sub is not None and sub.status == PAST_DUE and invoice.status == "paid":
+                if (
+                    sub is not None
+                    and invoice.status == "paid"
+                    and str(invoice.id) in sub.past_due_invoice_ids
+                ):
                     sub.recover(invoice_id=invoice.id, occurred_at=ctx.occurred_at)
             return self._commit(ctx, payment, receipts.payment_receipt(payment), invoice, sub)
 
@@ -456,7 +460,12 @@ class Ledger(Application[UUID]):
                 occurred_at=ctx.occurred_at,
             )
             invoice, sub = self._invoice_and_subscription(payment)
-            if invoice is not None and sub is not None and sub.status == ACTIVE:
+            if (
+                invoice is not None
+                and sub is not None
+                and sub.status in (ACTIVE, PAST_DUE)
+                and str(invoice.id) not in sub.past_due_invoice_ids
+            ):
                 sub.mark_past_due(invoice_id=invoice.id, occurred_at=ctx.occurred_at)
             return self._commit(ctx, payment, receipts.payment_receipt(payment), sub)
 

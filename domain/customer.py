@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -73,7 +74,7 @@ class Customer(LedgerAggregate):
         self.name = name
         self.currency = currency
         self.tax_rate_bps = tax_rate_bps
-        self.metadata = metadata
+        self.metadata = copy.deepcopy(metadata)  # never share a dict with the recorded event
         self.registered_at = occurred_at
         self.archived_at: datetime | None = None
 
@@ -131,7 +132,7 @@ class Customer(LedgerAggregate):
         if tax_rate_bps is not None:
             self.tax_rate_bps = tax_rate_bps
         if metadata is not None:
-            self.metadata = metadata
+            self.metadata = copy.deepcopy(metadata)  # never share a dict with the recorded event
 
     def archive(self, *, occurred_at: datetime) -> None:
         self.check_not_archived()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import math
 from datetime import datetime
 from typing import Any
@@ -132,8 +133,9 @@ class Plan(LedgerAggregate):
         self.interval = interval
         self.interval_count = interval_count
         self.trial_days = trial_days
-        self.quotas = quotas
-        self.usage_prices = usage_prices
+        # Copies: the aggregate must never share a dict with the recorded event.
+        self.quotas = copy.deepcopy(quotas)
+        self.usage_prices = copy.deepcopy(usage_prices)
 
     @property
     def months_per_period(self) -> int:

@@ -204,8 +204,11 @@ class Subscription(LedgerAggregate):
         self.current_period_end = period_end
 
     def mark_past_due(self, *, invoice_id: UUID, occurred_at: datetime) -> None:
-        if self.status != ACTIVE:
-            raise InvalidTransition(f"only an active subscription becomes past_due, not a {self.status} one")
+        """An invoice of this subscription failed to be paid. Several may be outstanding."""
+        if self.status not in (ACTIVE, PAST_DUE):
+            raise InvalidTransition(f"a {self.status} subscription cannot become past_due")
+        if str(invoice_id) in self.past_due_invoice_ids:
+            raise InvalidTransition("the subscription is already past_due for this invoice")
         self._mark_past_due(invoice_id=invoice_id, occurred_at=occurred_at)
 
     @event("PastDue")
@@ -214,14 +217,24 @@ class Subscription(LedgerAggregate):
         self.past_due_invoice_ids.append(str(invoice_id))
 
     def recover(self, *, invoice_id: UUID, occurred_at: datetime) -> None:
+        """A past-due invoice was paid: active again once no past-due invoice remains."""
         if self.status != PAST_DUE:
             raise InvalidTransition(f"a {self.status} subscription is not past_due")
-        self._recover(invoice_id=invoice_id, occurred_at=occurred_at)
+        if str(invoice_id) not in self.past_due_invoice_ids:
+            raise InvalidTransition("the subscription is not past_due for this invoice")
+        if self.past_due_invoice_ids == [str(invoice_id)]:
+            self._recover(invoice_id=invoice_id, occurred_at=occurred_at)
+        else:
+            self._settle_past_due_invoice(invoice_id=invoice_id, occurred_at=occurred_at)
 
     @event("Recovered")
     def _recover(self, invoice_id: UUID, occurred_at: datetime) -> None:
         self.status = ACTIVE
         self.past_due_invoice_ids = []
+
+    @event("PastDueInvoiceSettled")
+    def _settle_past_due_invoice(self, invoice_id: UUID, occurred_at: datetime) -> None:
+        self.past_due_invoice_ids = [i for i in self.past_due_invoice_ids if i != str(invoice_id)]
 
     def schedule_cancellation(self, *, occurred_at: datetime) -> None:
         self.check_not_canceled()

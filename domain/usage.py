@@ -10,6 +10,9 @@ from eventsourcing.domain import event
 from domain.base import LedgerAggregate
 from domain.errors import InvalidValue
 
+MAX_INTEGER_DIGITS = 30
+MAX_DECIMALS = 18
+
 
 def normalize_usage_value(value: str | int | float | Decimal) -> str:
     """Usage values are exact decimals kept as strings (never floats) in the log."""
@@ -21,6 +24,12 @@ def normalize_usage_value(value: str | int | float | Decimal) -> str:
         raise InvalidValue(f"'{value}' is not a number", field="value") from None
     if not number.is_finite() or number < 0:
         raise InvalidValue("a usage value is a finite number of at least 0", field="value")
+    # Bound the size of what is stored: an exponent like 1E+999999999 would expand to a GB string.
+    if number.adjusted() >= MAX_INTEGER_DIGITS or -number.as_tuple().exponent > MAX_DECIMALS:  # type: ignore[operator]
+        raise InvalidValue(
+            f"a usage value has at most {MAX_INTEGER_DIGITS} integer digits and {MAX_DECIMALS} decimals",
+            field="value",
+        )
     # Normalize with as many digits as the value has (the default context would round it to
     # 28), and drop the sign of a negative zero.
     exact = Context(prec=max(len(number.as_tuple().digits), 1))
