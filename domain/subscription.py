@@ -87,6 +87,8 @@ class Subscription(LedgerAggregate):
         self.billing_anchor = trial_end or occurred_at
         self.period_index = 0
         self.cancel_at_period_end = False
+        # When a scheduled cancellation takes effect: the end of the period it was requested in.
+        self.cancel_at: datetime | None = None
         self.canceled_at: datetime | None = None
         self.ended_at: datetime | None = None
         self.past_due_invoice_ids: list[str] = []
@@ -245,6 +247,7 @@ class Subscription(LedgerAggregate):
     @event("CancellationScheduled")
     def _schedule_cancellation(self, ends_at: datetime, occurred_at: datetime) -> None:
         self.cancel_at_period_end = True
+        self.cancel_at = ends_at
         self.canceled_at = occurred_at
 
     def withdraw_cancellation(self, *, occurred_at: datetime) -> None:
@@ -256,6 +259,7 @@ class Subscription(LedgerAggregate):
     @event("CancellationWithdrawn")
     def _withdraw_cancellation(self, occurred_at: datetime) -> None:
         self.cancel_at_period_end = False
+        self.cancel_at = None
         self.canceled_at = None
 
     def cancel_now(self, *, occurred_at: datetime) -> None:
@@ -267,7 +271,8 @@ class Subscription(LedgerAggregate):
         self.check_not_canceled()
         if not self.cancel_at_period_end:
             raise InvalidTransition("no cancellation is scheduled")
-        self._cancel(ended_at=self.current_period_end, occurred_at=self.current_period_end)
+        ends_at = self.cancel_at or self.current_period_end
+        self._cancel(ended_at=ends_at, occurred_at=ends_at)
 
     @event("Canceled")
     def _cancel(self, ended_at: datetime, occurred_at: datetime) -> None:
