@@ -300,7 +300,7 @@ class Ledger(Application[UUID]):
 
         def use_case(ctx: c.CommandContext) -> Outcome:
             sub = self._get(Subscription, cmd.subscription_id, "subscription")
-            sub.renew()
+            sub.renew(now=ctx.occurred_at)
             return self._commit(ctx, sub, receipts.subscription_receipt(sub))
 
         return self._run(ctx, use_case)
@@ -308,7 +308,9 @@ class Ledger(Application[UUID]):
     def end_trial(self, cmd: c.EndTrial, ctx: c.CommandContext) -> Outcome:
         def use_case(ctx: c.CommandContext) -> Outcome:
             sub = self._get(Subscription, cmd.subscription_id, "subscription")
-            sub.end_trial()
+            # Converted at trial_end, or earlier when the command says so (a provider did it).
+            early = ctx.occurred_at if sub.trial_end and ctx.occurred_at < sub.trial_end else None
+            sub.end_trial(occurred_at=early)
             return self._commit(ctx, sub, receipts.subscription_receipt(sub))
 
         return self._run(ctx, use_case)
@@ -318,7 +320,7 @@ class Ledger(Application[UUID]):
     ) -> Outcome:
         def use_case(ctx: c.CommandContext) -> Outcome:
             sub = self._get(Subscription, cmd.subscription_id, "subscription")
-            sub.end_at_period_end()
+            sub.end_at_period_end(now=ctx.occurred_at)
             return self._commit(ctx, sub, receipts.subscription_receipt(sub))
 
         return self._run(ctx, use_case)
@@ -441,6 +443,7 @@ class Ledger(Application[UUID]):
                 )
                 if (
                     sub is not None
+                    and sub.status == PAST_DUE
                     and invoice.status == "paid"
                     and str(invoice.id) in sub.past_due_invoice_ids
                 ):

@@ -24,12 +24,12 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from api.app import create_app  # noqa: E402
-from application import commands as c  # noqa: E402
-from infra.bootstrap import bootstrap  # noqa: E402
-from infra.settings import DatabaseAddress, Settings  # noqa: E402
+from api.app import create_app
+from application import commands as c
+from infra.bootstrap import bootstrap
+from infra.settings import DatabaseAddress, Settings
 
 
 def raw_single_row_commits(url: str, schema: str, n: int) -> float:
@@ -45,7 +45,9 @@ def raw_single_row_commits(url: str, schema: str, n: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--commands", type=int, default=2000)
     parser.add_argument(
         "--database-url",

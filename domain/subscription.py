@@ -183,9 +183,14 @@ class Subscription(LedgerAggregate):
         self.current_period_start = period_start
         self.current_period_end = period_end
 
-    def renew(self, *, occurred_at: datetime | None = None) -> None:
-        """Start the next period at the end of the current one."""
+    def renew(self, *, occurred_at: datetime | None = None, now: datetime | None = None) -> None:
+        """Start the next period at the end of the current one. `now`, when given, is when the
+        renewal is asked for: a period cannot be renewed before it ends."""
         self.check_not_canceled()
+        if now is not None and now < self.current_period_end:
+            raise InvalidTransition(
+                f"the current period ends at {self.current_period_end.isoformat()}; renew it then"
+            )
         if self.status == TRIALING:
             raise InvalidTransition("a trialing subscription converts at trial_end, it does not renew")
         if self.cancel_at_period_end:
@@ -266,12 +271,14 @@ class Subscription(LedgerAggregate):
         self.check_not_canceled()
         self._cancel(ended_at=occurred_at, occurred_at=occurred_at)
 
-    def end_at_period_end(self) -> None:
+    def end_at_period_end(self, *, now: datetime | None = None) -> None:
         """Carry out a scheduled cancellation when the period it was requested in ends."""
         self.check_not_canceled()
         if not self.cancel_at_period_end:
             raise InvalidTransition("no cancellation is scheduled")
         ends_at = self.cancel_at or self.current_period_end
+        if now is not None and now < ends_at:
+            raise InvalidTransition(f"the cancellation takes effect at {ends_at.isoformat()}, not before")
         self._cancel(ended_at=ends_at, occurred_at=ends_at)
 
     @event("Canceled")
@@ -280,3 +287,4 @@ class Subscription(LedgerAggregate):
         self.canceled_at = self.canceled_at or occurred_at
         self.ended_at = ended_at
         self.cancel_at_period_end = False
+        self.past_due_invoice_ids = []

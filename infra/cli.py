@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 from uuid import UUID
@@ -163,14 +164,25 @@ def simulate(
     customers: Annotated[int, typer.Option(min=1, help="how many customers sign up")] = 200,
     months: Annotated[int, typer.Option(min=1, max=120, help="how many months of history")] = 12,
     seed: Annotated[int, typer.Option(help="same seed, same history")] = 1,
+    until: Annotated[
+        datetime | None,
+        typer.Option(help="end of the history (UTC); default today 00:00", formats=["%Y-%m-%d"]),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Write a realistic, deterministic history through the ledger's own commands."""
-    from application.simulation import Simulation
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    from application.simulation import Simulation
+
     with container_for(_settings(data_dir)) as container:
-        simulation = Simulation(container.ledger, customers=customers, months=months, seed=seed)
+        simulation = Simulation(
+            container.ledger,
+            customers=customers,
+            months=months,
+            seed=seed,
+            until=until.replace(tzinfo=UTC) if until else None,
+        )
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),

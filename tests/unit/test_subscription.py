@@ -549,3 +549,20 @@ def test_a_subscription_rebuilt_from_its_events_has_the_same_state() -> None:
     assert copy.status == CANCELED
     assert copy.ended_at == at(2026, 3, 20)
     assert copy.billing_anchor == at(2025, 3, 20)
+
+
+def test_a_period_cannot_be_renewed_before_it_ends() -> None:
+    sub = start_subscription()
+    assert_refused(sub, InvalidTransition, lambda: sub.renew(now=MID_PERIOD))
+
+
+def test_a_scheduled_cancellation_cannot_be_carried_out_early() -> None:
+    sub = start_subscription()
+    sub.schedule_cancellation(occurred_at=MID_PERIOD)
+    assert_refused(sub, InvalidTransition, lambda: sub.end_at_period_end(now=MID_PERIOD))
+
+
+def test_a_canceled_subscription_has_no_past_due_invoices_left() -> None:
+    sub = past_due_subscription()
+    sub.cancel_now(occurred_at=MID_PERIOD)
+    assert sub.past_due_invoice_ids == []
