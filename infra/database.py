@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -12,8 +13,7 @@ from infra.settings import DatabaseAddress
 
 def ensure_database(address: DatabaseAddress) -> None:
     """Create the database named in the URL if it does not exist yet."""
-    admin = DatabaseAddress(address.url)
-    conninfo = admin.conninfo().replace(f"dbname='{address.dbname}'", "dbname='postgres'")
+    conninfo = make_conninfo(address.conninfo(), dbname="postgres")
     with psycopg.connect(conninfo, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (address.dbname,)).fetchone()
         if not exists:

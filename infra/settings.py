@@ -6,6 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
+from psycopg.conninfo import make_conninfo
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -72,6 +73,5 @@ class DatabaseAddress:
         return self._parsed["dbname"]
 
     def conninfo(self) -> str:
-        parts = self._parsed
-        fields = [f"{key}='{value}'" for key, value in parts.items() if value]
-        return " ".join(fields)
+        """libpq connection string, values escaped by psycopg (passwords may hold quotes)."""
+        return make_conninfo("", **{key: value for key, value in self._parsed.items() if value})
