@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 from psycopg_pool import ConnectionPool
 
 from application.ledger import Ledger
+from infra import kafka
 from infra.database import ensure_database, ensure_schema, event_store_env, open_pool
 from infra.keys import KeyStore
+from infra.relay import BackgroundRelay, Relay
 from infra.settings import DatabaseAddress, Settings
+from projections.kafka_projector import BackgroundKafkaProjection, KafkaProjector
 from projections.runner import BackgroundProjection, StoreProjector
 from projections.schema import create_schema
 
@@ -24,10 +27,15 @@ class Container:
     ledger: Ledger
     pool: ConnectionPool
     keys: KeyStore
-    projection: BackgroundProjection | None = None
+    projection: BackgroundProjection | BackgroundKafkaProjection | None = None
+    relay: BackgroundRelay | None = None
+    kafka_bootstrap_servers: str | None = None
     closed: bool = field(default=False)
 
     def wake_projection(self) -> None:
+        """A write committed: let the relay (or the store-fed projector) look now."""
+        if self.relay is not None:
+            self.relay.wake()
         if self.projection is not None:
             self.projection.wake()
 
@@ -35,13 +43,24 @@ class Container:
         if self.closed:
             return
         self.closed = True
+        if self.relay is not None:
+            self.relay.stop()
         if self.projection is not None:
             self.projection.stop()
         self.pool.close()
         self.ledger.close()
 
 
-def bootstrap(settings: Settings, database_url: str, *, run_projection: bool = True) -> Container:
+def bootstrap(
+    settings: Settings,
+    database_url: str,
+    *,
+    run_projection: bool = True,
+    kafka_bootstrap_servers: str | None = None,
+    run_relay: bool = False,
+) -> Container:
+    """Build the container. With `kafka_bootstrap_servers`, the projector consumes Kafka (and
+    `run_relay` also publishes the log there); without, it reads the event store directly."""
     address = DatabaseAddress(database_url)
     ensure_database(address)
     ensure_schema(address, settings.database_schema)
@@ -54,6 +73,23 @@ def bootstrap(settings: Settings, database_url: str, *, run_projection: bool = T
     )
     admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
     container = Container(settings, address, ledger, pool, KeyStore(pool, admin_token))
+    container.kafka_bootstrap_servers = kafka_bootstrap_servers
+    if kafka_bootstrap_servers is not None:
+        topic = kafka.topic_name(settings.kafka_topic_prefix)
+        if run_relay:
+            relay = BackgroundRelay(
+                Relay(pool, kafka_bootstrap_servers, topic, partitions=settings.kafka_partitions)
+            )
+            relay.start()
+            container.relay = relay
+        if run_projection:
+            servers = kafka_bootstrap_servers
+            kafka_projection = BackgroundKafkaProjection(
+                lambda: KafkaProjector(pool, servers, topic, CORE_PROJECTION)
+            )
+            kafka_projection.start()
+            container.projection = kafka_projection
+        return container
     if run_projection:
         projection = BackgroundProjection(
             StoreProjector(pool, CORE_PROJECTION), settings.projection_poll_seconds

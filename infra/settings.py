@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     stripe_webhook_secret: SecretStr | None = None
     kafka_bootstrap_servers: str | None = None
     kafka_topic_prefix: str = ""
+    kafka_partitions: int = Field(default=6, ge=1, le=256, description="partitions of a new topic")
     read_wait_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     projection_poll_seconds: float = Field(default=0.05, gt=0, le=5)
     invoice_number_prefix: str = "INV"

@@ -1,8 +1,7 @@
-"""Feeds stored events, in position order, to a projector; the rows it changes and its checkpoint
-commit in one transaction, so a crash at any point neither loses nor doubles an event.
-
-Several processes may run the same projector: the checkpoint row is locked for the batch
-(`FOR UPDATE SKIP LOCKED`), so exactly one of them advances it at a time."""
+"""Feeds stored events to a projector straight from the event store, in position order (used by
+`ledger replay`, by a single-process deployment, and to fill gaps). The rows a batch changes and
+its checkpoint commit in one transaction, so a crash at any point neither loses nor doubles an
+event. Several processes may run it: the checkpoint row is locked for the batch."""
 
 from __future__ import annotations
 
@@ -12,9 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from psycopg import Cursor
+from psycopg import Connection, Cursor
 from psycopg_pool import ConnectionPool
 
+from projections.checkpoints import STORE_PARTITION, applied_position, lock_checkpoint, save_checkpoint
 from projections.core import StoredEventRow, apply_event
 
 log = logging.getLogger(__name__)
@@ -22,66 +22,65 @@ log = logging.getLogger(__name__)
 EVENTS_TABLE = "ledger_events"
 Apply = Callable[[Cursor[Any], StoredEventRow], None]
 
-SELECT_BATCH = (
-    f"SELECT notification_id AS position, originator_id AS stream_id, originator_version AS version,"
-    f" event_type AS type, occurred_at, recorded_at, customer_id,"
-    f" convert_from(state, 'UTF8')::jsonb AS payload"
-    f" FROM {EVENTS_TABLE} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+EVENT_COLUMNS = (
+    "notification_id AS position, originator_id AS stream_id, originator_version AS version,"
+    " event_type AS type, occurred_at, recorded_at, customer_id,"
+    " convert_from(state, 'UTF8')::jsonb AS payload"
 )
-
-
-def checkpoint(pool: ConnectionPool, name: str) -> int:
-    with pool.connection() as conn:
-        row = conn.execute("SELECT position FROM projection_checkpoints WHERE name = %s", (name,)).fetchone()
-        return int(row["position"]) if row else 0  # type: ignore[call-overload]
+SELECT_AFTER = (
+    f"SELECT {EVENT_COLUMNS} FROM {EVENTS_TABLE} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+)
+SELECT_RANGE = (
+    f"SELECT {EVENT_COLUMNS} FROM {EVENTS_TABLE} WHERE notification_id > %s AND notification_id <= %s"
+    " ORDER BY notification_id"
+)
 
 
 def head_position(pool: ConnectionPool) -> int:
     with pool.connection() as conn:
-        row = conn.execute(f"SELECT coalesce(max(notification_id), 0) AS head FROM {EVENTS_TABLE}").fetchone()
-        return int(row["head"]) if row else 0  # type: ignore[call-overload]
+        row: Any = conn.execute(
+            f"SELECT coalesce(max(notification_id), 0) AS head FROM {EVENTS_TABLE}"
+        ).fetchone()
+        return int(row["head"])
+
+
+def read_after(conn: Connection[Any], after: int, limit: int) -> list[StoredEventRow]:
+    rows: list[dict[str, Any]] = conn.execute(SELECT_AFTER, (after, limit)).fetchall()
+    return [StoredEventRow(**r) for r in rows]
+
+
+def read_range(conn: Connection[Any], after: int, up_to: int) -> list[StoredEventRow]:
+    rows: list[dict[str, Any]] = conn.execute(SELECT_RANGE, (after, up_to)).fetchall()
+    return [StoredEventRow(**r) for r in rows]
+
+
+def apply_all(conn: Connection[Any], events: list[StoredEventRow], apply: Apply = apply_event) -> None:
+    """Apply events in order, pipelined: statements are sent without waiting for each answer."""
+    with conn.pipeline(), conn.cursor() as cur:
+        for event in events:
+            apply(cur, event)
 
 
 class StoreProjector:
     def __init__(
-        self,
-        pool: ConnectionPool,
-        name: str = "core",
-        apply: Apply = apply_event,
-        batch_size: int = 1000,
+        self, pool: ConnectionPool, name: str = "core", apply: Apply = apply_event, batch_size: int = 2000
     ) -> None:
         self.pool = pool
         self.name = name
         self.apply = apply
         self.batch_size = batch_size
-        with pool.connection() as conn:
-            conn.execute(
-                "INSERT INTO projection_checkpoints (name, position) VALUES (%s, 0)"
-                " ON CONFLICT (name) DO NOTHING",
-                (name,),
-            )
-            conn.commit()
 
     def run_once(self) -> int:
-        """Apply one batch; returns how many events it applied (0 if none or another process holds it)."""
+        """Apply one batch; answers how many events it applied."""
         with self.pool.connection() as conn, conn.transaction():
-            row: Any = conn.execute(
-                "SELECT position FROM projection_checkpoints WHERE name = %s FOR UPDATE SKIP LOCKED",
-                (self.name,),
-            ).fetchone()
-            if row is None:
+            checkpoint = lock_checkpoint(conn, self.name, STORE_PARTITION)
+            events = read_after(conn, checkpoint.position, self.batch_size)
+            if not events:
                 return 0
-            rows: list[Any] = conn.execute(SELECT_BATCH, (row["position"], self.batch_size)).fetchall()
-            if not rows:
-                return 0
-            with conn.cursor() as cur:
-                for r in rows:
-                    self.apply(cur, StoredEventRow(**r))
-            conn.execute(
-                "UPDATE projection_checkpoints SET position = %s, updated_at = now() WHERE name = %s",
-                (rows[-1]["position"], self.name),
-            )
-            return len(rows)
+            apply_all(conn, events, self.apply)
+            checkpoint.position = checkpoint.watermark = events[-1].position
+            save_checkpoint(conn, self.name, checkpoint)
+            return len(events)
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         total = 0
@@ -93,7 +92,7 @@ class StoreProjector:
 
 
 class BackgroundProjection:
-    """Runs a StoreProjector in a daemon thread; `wake()` shortens the wait after a local write."""
+    """Runs a projector's `run_once` in a daemon thread; `wake()` shortens the idle wait."""
 
     def __init__(self, projector: StoreProjector, poll_seconds: float) -> None:
         self.projector = projector
@@ -120,7 +119,7 @@ class BackgroundProjection:
             except Exception:
                 log.exception("projector %s failed; retrying", self.projector.name)
                 applied = 0
-                time.sleep(1)
+                self._stop.wait(1)
             if applied == 0:
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
@@ -131,7 +130,7 @@ def wait_for_position(pool: ConnectionPool, name: str, position: int, timeout: f
     deadline = time.monotonic() + timeout
     delay = 0.002
     while True:
-        if checkpoint(pool, name) >= position:
+        if applied_position(pool, name) >= position:
             return True
         if time.monotonic() >= deadline:
             return False

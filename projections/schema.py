@@ -3,16 +3,46 @@ rebuilds them from the event store."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from psycopg import Connection
 
 CORE_TABLES = ("rm_plans", "rm_customers", "rm_subscriptions", "rm_invoices", "rm_payments", "rm_alerts")
 
-DDL = """
-CREATE TABLE IF NOT EXISTS projection_checkpoints (
-    name text PRIMARY KEY,
+# Where each projector is, per Kafka partition (partition -1: fed from the store directly).
+# `position` is the last event applied from that partition; `watermark` the global position up
+# to which every event of that partition has been applied. A read model has applied position P
+# when the lowest watermark of its projector's partitions is at least P.
+CHECKPOINT_DDL = """
+CREATE TABLE IF NOT EXISTS projection_partitions (
+    name text NOT NULL,
+    partition int NOT NULL,
+    position bigint NOT NULL DEFAULT 0,
+    watermark bigint NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (name, partition)
+);
+CREATE TABLE IF NOT EXISTS relay_state (
+    topic text PRIMARY KEY,
+    partitions int NOT NULL,
     position bigint NOT NULL DEFAULT 0,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS relay_partitions (
+    topic text NOT NULL,
+    partition int NOT NULL,
+    last_position bigint NOT NULL DEFAULT 0,
+    acked_offset bigint NOT NULL DEFAULT -1,
+    PRIMARY KEY (topic, partition)
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id uuid PRIMARY KEY, name text NOT NULL, role text NOT NULL, customer_id uuid,
+    key_hash text NOT NULL UNIQUE, created_at timestamptz NOT NULL DEFAULT now(),
+    created_by text, revoked_at timestamptz
+);
+"""
+
+READ_MODEL_DDL = """
 CREATE TABLE IF NOT EXISTS rm_plans (
     id uuid PRIMARY KEY, seq bigint NOT NULL, code text NOT NULL UNIQUE, name text NOT NULL,
     currency text NOT NULL, amount bigint NOT NULL, interval text NOT NULL,
@@ -62,16 +92,17 @@ CREATE TABLE IF NOT EXISTS rm_alerts (
     raised_at timestamptz NOT NULL, resolved_at timestamptz, note text
 );
 CREATE INDEX IF NOT EXISTS rm_alerts_status ON rm_alerts (status, seq);
-CREATE TABLE IF NOT EXISTS api_keys (
-    id uuid PRIMARY KEY, name text NOT NULL, role text NOT NULL, customer_id uuid,
-    key_hash text NOT NULL UNIQUE, created_at timestamptz NOT NULL DEFAULT now(),
-    created_by text, revoked_at timestamptz
-);
 """
 
 
-def create_schema(conn: Connection[object]) -> None:
+def create_schema(conn: Connection[Any]) -> None:
     with conn.transaction():
         # Serialise concurrent start-ups creating the same tables.
         conn.execute("SELECT pg_advisory_xact_lock(7429001)")
-        conn.execute(DDL)
+        conn.execute(CHECKPOINT_DDL)
+        conn.execute(READ_MODEL_DDL)
+
+
+def create_read_models(conn: Connection[Any]) -> None:
+    """The read-model tables in the first schema of the search path (replay builds a fresh set)."""
+    conn.execute(READ_MODEL_DDL)

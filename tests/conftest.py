@@ -116,3 +116,31 @@ def count_events(container: Container) -> int:
     with container.pool.connection() as conn:
         row: Any = conn.execute("SELECT count(*) AS n FROM ledger_events").fetchone()
         return int(row["n"])
+
+
+@pytest.fixture(scope="session")
+def kafka_servers() -> Iterator[str]:
+    """A Kafka-protocol broker: LEDGER_KAFKA_BOOTSTRAP_SERVERS, else the embedded one (Tansu)."""
+    configured = os.environ.get("LEDGER_KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    from infra.embedded import EmbeddedKafka
+
+    broker = EmbeddedKafka()
+    try:
+        yield broker.start()
+    finally:
+        broker.stop()
+
+
+def read_model_rows(container: Container, tables: tuple[str, ...] | None = None) -> dict[str, list[Any]]:
+    """Every row of the read models, in a stable order, for replay-equals-live comparisons."""
+    from projections.schema import CORE_TABLES
+
+    found: dict[str, list[Any]] = {}
+    with container.pool.connection() as conn:
+        for table in tables or CORE_TABLES:
+            rows = conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
+            found[table] = [dict(r) for r in rows]  # type: ignore[call-overload]
+    return found

@@ -7,7 +7,8 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ContainerDep
 from infra.bootstrap import CORE_PROJECTION
-from projections.runner import checkpoint, head_position
+from projections.checkpoints import applied_position
+from projections.runner import head_position
 
 router = APIRouter(tags=["operations"])
 
@@ -22,7 +23,7 @@ def readyz(container: ContainerDep) -> JSONResponse:
     checks: dict[str, Any] = {}
     try:
         head = head_position(container.pool)
-        applied = checkpoint(container.pool, CORE_PROJECTION)
+        applied = applied_position(container.pool, CORE_PROJECTION)
         checks["store"] = "ok"
         checks["projection_lag_events"] = head - applied
     except Exception as error:  # noqa: BLE001 - readiness reports the failure instead of raising

@@ -1,0 +1,179 @@
+"""A projector fed by Kafka: one consumer group per projector name, partitions shared between
+its processes. For each partition batch, the read-model changes and the partition's checkpoint
+commit in one PostgreSQL transaction:
+
+- an event at or below the checkpoint was applied already: skipped (at-least-once delivery,
+  relay republishing, rebalances);
+- an event whose `prev` header is above the checkpoint reveals a gap (the broker lost
+  messages, or the consumer jumped ahead): the missing events of that partition are read from
+  the event store and applied first;
+- a watermark message advances the partition's watermark, which is what read-your-writes
+  waits on.
+
+Kafka offsets are committed after PostgreSQL, as a hint only: the checkpoint is the truth."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
+from psycopg import Connection
+from psycopg_pool import ConnectionPool
+
+from infra import kafka as k
+from infra.relay import event_from_message
+from projections.checkpoints import Checkpoint, ensure_partitions, lock_checkpoint, save_checkpoint
+from projections.core import StoredEventRow, apply_event
+from projections.runner import Apply, apply_all, read_range
+
+log = logging.getLogger(__name__)
+
+
+def _header(record: ConsumerRecord, name: str) -> str:
+    for key, value in record.headers or []:
+        if key == name:
+            return bytes(value).decode()
+    raise ValueError(f"message at offset {record.offset} has no '{name}' header")
+
+
+class KafkaProjector:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        bootstrap_servers: str,
+        topic: str,
+        name: str = "core",
+        *,
+        apply: Apply = apply_event,
+        consumer_factory: Callable[[], KafkaConsumer] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.topic = topic
+        self.name = name
+        self.apply = apply
+        self.partitions = self._partition_count(bootstrap_servers)
+        make = consumer_factory or (
+            lambda: k.consumer(bootstrap_servers, group_id=f"ledger-projector-{name}")
+        )
+        self.consumer = make()
+        self.consumer.subscribe([topic])
+        ensure_partitions(pool, name, list(range(self.partitions)))
+
+    def _partition_count(self, bootstrap_servers: str) -> int:
+        with self.pool.connection() as conn:
+            row: Any = conn.execute(
+                "SELECT partitions FROM relay_state WHERE topic = %s", (self.topic,)
+            ).fetchone()
+        if row is not None:
+            return int(row["partitions"])
+        return k.ensure_topic(bootstrap_servers, self.topic, k.DEFAULT_PARTITIONS)
+
+    def run_once(self, timeout_ms: int = 200) -> int:
+        """Poll once and apply what came; answers how many events were applied."""
+        batches: dict[TopicPartition, list[ConsumerRecord]] = self.consumer.poll(timeout_ms=timeout_ms)
+        applied = 0
+        for tp, records in batches.items():
+            applied += self._apply_partition(tp.partition, records)
+        if batches:
+            try:
+                self.consumer.commit()
+            except KafkaError:
+                # Offsets are a hint; the checkpoint in PostgreSQL decides what is applied.
+                log.info("committing offsets failed (rebalance?); continuing", exc_info=True)
+        return applied
+
+    def _apply_partition(self, partition: int, records: list[ConsumerRecord]) -> int:
+        applied = 0
+        with self.pool.connection() as conn, conn.transaction():
+            checkpoint = lock_checkpoint(conn, self.name, partition)
+            pending: list[StoredEventRow] = []
+            for record in records:
+                kind = _header(record, "type")
+                position = int(_header(record, "position"))
+                prev = int(_header(record, "prev"))
+                if prev > checkpoint.position and prev > (pending[-1].position if pending else 0):
+                    pending.extend(self._missing(conn, partition, checkpoint, pending, prev))
+                if kind == k.WATERMARK_TYPE:
+                    self._flush(conn, pending, checkpoint)
+                    applied += len(pending)
+                    pending = []
+                    checkpoint.watermark = max(checkpoint.watermark, position)
+                    continue
+                last = pending[-1].position if pending else checkpoint.position
+                if position <= last:
+                    continue  # applied already
+                pending.append(event_from_message(record.value))
+            self._flush(conn, pending, checkpoint)
+            applied += len(pending)
+            save_checkpoint(conn, self.name, checkpoint)
+        return applied
+
+    def _missing(
+        self,
+        conn: Connection[Any],
+        partition: int,
+        checkpoint: Checkpoint,
+        pending: list[StoredEventRow],
+        prev: int,
+    ) -> list[StoredEventRow]:
+        """The events of this partition after what was applied, up to `prev`, from the store."""
+        after = pending[-1].position if pending else checkpoint.position
+        found = [
+            e
+            for e in read_range(conn, after, prev)
+            if k.partition_for(k.event_key(e.customer_id, e.stream_id), self.partitions) == partition
+        ]
+        if found:
+            log.warning("partition %d: filled a gap of %d events from the store", partition, len(found))
+        return found
+
+    def _flush(self, conn: Connection[Any], pending: list[StoredEventRow], checkpoint: Checkpoint) -> None:
+        if not pending:
+            return
+        apply_all(conn, pending, self.apply)
+        checkpoint.position = pending[-1].position
+
+    def close(self) -> None:
+        try:
+            self.consumer.close(autocommit=False)
+        except KafkaError:
+            log.warning("closing the consumer failed", exc_info=True)
+
+
+class BackgroundKafkaProjection:
+    def __init__(self, factory: Callable[[], KafkaProjector]) -> None:
+        self.factory = factory
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="kafka-projector", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def _loop(self) -> None:
+        projector: KafkaProjector | None = None
+        while not self._stop.is_set():
+            try:
+                if projector is None:
+                    projector = self.factory()
+                projector.run_once()
+            except Exception:
+                log.exception("kafka projector failed; restarting its consumer")
+                if projector is not None:
+                    projector.close()
+                projector = None
+                self._stop.wait(1)
+        if projector is not None:
+            projector.close()
