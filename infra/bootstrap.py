@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 
 from psycopg_pool import ConnectionPool
 
+from application.ingestion import EventResult, Ingestion, PreparedUsage
 from application.ledger import Ledger
 from infra import kafka
 from infra.database import ensure_database, ensure_schema, event_store_env, open_pool
+from infra.group_commit import GroupCommitter
 from infra.keys import KeyStore
 from infra.relay import BackgroundRelay, Relay
 from infra.settings import DatabaseAddress, Settings
@@ -30,6 +32,8 @@ class Container:
     projection: BackgroundProjection | BackgroundKafkaProjection | None = None
     relay: BackgroundRelay | None = None
     kafka_bootstrap_servers: str | None = None
+    ingestion: Ingestion | None = None
+    ingest_committer: GroupCommitter[PreparedUsage, EventResult] | None = None
     closed: bool = field(default=False)
 
     def wake_projection(self) -> None:
@@ -47,6 +51,8 @@ class Container:
             self.relay.stop()
         if self.projection is not None:
             self.projection.stop()
+        if self.ingest_committer is not None:
+            self.ingest_committer.close()
         self.pool.close()
         self.ledger.close()
 
@@ -67,13 +73,33 @@ def bootstrap(
     pool = open_pool(address, settings.database_schema, settings.database_pool_size)
     with pool.connection() as conn:
         create_schema(conn)
-    ledger = Ledger(
-        env=event_store_env(address, settings.database_schema, settings.database_pool_size),
-        invoice_prefix=settings.invoice_number_prefix,
-    )
+    with pool.connection() as conn:
+        # Processes starting together would deadlock creating the event store's functions and
+        # triggers; one at a time (session lock, released when the block ends).
+        conn.execute("SELECT pg_advisory_lock(7429002)")
+        try:
+            ledger = Ledger(
+                env=event_store_env(address, settings.database_schema, settings.database_pool_size),
+                invoice_prefix=settings.invoice_number_prefix,
+            )
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(7429002)")
+            conn.commit()
     admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
     container = Container(settings, address, ledger, pool, KeyStore(pool, admin_token))
     container.kafka_bootstrap_servers = kafka_bootstrap_servers
+    container.ingestion = Ingestion(
+        ledger,
+        auto_create_customers=settings.ingest_auto_create_customers,
+        default_currency=settings.ingest_default_currency,
+    )
+    container.ingest_committer = GroupCommitter(
+        container.ingestion.append_usage,
+        window_seconds=settings.ingest_group_commit_window_ms / 1000,
+        max_items=settings.ingest_group_commit_max_events,
+        max_waiting_jobs=10_000,
+        name="ingest-group-commit",
+    )
     if kafka_bootstrap_servers is not None:
         topic = kafka.topic_name(settings.kafka_topic_prefix)
         if run_relay:

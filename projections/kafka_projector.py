@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from psycopg import Connection
@@ -39,6 +39,17 @@ def _header(record: ConsumerRecord, name: str) -> str:
         if key == name:
             return bytes(value).decode()
     raise ValueError(f"message at offset {record.offset} has no '{name}' header")
+
+
+class _LogAssignments(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        log.info("projector %s: partitions revoked %s", self.name, sorted(tp.partition for tp in revoked))
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("projector %s: partitions assigned %s", self.name, sorted(tp.partition for tp in assigned))
 
 
 class KafkaProjector:
@@ -61,7 +72,7 @@ class KafkaProjector:
             lambda: k.consumer(bootstrap_servers, group_id=f"ledger-projector-{name}")
         )
         self.consumer = make()
-        self.consumer.subscribe([topic])
+        self.consumer.subscribe([topic], listener=_LogAssignments(name))
         ensure_partitions(pool, name, list(range(self.partitions)))
 
     def _partition_count(self, bootstrap_servers: str) -> int:
