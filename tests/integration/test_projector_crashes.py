@@ -26,7 +26,6 @@ from projections.checkpoints import applied_position
 from projections.kafka_projector import BackgroundKafkaProjection, KafkaProjector
 from projections.replay import replay
 from projections.runner import head_position, wait_for_position
-
 from tests.conftest import read_model_rows
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,7 +157,8 @@ def test_projector_killed_while_working_resumes_without_loss_or_double_count(
             applied = applied_position(container.pool, CORE_PROJECTION)
             with container.pool.connection() as conn:
                 row: Any = conn.execute(
-                    "SELECT coalesce(sum(position), 0) AS progress FROM projection_partitions WHERE name = %s",
+                    "SELECT coalesce(sum(position), 0) AS progress FROM projection_partitions"
+                    " WHERE name = %s",
                     (CORE_PROJECTION,),
                 ).fetchone()
             if row["progress"] > 0 and applied < head:
