@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
-from api.routers import alerts, api_keys, customers, health, invoices, payments, plans, subscriptions
+from api.routers import alerts, api_keys, customers, health, invoices, ops, payments, plans, subscriptions
 from infra.bootstrap import Container
 
 
@@ -39,6 +39,7 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
         invoices.router,
         payments.router,
         alerts.router,
+        ops.router,
     ):
         app.include_router(router)
     return app

@@ -35,6 +35,26 @@ class Container:
     ingestion: Ingestion | None = None
     ingest_committer: GroupCommitter[PreparedUsage, EventResult] | None = None
     closed: bool = field(default=False)
+    _broker_ok: bool = field(default=False)
+    _broker_checked_at: float = field(default=0.0)
+
+    def broker_reachable(self) -> bool:
+        """Whether the Kafka broker answers a metadata request (cached a few seconds)."""
+        import time
+
+        from kafka import KafkaAdminClient
+
+        now = time.monotonic()
+        if self._broker_checked_at and now - self._broker_checked_at < 5:
+            return self._broker_ok
+        admin = KafkaAdminClient(bootstrap_servers=self.kafka_bootstrap_servers, request_timeout_ms=3000)
+        try:
+            admin.describe_cluster()
+            self._broker_ok = True
+        finally:
+            admin.close()
+        self._broker_checked_at = now
+        return self._broker_ok
 
     def wake_projection(self) -> None:
         """A write committed: let the relay (or the store-fed projector) look now."""

@@ -2,31 +2,54 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from kafka.errors import KafkaError
 
 from api.deps import ContainerDep
-from infra.bootstrap import CORE_PROJECTION
-from projections.checkpoints import applied_position
-from projections.runner import head_position
+from projections.ops import projection_status
 
 router = APIRouter(tags=["operations"])
+
+MAX_READY_LAG_EVENTS = 50_000
+MAX_READY_LAG_SECONDS = 60.0
 
 
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
     return {"status": "ok"}
 
 
 @router.get("/readyz")
 def readyz(container: ContainerDep) -> JSONResponse:
+    """Readiness: the store answers, the broker answers (when used), projectors keep up."""
     checks: dict[str, Any] = {}
+    ready = True
     try:
-        head = head_position(container.pool)
-        applied = applied_position(container.pool, CORE_PROJECTION)
+        with container.pool.connection() as conn:
+            status = projection_status(conn)
         checks["store"] = "ok"
-        checks["projection_lag_events"] = head - applied
-    except Exception as error:  # noqa: BLE001 - readiness reports the failure instead of raising
+    except psycopg.Error as error:
         checks["store"] = f"unavailable: {type(error).__name__}"
         return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
-    return JSONResponse({"status": "ready", "checks": checks})
+    for projector in status["projectors"]:
+        behind = (
+            projector["lag_events"] > MAX_READY_LAG_EVENTS or projector["lag_seconds"] > MAX_READY_LAG_SECONDS
+        )
+        checks[f"projector:{projector['name']}"] = {
+            "lag_events": projector["lag_events"],
+            "lag_seconds": round(projector["lag_seconds"], 3),
+            "status": "behind" if behind else "ok",
+        }
+        ready = ready and not behind
+    if container.kafka_bootstrap_servers:
+        try:
+            checks["broker"] = "ok" if container.broker_reachable() else "unavailable"
+        except KafkaError as error:
+            checks["broker"] = f"unavailable: {type(error).__name__}"
+        ready = ready and checks["broker"] == "ok"
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+    )
