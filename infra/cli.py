@@ -140,7 +140,7 @@ def api(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
 ) -> None:
-    """Run only the API (and its projector) against LEDGER_DATABASE_URL."""
+    """Run only the API against LEDGER_DATABASE_URL (scale it out: it keeps no state)."""
     import uvicorn
 
     from api.app import create_app
@@ -149,7 +149,10 @@ def api(
     if not settings.database_url:
         raise typer.BadParameter("`ledger api` needs LEDGER_DATABASE_URL; `ledger up` runs everything")
     url = settings.database_url
-    web = create_app(lambda: bootstrap(settings, url, run_projection=True))
+    # With Kafka, projectors run as their own processes (`ledger project`); without, the API
+    # keeps its read models current from the store itself.
+    in_process = settings.kafka_bootstrap_servers is None
+    web = create_app(lambda: bootstrap(settings, url, run_projection=in_process))
     uvicorn.run(web, host=settings.host, port=settings.port, access_log=False)
 
 

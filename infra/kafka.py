@@ -7,6 +7,7 @@ straight from the store."""
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -31,9 +32,14 @@ def event_key(customer_id: UUID | None, stream_id: UUID) -> bytes:
     return str(customer_id or stream_id).encode()
 
 
+@lru_cache(maxsize=65536)
+def _murmur2(key: bytes) -> int:
+    return int(murmur2(key)) & 0x7FFFFFFF
+
+
 def partition_for(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner for keyed records (the Java client's murmur2)."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+    return _murmur2(key) % partitions
 
 
 def producer(bootstrap_servers: str) -> KafkaProducer:
@@ -63,7 +69,7 @@ def consumer(bootstrap_servers: str, group_id: str, **overrides: Any) -> KafkaCo
         "max_poll_records": 5000,
         "fetch_max_bytes": 32 * 1024 * 1024,
         "max_partition_fetch_bytes": 8 * 1024 * 1024,
-        "fetch_max_wait_ms": 50,
+        "fetch_max_wait_ms": 20,
     }
     options.update(overrides)
     return KafkaConsumer(**options)

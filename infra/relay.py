@@ -218,18 +218,21 @@ class Relay:
         ]
 
     def _check_acknowledged(self, futures: list[Any], state: RelayState) -> None:
+        """Wait for every acknowledgement. Per partition the relay remembers the lowest offset of
+        its last batch: a broker that answers with offsets at or below it has lost data. (The
+        lowest, not the highest: some Kafka-protocol brokers report a partition's end offset as
+        the last batch's base offset + 1.)"""
         lowest: dict[int, int] = {}
         for future in futures:
             metadata = future.get(timeout=30)  # raises if the broker did not acknowledge
-            partition, offset = metadata.partition, metadata.offset
-            lowest[partition] = min(lowest.get(partition, offset), offset)
-            state.acked_offset[partition] = max(state.acked_offset.get(partition, -1), offset)
+            lowest[metadata.partition] = min(lowest.get(metadata.partition, metadata.offset), metadata.offset)
         for partition, offset in lowest.items():
             if offset <= self.state.acked_offset.get(partition, -1):
                 raise BrokerLostData(
                     f"partition {partition} acknowledged offset {offset}, "
                     f"at or below {self.state.acked_offset[partition]} acknowledged before"
                 )
+            state.acked_offset[partition] = offset
 
     def recover_from_data_loss(self) -> None:
         """Republish from the lowest position every projector is known to have applied."""
@@ -285,7 +288,7 @@ class BackgroundRelay:
 
     VERIFY_EVERY_SECONDS = 5.0
 
-    def __init__(self, relay: Relay, poll_seconds: float = 0.05, max_idle_seconds: float = 0.2) -> None:
+    def __init__(self, relay: Relay, poll_seconds: float = 0.05, max_idle_seconds: float = 0.1) -> None:
         self.relay = relay
         self.poll_seconds = poll_seconds
         self.max_idle_seconds = max_idle_seconds

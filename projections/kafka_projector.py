@@ -41,15 +41,40 @@ def _header(record: ConsumerRecord, name: str) -> str:
     raise ValueError(f"message at offset {record.offset} has no '{name}' header")
 
 
-class _LogAssignments(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, name: str) -> None:
+class _OnAssignments(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Logs assignments, and starts a partition with no committed offset from its beginning:
+    a broker that restarted empty (or a recreated topic) has none, and the consumer's old
+    position would point past the new log's end, waiting there for messages that never come.
+    Re-reading from the start costs only skips: applied positions are not applied again."""
+
+    def __init__(
+        self, name: str, consumer: KafkaConsumer, on_assigned: Callable[[set[int]], None] | None
+    ) -> None:
         self.name = name
+        self.consumer = consumer
+        self.on_assigned = on_assigned
+        self.unchecked: set[TopicPartition] = set()
+
+    def start_fresh_partitions_from_the_beginning(self) -> None:
+        while self.unchecked:
+            tp = self.unchecked.pop()
+            if tp in self.consumer.assignment() and self.consumer.committed(tp) is None:
+                log.info(
+                    "projector %s: partition %d has no committed offset; reading it from the start",
+                    self.name,
+                    tp.partition,
+                )
+                self.consumer.seek_to_beginning(tp)
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         log.info("projector %s: partitions revoked %s", self.name, sorted(tp.partition for tp in revoked))
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("projector %s: partitions assigned %s", self.name, sorted(tp.partition for tp in assigned))
+        # Blocking consumer calls are not allowed in here: the check runs after the poll.
+        self.unchecked.update(assigned)
+        if self.on_assigned is not None:
+            self.on_assigned({tp.partition for tp in assigned})
 
 
 class KafkaProjector:
@@ -62,6 +87,7 @@ class KafkaProjector:
         *,
         apply: Apply = apply_event,
         consumer_factory: Callable[[], KafkaConsumer] | None = None,
+        on_assigned: Callable[[set[int]], None] | None = None,
     ) -> None:
         self.pool = pool
         self.topic = topic
@@ -72,7 +98,8 @@ class KafkaProjector:
             lambda: k.consumer(bootstrap_servers, group_id=f"ledger-projector-{name}")
         )
         self.consumer = make()
-        self.consumer.subscribe([topic], listener=_LogAssignments(name))
+        self.assignments = _OnAssignments(name, self.consumer, on_assigned)
+        self.consumer.subscribe([topic], listener=self.assignments)
         ensure_partitions(pool, name, list(range(self.partitions)))
 
     def _partition_count(self, bootstrap_servers: str) -> int:
@@ -87,6 +114,7 @@ class KafkaProjector:
     def run_once(self, timeout_ms: int = 200) -> int:
         """Poll once and apply what came; answers how many events were applied."""
         batches: dict[TopicPartition, list[ConsumerRecord]] = self.consumer.poll(timeout_ms=timeout_ms)
+        self.assignments.start_fresh_partitions_from_the_beginning()
         applied = 0
         for tp, records in batches.items():
             applied += self._apply_partition(tp.partition, records)

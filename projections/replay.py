@@ -8,8 +8,10 @@ position, and a gap is filled from the store)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, wait
 from typing import Any
 
 import psycopg
@@ -19,7 +21,7 @@ from psycopg.rows import dict_row
 from infra import kafka as k
 from projections.checkpoints import STORE_PARTITION
 from projections.core import apply_event
-from projections.runner import Apply, apply_all, read_after
+from projections.runner import EVENT_COLUMNS, Apply, _row, apply_all
 from projections.schema import CORE_TABLES, create_read_models
 
 BATCH = 5000
@@ -33,8 +35,10 @@ def replay(
     apply: Apply = apply_event,
     tables: tuple[str, ...] = CORE_TABLES,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> int:
-    """Rebuild and swap; answers the position the rebuilt read models are at."""
+    """Rebuild and swap; answers the position the rebuilt read models are at. With `workers` > 1
+    the projector named `name` is rebuilt by that many processes (its handlers from the registry)."""
     scratch = f"{schema}_replay_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(conninfo, row_factory=dict_row) as conn:
         conn.execute(
@@ -50,9 +54,16 @@ def replay(
             sql.SQL("SET search_path TO {}, {}").format(sql.Identifier(scratch), sql.Identifier(schema))
         )
         create_read_models(conn)
+        # The scratch tables are private until the swap: no WAL while filling them, and no
+        # waiting for each batch to reach the disk (a crash only loses the scratch schema).
+        for table in tables:
+            conn.execute(sql.SQL("ALTER TABLE {} SET UNLOGGED").format(sql.Identifier(table)))
+        conn.execute("SET synchronous_commit = off")
         conn.commit()
         try:
-            last_in_partition = _rebuild(conn, head, partitions, apply, progress)
+            last_in_partition = _rebuild(
+                conninfo, schema, scratch, name, head, partitions, apply, workers, progress
+            )
             _swap(conn, schema, scratch, name, head, partitions, last_in_partition, tables)
         except BaseException:
             conn.rollback()
@@ -68,29 +79,110 @@ def _partition_count(conn: psycopg.Connection[Any]) -> int | None:
 
 
 def _rebuild(
-    conn: psycopg.Connection[Any],
+    conninfo: str,
+    schema: str,
+    scratch: str,
+    name: str,
     head: int,
     partitions: int | None,
     apply: Apply,
+    workers: int,
     progress: Callable[[int, int], None] | None,
 ) -> dict[int, int]:
+    """Apply every event up to `head` into the scratch tables, in `workers` processes. Each
+    worker takes the events of a share of the message keys (customers): a projector's rows only
+    ever depend on events of their own key, exactly as Kafka partitions are consumed in parallel."""
+    if workers <= 1:
+        return _rebuild_share(conninfo, schema, scratch, name, head, partitions, 0, 1, None, apply, progress)
+    context = multiprocessing.get_context("spawn")
+    counter = context.Value("q", 0)
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_share_counter, initargs=(counter,)
+    ) as pool:
+        futures = [
+            pool.submit(_rebuild_share, conninfo, schema, scratch, name, head, partitions, i, workers, None)
+            for i in range(workers)
+        ]
+        reported = 0
+        while not all(f.done() for f in futures):
+            wait(futures, timeout=0.2)
+            done = counter.value
+            if progress and done > reported:
+                progress(done - reported, head)
+                reported = done
+        merged: dict[int, int] = {}
+        for future in futures:
+            for partition, position in future.result().items():
+                merged[partition] = max(merged.get(partition, 0), position)
+    if progress and counter.value > reported:
+        progress(counter.value - reported, head)
+    return merged
+
+
+def _rebuild_share(
+    conninfo: str,
+    schema: str,
+    scratch: str,
+    name: str,
+    head: int,
+    partitions: int | None,
+    share: int,
+    shares: int,
+    counter: Any,
+    apply: Apply | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[int, int]:
+    if apply is None:
+        from projections.registry import projector
+
+        apply = projector(name)
     last_in_partition: dict[int, int] = {}
-    position = 0
-    while position < head:
-        events = [e for e in read_after(conn, position, BATCH) if e.position <= head]
-        if not events:
-            break
-        apply_all(conn, events, apply)
-        conn.commit()
-        if partitions:
-            for e in events:
-                last_in_partition[k.partition_for(k.event_key(e.customer_id, e.stream_id), partitions)] = (
-                    e.position
-                )
-        position = events[-1].position
-        if progress:
-            progress(len(events), head)
+    with psycopg.connect(conninfo, row_factory=dict_row) as conn:
+        conn.execute(
+            sql.SQL("SET search_path TO {}, {}").format(sql.Identifier(scratch), sql.Identifier(schema))
+        )
+        conn.execute("SET synchronous_commit = off")
+        position = 0
+        while position < head:
+            rows: list[Any] = conn.execute(
+                SELECT_SHARE,
+                {"after": position, "head": head, "shares": shares, "share": share, "limit": BATCH},
+            ).fetchall()
+            if not rows:
+                break
+            events = [_row(r) for r in rows]
+            apply_all(conn, events, apply)
+            conn.commit()
+            if partitions:
+                for e in events:
+                    key = k.event_key(e.customer_id, e.stream_id)
+                    last_in_partition[k.partition_for(key, partitions)] = e.position
+            position = events[-1].position
+            shared = counter if counter is not None else _worker_counter
+            if shared is not None:
+                with shared.get_lock():
+                    shared.value += len(events)
+            if progress:
+                progress(len(events), head)
     return last_in_partition
+
+
+_worker_counter: Any = None
+
+
+def _share_counter(counter: Any) -> None:
+    """Process-pool initializer: the shared progress counter is inherited, not pickled."""
+    global _worker_counter
+    _worker_counter = counter
+
+
+SELECT_SHARE = (
+    f"SELECT {EVENT_COLUMNS} FROM ledger_events"
+    " WHERE notification_id > %(after)s AND notification_id <= %(head)s"
+    " AND (%(shares)s = 1 OR"
+    " abs(hashtext(coalesce(customer_id, originator_id)::text)) %% %(shares)s = %(share)s)"
+    " ORDER BY notification_id LIMIT %(limit)s"
+)
 
 
 def _swap(
@@ -103,6 +195,12 @@ def _swap(
     last_in_partition: dict[int, int],
     tables: tuple[str, ...],
 ) -> None:
+    conn.execute("SET synchronous_commit = on")
+    for table in tables:
+        conn.execute(
+            sql.SQL("ALTER TABLE {}.{} SET LOGGED").format(sql.Identifier(scratch), sql.Identifier(table))
+        )
+    conn.commit()
     with conn.transaction():
         main = sql.Identifier(schema)
         conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(main))
