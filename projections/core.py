@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
-from psycopg import Cursor
 from psycopg.types.json import Jsonb
 
 from domain.rules import monthly_recurring_amount
@@ -30,7 +29,13 @@ class StoredEventRow:
     payload: dict[str, Any]
 
 
-Handler = Callable[[Cursor[Any], StoredEventRow], None]
+class Executor(Protocol):
+    """Where handlers send their statements: a psycopg cursor, or replay's pipeline sink."""
+
+    def execute(self, query: Any, params: Any = ...) -> object: ...
+
+
+Handler = Callable[[Executor, StoredEventRow], None]
 HANDLERS: dict[str, Handler] = {}
 
 
@@ -42,7 +47,7 @@ def handles(event_type: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def apply_event(cur: Cursor[Any], event: StoredEventRow) -> None:
+def apply_event(cur: Executor, event: StoredEventRow) -> None:
     handler = HANDLERS.get(event.type)
     if handler is not None:
         handler(cur, event)
@@ -52,7 +57,7 @@ def apply_event(cur: Cursor[Any], event: StoredEventRow) -> None:
 
 
 @handles("Plan.Defined")
-def plan_defined(cur: Cursor[Any], e: StoredEventRow) -> None:
+def plan_defined(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     cur.execute(
         "INSERT INTO rm_plans (id, seq, code, name, currency, amount, interval, interval_count,"
@@ -78,7 +83,7 @@ def plan_defined(cur: Cursor[Any], e: StoredEventRow) -> None:
 
 
 @handles("Plan.Revised")
-def plan_revised(cur: Cursor[Any], e: StoredEventRow) -> None:
+def plan_revised(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     cur.execute(
         "UPDATE rm_plans SET name=%s, currency=%s, amount=%s, interval=%s, interval_count=%s,"
@@ -100,7 +105,7 @@ def plan_revised(cur: Cursor[Any], e: StoredEventRow) -> None:
 
 
 @handles("Plan.Retired")
-def plan_retired(cur: Cursor[Any], e: StoredEventRow) -> None:
+def plan_retired(cur: Executor, e: StoredEventRow) -> None:
     cur.execute(
         "UPDATE rm_plans SET status='retired', version=%s, updated_at=%s WHERE id=%s",
         (e.version, e.occurred_at, e.stream_id),
@@ -111,7 +116,7 @@ def plan_retired(cur: Cursor[Any], e: StoredEventRow) -> None:
 
 
 @handles("Customer.Registered")
-def customer_registered(cur: Cursor[Any], e: StoredEventRow) -> None:
+def customer_registered(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     cur.execute(
         "INSERT INTO rm_customers (id, seq, external_id, email, name, currency, tax_rate_bps,"
@@ -133,7 +138,7 @@ def customer_registered(cur: Cursor[Any], e: StoredEventRow) -> None:
 
 
 @handles("Customer.Updated")
-def customer_updated(cur: Cursor[Any], e: StoredEventRow) -> None:
+def customer_updated(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     cur.execute(
         "UPDATE rm_customers SET email=coalesce(%s, email), name=coalesce(%s, name),"
@@ -151,7 +156,7 @@ def customer_updated(cur: Cursor[Any], e: StoredEventRow) -> None:
 
 
 @handles("Customer.Archived")
-def customer_archived(cur: Cursor[Any], e: StoredEventRow) -> None:
+def customer_archived(cur: Executor, e: StoredEventRow) -> None:
     cur.execute(
         "UPDATE rm_customers SET archived=true, updated_at=%s WHERE id=%s", (e.occurred_at, e.stream_id)
     )
@@ -164,7 +169,7 @@ def _mrr(p: dict[str, Any]) -> int:
     return monthly_recurring_amount(p["amount"], p["quantity"], p["interval"], p["interval_count"])
 
 
-def _mark_customer_had_mrr(cur: Cursor[Any], subscription_id: UUID) -> None:
+def _mark_customer_had_mrr(cur: Executor, subscription_id: UUID) -> None:
     cur.execute(
         "UPDATE rm_customers c SET ever_had_mrr=true FROM rm_subscriptions s"
         " WHERE s.id=%s AND c.id=s.customer_id AND s.status IN ('active','past_due') AND s.mrr > 0"
@@ -174,7 +179,7 @@ def _mark_customer_had_mrr(cur: Cursor[Any], subscription_id: UUID) -> None:
 
 
 @handles("Subscription.Started")
-def subscription_started(cur: Cursor[Any], e: StoredEventRow) -> None:
+def subscription_started(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     status = "trialing" if p["trial_end"] else "active"
     cur.execute(
@@ -205,7 +210,7 @@ def subscription_started(cur: Cursor[Any], e: StoredEventRow) -> None:
 
 
 @handles("Subscription.TrialEnded")
-def subscription_trial_ended(cur: Cursor[Any], e: StoredEventRow) -> None:
+def subscription_trial_ended(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     cur.execute(
         "UPDATE rm_subscriptions SET status='active', trial_end=%s, current_period_start=%s,"
@@ -216,7 +221,7 @@ def subscription_trial_ended(cur: Cursor[Any], e: StoredEventRow) -> None:
 
 
 @handles("Subscription.Changed")
-def subscription_changed(cur: Cursor[Any], e: StoredEventRow) -> None:
+def subscription_changed(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     cur.execute(
         "UPDATE rm_subscriptions SET plan_code=%s, amount=%s, interval=%s, interval_count=%s,"
@@ -239,7 +244,7 @@ def subscription_changed(cur: Cursor[Any], e: StoredEventRow) -> None:
 
 
 @handles("Subscription.Renewed")
-def subscription_renewed(cur: Cursor[Any], e: StoredEventRow) -> None:
+def subscription_renewed(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     cur.execute(
         "UPDATE rm_subscriptions SET current_period_start=%s, current_period_end=%s, updated_at=%s"
@@ -248,7 +253,7 @@ def subscription_renewed(cur: Cursor[Any], e: StoredEventRow) -> None:
     )
 
 
-def _set_subscription(cur: Cursor[Any], e: StoredEventRow, assignments: str, *values: Any) -> None:
+def _set_subscription(cur: Executor, e: StoredEventRow, assignments: str, *values: Any) -> None:
     cur.execute(
         f"UPDATE rm_subscriptions SET {assignments}, updated_at=%s WHERE id=%s",
         (*values, e.occurred_at, e.stream_id),
@@ -256,27 +261,27 @@ def _set_subscription(cur: Cursor[Any], e: StoredEventRow, assignments: str, *va
 
 
 @handles("Subscription.PastDue")
-def subscription_past_due(cur: Cursor[Any], e: StoredEventRow) -> None:
+def subscription_past_due(cur: Executor, e: StoredEventRow) -> None:
     _set_subscription(cur, e, "status='past_due'")
 
 
 @handles("Subscription.Recovered")
-def subscription_recovered(cur: Cursor[Any], e: StoredEventRow) -> None:
+def subscription_recovered(cur: Executor, e: StoredEventRow) -> None:
     _set_subscription(cur, e, "status='active'")
 
 
 @handles("Subscription.CancellationScheduled")
-def subscription_cancellation_scheduled(cur: Cursor[Any], e: StoredEventRow) -> None:
+def subscription_cancellation_scheduled(cur: Executor, e: StoredEventRow) -> None:
     _set_subscription(cur, e, "cancel_at_period_end=true, canceled_at=%s", e.occurred_at)
 
 
 @handles("Subscription.CancellationWithdrawn")
-def subscription_cancellation_withdrawn(cur: Cursor[Any], e: StoredEventRow) -> None:
+def subscription_cancellation_withdrawn(cur: Executor, e: StoredEventRow) -> None:
     _set_subscription(cur, e, "cancel_at_period_end=false, canceled_at=NULL")
 
 
 @handles("Subscription.Canceled")
-def subscription_canceled(cur: Cursor[Any], e: StoredEventRow) -> None:
+def subscription_canceled(cur: Executor, e: StoredEventRow) -> None:
     _set_subscription(
         cur,
         e,
@@ -290,7 +295,7 @@ def subscription_canceled(cur: Cursor[Any], e: StoredEventRow) -> None:
 
 
 @handles("Invoice.Drafted")
-def invoice_drafted(cur: Cursor[Any], e: StoredEventRow) -> None:
+def invoice_drafted(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     cur.execute(
         "INSERT INTO rm_invoices (id, seq, customer_id, subscription_id, status, currency, lines,"
@@ -310,7 +315,7 @@ def invoice_drafted(cur: Cursor[Any], e: StoredEventRow) -> None:
 
 
 @handles("Invoice.LineAdded")
-def invoice_line_added(cur: Cursor[Any], e: StoredEventRow) -> None:
+def invoice_line_added(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     line = {
         k: p[k] for k in ("description", "quantity", "unit_amount", "amount", "period_start", "period_end")
@@ -323,7 +328,7 @@ def invoice_line_added(cur: Cursor[Any], e: StoredEventRow) -> None:
 
 
 @handles("Invoice.Finalized")
-def invoice_finalized(cur: Cursor[Any], e: StoredEventRow) -> None:
+def invoice_finalized(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     cur.execute(
         "UPDATE rm_invoices SET status='open', number=%s, due_date=%s, subtotal=%s, discount=%s,"
@@ -344,7 +349,7 @@ def invoice_finalized(cur: Cursor[Any], e: StoredEventRow) -> None:
 
 
 @handles("Invoice.PaymentApplied")
-def invoice_payment_applied(cur: Cursor[Any], e: StoredEventRow) -> None:
+def invoice_payment_applied(cur: Executor, e: StoredEventRow) -> None:
     cur.execute(
         "UPDATE rm_invoices SET amount_paid = amount_paid + %s,"
         " amount_remaining = amount_remaining - %s, updated_at=%s WHERE id=%s",
@@ -352,7 +357,7 @@ def invoice_payment_applied(cur: Cursor[Any], e: StoredEventRow) -> None:
     )
 
 
-def _set_invoice_status(cur: Cursor[Any], e: StoredEventRow, status: str, clear_remaining: bool) -> None:
+def _set_invoice_status(cur: Executor, e: StoredEventRow, status: str, clear_remaining: bool) -> None:
     remaining = ", amount_remaining = 0" if clear_remaining else ""
     cur.execute(
         f"UPDATE rm_invoices SET status=%s{remaining}, updated_at=%s WHERE id=%s",
@@ -361,17 +366,17 @@ def _set_invoice_status(cur: Cursor[Any], e: StoredEventRow, status: str, clear_
 
 
 @handles("Invoice.Paid")
-def invoice_paid(cur: Cursor[Any], e: StoredEventRow) -> None:
+def invoice_paid(cur: Executor, e: StoredEventRow) -> None:
     _set_invoice_status(cur, e, "paid", clear_remaining=False)
 
 
 @handles("Invoice.Voided")
-def invoice_voided(cur: Cursor[Any], e: StoredEventRow) -> None:
+def invoice_voided(cur: Executor, e: StoredEventRow) -> None:
     _set_invoice_status(cur, e, "void", clear_remaining=True)
 
 
 @handles("Invoice.MarkedUncollectible")
-def invoice_marked_uncollectible(cur: Cursor[Any], e: StoredEventRow) -> None:
+def invoice_marked_uncollectible(cur: Executor, e: StoredEventRow) -> None:
     _set_invoice_status(cur, e, "uncollectible", clear_remaining=True)
 
 
@@ -379,7 +384,7 @@ def invoice_marked_uncollectible(cur: Cursor[Any], e: StoredEventRow) -> None:
 
 
 @handles("Payment.Initiated")
-def payment_initiated(cur: Cursor[Any], e: StoredEventRow) -> None:
+def payment_initiated(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     cur.execute(
         "INSERT INTO rm_payments (id, seq, customer_id, invoice_id, amount, currency, status,"
@@ -399,7 +404,7 @@ def payment_initiated(cur: Cursor[Any], e: StoredEventRow) -> None:
     )
 
 
-def _set_payment(cur: Cursor[Any], e: StoredEventRow, assignments: str, *values: Any) -> None:
+def _set_payment(cur: Executor, e: StoredEventRow, assignments: str, *values: Any) -> None:
     cur.execute(
         f"UPDATE rm_payments SET {assignments}, updated_at=%s WHERE id=%s",
         (*values, e.occurred_at, e.stream_id),
@@ -407,12 +412,12 @@ def _set_payment(cur: Cursor[Any], e: StoredEventRow, assignments: str, *values:
 
 
 @handles("Payment.Succeeded")
-def payment_succeeded(cur: Cursor[Any], e: StoredEventRow) -> None:
+def payment_succeeded(cur: Executor, e: StoredEventRow) -> None:
     _set_payment(cur, e, "status='succeeded', failure_code=NULL, failure_message=NULL")
 
 
 @handles("Payment.Failed")
-def payment_failed(cur: Cursor[Any], e: StoredEventRow) -> None:
+def payment_failed(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     _set_payment(
         cur,
@@ -424,12 +429,12 @@ def payment_failed(cur: Cursor[Any], e: StoredEventRow) -> None:
 
 
 @handles("Payment.Retried")
-def payment_retried(cur: Cursor[Any], e: StoredEventRow) -> None:
+def payment_retried(cur: Executor, e: StoredEventRow) -> None:
     _set_payment(cur, e, "status='pending', attempt=%s", e.payload["attempt"])
 
 
 @handles("Payment.Refunded")
-def payment_refunded(cur: Cursor[Any], e: StoredEventRow) -> None:
+def payment_refunded(cur: Executor, e: StoredEventRow) -> None:
     _set_payment(
         cur,
         e,
@@ -443,7 +448,7 @@ def payment_refunded(cur: Cursor[Any], e: StoredEventRow) -> None:
 
 
 @handles("Alert.Raised")
-def alert_raised(cur: Cursor[Any], e: StoredEventRow) -> None:
+def alert_raised(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     cur.execute(
         "INSERT INTO rm_alerts (id, seq, type, severity, status, customer_id, subject, message,"
@@ -462,7 +467,7 @@ def alert_raised(cur: Cursor[Any], e: StoredEventRow) -> None:
 
 
 @handles("Alert.Resolved")
-def alert_resolved(cur: Cursor[Any], e: StoredEventRow) -> None:
+def alert_resolved(cur: Executor, e: StoredEventRow) -> None:
     cur.execute(
         "UPDATE rm_alerts SET status='resolved', resolved_at=%s, note=%s WHERE id=%s",
         (e.occurred_at, e.payload["note"], e.stream_id),

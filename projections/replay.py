@@ -9,19 +9,23 @@ position, and a gap is filled from the store)."""
 from __future__ import annotations
 
 import multiprocessing
+import queue
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, wait
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
 from infra import kafka as k
 from projections.checkpoints import STORE_PARTITION
-from projections.core import apply_event
-from projections.runner import EVENT_COLUMNS, Apply, _row, apply_all
+from projections.core import StoredEventRow, apply_event
+from projections.pipeline_sink import PipelineSink
+from projections.runner import EVENT_COLUMNS, Apply
 from projections.schema import CORE_TABLES, create_read_models
 
 BATCH = 5000
@@ -137,27 +141,19 @@ def _rebuild_share(
 
         apply = projector(name)
     last_in_partition: dict[int, int] = {}
-    with psycopg.connect(conninfo, row_factory=dict_row) as conn:
+    with psycopg.connect(conninfo, row_factory=dict_row, autocommit=True) as conn:
         conn.execute(
             sql.SQL("SET search_path TO {}, {}").format(sql.Identifier(scratch), sql.Identifier(schema))
         )
         conn.execute("SET synchronous_commit = off")
-        position = 0
-        while position < head:
-            rows: list[Any] = conn.execute(
-                SELECT_SHARE,
-                {"after": position, "head": head, "shares": shares, "share": share, "limit": BATCH},
-            ).fetchall()
-            if not rows:
-                break
-            events = [_row(r) for r in rows]
-            apply_all(conn, events, apply)
-            conn.commit()
+        for events in _prefetched(conninfo, schema, head, share, shares):
+            with PipelineSink(conn, transaction=True) as sink:
+                for event in events:
+                    apply(sink, event)
             if partitions:
                 for e in events:
                     key = k.event_key(e.customer_id, e.stream_id)
                     last_in_partition[k.partition_for(key, partitions)] = e.position
-            position = events[-1].position
             shared = counter if counter is not None else _worker_counter
             if shared is not None:
                 with shared.get_lock():
@@ -174,6 +170,43 @@ def _share_counter(counter: Any) -> None:
     """Process-pool initializer: the shared progress counter is inherited, not pickled."""
     global _worker_counter
     _worker_counter = counter
+
+
+def _prefetched(conninfo: str, schema: str, head: int, share: int, shares: int) -> Iterator[list[Any]]:
+    """Batches of events read on a connection of their own, one batch ahead of the caller, so
+    reading the log overlaps applying it."""
+    batches: queue.Queue[list[Any] | BaseException | None] = queue.Queue(maxsize=2)
+
+    def read() -> None:
+        try:
+            with psycopg.connect(conninfo, autocommit=True) as reader:
+                reader.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+                position = 0
+                while position < head:
+                    rows = reader.execute(
+                        SELECT_SHARE,
+                        {"after": position, "head": head, "shares": shares, "share": share, "limit": BATCH},
+                    ).fetchall()
+                    if not rows:
+                        break
+                    batches.put([_tuple_row(r) for r in rows])
+                    position = rows[-1][0]
+            batches.put(None)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+            batches.put(error)
+
+    threading.Thread(target=read, name="replay-reader", daemon=True).start()
+    while (batch := batches.get()) is not None:
+        if isinstance(batch, BaseException):
+            raise batch
+        yield batch
+
+
+def _tuple_row(r: tuple[Any, ...]) -> StoredEventRow:
+    position, stream_id, version, kind, occurred_at, recorded_at, customer_id, state = r
+    return StoredEventRow(
+        position, stream_id, version, kind, occurred_at, recorded_at, customer_id, orjson.loads(state)
+    )
 
 
 SELECT_SHARE = (

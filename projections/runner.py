@@ -12,16 +12,17 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from psycopg import Connection, Cursor
+from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
 from projections.checkpoints import STORE_PARTITION, applied_position, lock_checkpoint, save_checkpoint
-from projections.core import StoredEventRow, apply_event
+from projections.core import Executor, StoredEventRow, apply_event
+from projections.pipeline_sink import PipelineSink
 
 log = logging.getLogger(__name__)
 
 EVENTS_TABLE = "ledger_events"
-Apply = Callable[[Cursor[Any], StoredEventRow], None]
+Apply = Callable[[Executor, StoredEventRow], None]
 
 # The payload is fetched as the stored bytes and parsed here (orjson): cheaper than having the
 # server convert it to jsonb and the driver parse that again.
@@ -70,10 +71,11 @@ def read_range(conn: Connection[Any], after: int, up_to: int) -> list[StoredEven
 
 
 def apply_all(conn: Connection[Any], events: list[StoredEventRow], apply: Apply = apply_event) -> None:
-    """Apply events in order, pipelined: statements are sent without waiting for each answer."""
-    with conn.pipeline(), conn.cursor() as cur:
+    """Apply events in order inside the caller's transaction, pipelined as prepared statements:
+    sent without waiting for each answer (see PipelineSink)."""
+    with PipelineSink(conn, transaction=False) as sink:
         for event in events:
-            apply(cur, event)
+            apply(sink, event)
 
 
 class StoreProjector:
