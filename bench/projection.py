@@ -157,6 +157,9 @@ def main() -> None:
 
         container.relay, container.projection = relay, projection
         lags = sorted(measure_lag(container, args.lag_seconds, rate=1000))
+        relay.stop()  # replay runs alone, as `ledger replay` would
+        projection.stop()
+        container.relay = container.projection = None
 
         start = time.perf_counter()
         replayed = replay(conninfo, schema, CORE_PROJECTION, workers=args.replay_workers)
