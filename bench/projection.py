@@ -161,9 +161,12 @@ def main() -> None:
         projection.stop()
         container.relay = container.projection = None
 
-        start = time.perf_counter()
-        replayed = replay(conninfo, schema, CORE_PROJECTION, workers=args.replay_workers)
-        replay_rate = replayed / (time.perf_counter() - start)
+        replay_rates = []
+        for _ in range(3):  # a shared 2-core machine is noisy: three runs, median and best
+            start = time.perf_counter()
+            replayed = replay(conninfo, schema, CORE_PROJECTION, workers=args.replay_workers)
+            replay_rates.append(replayed / (time.perf_counter() - start))
+        replay_rate = statistics.median(replay_rates)
 
         raw = raw_pipelined_inserts(conninfo, schema, 50_000)
     finally:
@@ -184,8 +187,8 @@ def main() -> None:
         f"   ({projector_rate / raw:.2f} x raw)"
     )
     print(
-        f"replay, store -> read models events/s ({args.replay_workers} workers): {replay_rate:10.0f}"
-        f"   ({replay_rate / raw:.2f} x raw)"
+        f"replay, store -> read models events/s ({args.replay_workers} worker(s)): median {replay_rate:.0f}"
+        f", best {max(replay_rates):.0f}   ({replay_rate / raw:.2f} x raw)"
     )
     print(
         f"lag commit -> visible at ~1,000 events/s ({len(lags)} writes): "

@@ -14,7 +14,6 @@ is sure to have applied."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from kafka.errors import KafkaError
 from psycopg_pool import ConnectionPool
 
 from infra import kafka as k
+from infra.background import BackgroundLoop
 from projections.core import StoredEventRow
 
 log = logging.getLogger(__name__)
@@ -283,47 +283,25 @@ class Relay:
         self._drop_producer()
 
 
-class BackgroundRelay:
-    """Runs the relay in a daemon thread, polling the store with backoff when idle."""
+class BackgroundRelay(BackgroundLoop):
+    """The relay in a daemon thread; it also checks the broker still holds what it acknowledged
+    every few seconds (see `Relay.verify_broker`)."""
 
     VERIFY_EVERY_SECONDS = 5.0
 
     def __init__(self, relay: Relay, poll_seconds: float = 0.05, max_idle_seconds: float = 0.1) -> None:
         self.relay = relay
-        self.poll_seconds = poll_seconds
-        self.max_idle_seconds = max_idle_seconds
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="relay", daemon=True)
+        self._verified_at = 0.0
+        super().__init__(
+            "relay",
+            self._publish,
+            poll_seconds=poll_seconds,
+            max_idle_seconds=max_idle_seconds,
+            on_stop=relay.close,
+        )
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=15)
-        self.relay.close()
-
-    def _loop(self) -> None:
-        idle = self.poll_seconds
-        verified_at = 0.0
-        while not self._stop.is_set():
-            try:
-                if time.monotonic() - verified_at > self.VERIFY_EVERY_SECONDS:
-                    verified_at = time.monotonic()
-                    self.relay.verify_broker()
-                published = self.relay.run_once()
-            except Exception:
-                log.exception("relay batch failed; retrying")
-                published = 0
-                self._stop.wait(1)
-            if published:
-                idle = self.poll_seconds
-                continue
-            self._wake.wait(idle)
-            self._wake.clear()
-            idle = min(idle * 2, self.max_idle_seconds)
+    def _publish(self) -> int:
+        if time.monotonic() - self._verified_at > self.VERIFY_EVERY_SECONDS:
+            self._verified_at = time.monotonic()
+            self.relay.verify_broker()
+        return self.relay.run_once()

@@ -15,7 +15,6 @@ Kafka offsets are committed after PostgreSQL, as a hint only: the checkpoint is 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +25,7 @@ from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
 from infra import kafka as k
+from infra.background import BackgroundLoop
 from infra.relay import event_from_message
 from projections.checkpoints import Checkpoint, ensure_partitions, lock_checkpoint, save_checkpoint
 from projections.core import StoredEventRow, apply_event
@@ -184,35 +184,29 @@ class KafkaProjector:
             log.warning("closing the consumer failed", exc_info=True)
 
 
-class BackgroundKafkaProjection:
+class BackgroundKafkaProjection(BackgroundLoop):
+    """A Kafka-fed projector in a daemon thread. After a failure its consumer is closed and a
+    new one joins the group: whatever the failed batch held is consumed again."""
+
     def __init__(self, factory: Callable[[], KafkaProjector]) -> None:
         self.factory = factory
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="kafka-projector", daemon=True)
+        self.projector: KafkaProjector | None = None
+        super().__init__(
+            "kafka-projector",
+            self._consume,
+            poll_seconds=0,
+            max_idle_seconds=0,
+            on_error=self._drop,
+            on_stop=self._drop,
+        )
 
-    def start(self) -> None:
-        self._thread.start()
+    def _consume(self) -> int:
+        if self.projector is None:
+            self.projector = self.factory()
+        self.projector.run_once()
+        return 1  # poll() already waited; go straight back to it
 
-    def wake(self) -> None:
-        return None
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
-
-    def _loop(self) -> None:
-        projector: KafkaProjector | None = None
-        while not self._stop.is_set():
-            try:
-                if projector is None:
-                    projector = self.factory()
-                projector.run_once()
-            except Exception:
-                log.exception("kafka projector failed; restarting its consumer")
-                if projector is not None:
-                    projector.close()
-                projector = None
-                self._stop.wait(1)
-        if projector is not None:
-            projector.close()
+    def _drop(self) -> None:
+        if self.projector is not None:
+            self.projector.close()
+            self.projector = None

@@ -6,7 +6,6 @@ event. Several processes may run it: the checkpoint row is locked for the batch.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +14,7 @@ import orjson
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
+from infra.background import BackgroundLoop
 from projections.checkpoints import STORE_PARTITION, applied_position, lock_checkpoint, save_checkpoint
 from projections.core import Executor, StoredEventRow, apply_event
 from projections.pipeline_sink import PipelineSink
@@ -108,38 +108,17 @@ class StoreProjector:
         return total
 
 
-class BackgroundProjection:
-    """Runs a projector's `run_once` in a daemon thread; `wake()` shortens the idle wait."""
+class BackgroundProjection(BackgroundLoop):
+    """A store-fed projector in a daemon thread; `wake()` after a local write."""
 
     def __init__(self, projector: StoreProjector, poll_seconds: float) -> None:
         self.projector = projector
-        self.poll_seconds = poll_seconds
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"projector-{projector.name}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                applied = self.projector.run_once()
-            except Exception:
-                log.exception("projector %s failed; retrying", self.projector.name)
-                applied = 0
-                self._stop.wait(1)
-            if applied == 0:
-                self._wake.wait(self.poll_seconds)
-                self._wake.clear()
+        super().__init__(
+            f"projector-{projector.name}",
+            projector.run_once,
+            poll_seconds=poll_seconds,
+            max_idle_seconds=poll_seconds,
+        )
 
 
 def wait_for_position(pool: ConnectionPool, name: str, position: int, timeout: float) -> bool:
