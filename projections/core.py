@@ -7,9 +7,8 @@ same rows as live projection."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
@@ -17,8 +16,9 @@ from psycopg.types.json import Jsonb
 from domain.rules import monthly_recurring_amount
 
 
-@dataclass(frozen=True)
-class StoredEventRow:
+class StoredEventRow(NamedTuple):
+    """A stored event as projectors see it (a tuple: cheap to build a million of)."""
+
     position: int
     stream_id: UUID
     version: int

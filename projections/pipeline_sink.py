@@ -27,23 +27,15 @@ class StatementFailed(Exception):
     pass
 
 
-def _text(value: Any) -> bytes:
-    return str(value).encode()
-
-
-def _iso(value: date) -> bytes:
-    return value.isoformat().encode()
-
-
-# By exact type: a dictionary lookup per parameter instead of a chain of isinstance checks.
+# By exact type: one dictionary lookup and one call per parameter.
 ENCODERS: dict[type, Any] = {
     str: str.encode,
-    int: _text,
+    int: lambda v: b"%d" % v,
     bool: lambda v: b"t" if v else b"f",
-    UUID: _text,
-    Decimal: _text,
-    datetime: _iso,
-    date: _iso,
+    UUID: lambda v: str(v).encode(),
+    Decimal: lambda v: str(v).encode(),
+    datetime: lambda v: v.isoformat().encode(),
+    date: lambda v: v.isoformat().encode(),
     Jsonb: lambda v: orjson.dumps(v.obj),
     dict: orjson.dumps,
     list: orjson.dumps,
@@ -114,7 +106,12 @@ class PipelineSink:
             numbered = PLACEHOLDER.sub(lambda _: f"${next(count)}", query)
             self.pg.send_prepare(name, numbered.encode())
             self.names[query] = name
-        self.pg.send_query_prepared(name, [None if p is None else _encode(p) for p in params])
+        encoders = ENCODERS
+        try:
+            values = [None if p is None else encoders[type(p)](p) for p in params]
+        except KeyError:
+            values = [_encode(p) for p in params]  # names the type that cannot be sent
+        self.pg.send_query_prepared(name, values)
         self.pending += 1
         if self.pending >= self.SYNC_EVERY:
             self._sync()
