@@ -9,7 +9,19 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
-from api.routers import alerts, api_keys, customers, health, invoices, ops, payments, plans, subscriptions
+from api.routers import (
+    alerts,
+    api_keys,
+    customers,
+    events,
+    health,
+    invoices,
+    ops,
+    payments,
+    plans,
+    subscriptions,
+    webhooks,
+)
 from infra.bootstrap import Container
 
 
@@ -39,6 +51,8 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
         invoices.router,
         payments.router,
         alerts.router,
+        events.router,
+        webhooks.router,
         ops.router,
     ):
         app.include_router(router)

@@ -27,3 +27,29 @@ class CommandRecord(LedgerAggregate):
         self.request_hash = request_hash
         self.receipt = receipt
         self.resource_id = resource_id
+
+
+class IngestRecord(LedgerAggregate):
+    """An ingested CloudEvent (other than a usage measurement, whose UsageRecord plays this part):
+    kept under an id derived from the sender's key (`source`, `id`), in the same append as the
+    events it caused, so a resend finds it and answers `duplicate`, or `rejected` if its
+    content differs (`content_hash`)."""
+
+    @event("Received")
+    def __init__(
+        self,
+        id: UUID,
+        source: str,
+        event_id: str,
+        event_type: str,
+        content_hash: str,
+        resource_id: str,
+        customer_id: UUID | None,
+        occurred_at: datetime,
+    ) -> None:
+        self.source = source
+        self.event_id = event_id
+        self.event_type = event_type
+        self.content_hash = content_hash
+        self.resource_id = resource_id
+        self.customer_id = customer_id

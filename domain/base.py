@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, Self
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -25,3 +26,12 @@ class LedgerAggregate(Aggregate):
         """The customer whose history this aggregate belongs to, if any (stored on every event)."""
         value = getattr(self, "customer_id", None)
         return value if isinstance(value, UUID) else None
+
+    @classmethod
+    def _created_with_id(cls, aggregate_id: UUID | None, created_event: str, **kwargs: Any) -> Self:
+        """Create the aggregate through its `created_event`, under `aggregate_id` when one is
+        given (an object a provider names, mirrored under an id derived from its name) or
+        under a new id otherwise."""
+        if aggregate_id is None:
+            return cls(**kwargs)
+        return cls._create(getattr(cls, created_event), id=aggregate_id, **kwargs)

@@ -40,12 +40,15 @@ class Invoice(LedgerAggregate):
         tax_rate_bps: int,
         discount: int,
         occurred_at: datetime,
+        invoice_id: UUID | None = None,
     ) -> Invoice:
         check_currency(currency)
         if discount < 0:
             raise InvalidValue("discount cannot be negative", field="discount")
         check_tax_rate(tax_rate_bps)
-        return cls(
+        return cls._created_with_id(
+            invoice_id,
+            "Drafted",
             customer_id=customer_id,
             subscription_id=subscription_id,
             currency=currency,
@@ -148,6 +151,44 @@ class Invoice(LedgerAggregate):
             discount=discount,
             tax=tax,
             total=self.subtotal - discount + tax,
+            occurred_at=occurred_at,
+        )
+        if self.total == 0:
+            self._mark_paid(occurred_at=occurred_at)
+
+    def finalize_external(
+        self,
+        *,
+        number: str,
+        due_date: date,
+        subtotal: int,
+        discount: int,
+        tax: int,
+        total: int,
+        occurred_at: datetime,
+    ) -> None:
+        """Finalize with a number and amounts decided by a payment provider (Stripe): its
+        figures are authoritative, so they are not recomputed, but they must add up."""
+        if self.status != DRAFT:
+            raise InvoiceNotDraft(f"a {self.status} invoice cannot be finalized")
+        if not number.strip():
+            raise InvalidValue("an invoice number cannot be blank", field="number")
+        for name, amount in (("subtotal", subtotal), ("discount", discount), ("tax", tax), ("total", total)):
+            if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+                raise InvalidValue(f"{name} is an integer of minor units, at least 0", field=name)
+        if discount > subtotal:
+            raise InvalidValue("the discount exceeds the subtotal", field="discount")
+        if total != subtotal - discount + tax:
+            raise InvalidValue("total is not subtotal - discount + tax", field="total")
+        if due_date < occurred_at.date():
+            raise InvalidValue("the due date is before the finalization date", field="due_date")
+        self._finalize(
+            number=number,
+            due_date=due_date,
+            subtotal=subtotal,
+            discount=discount,
+            tax=tax,
+            total=total,
             occurred_at=occurred_at,
         )
         if self.total == 0:

@@ -23,11 +23,14 @@ class Payment(LedgerAggregate):
         currency: str,
         provider_reference: str | None,
         occurred_at: datetime,
+        payment_id: UUID | None = None,
     ) -> Payment:
         check_currency(currency)
         if amount <= 0:
             raise InvalidValue("a payment amount is positive", field="amount")
-        return cls(
+        return cls._created_with_id(
+            payment_id,
+            "Initiated",
             customer_id=customer_id,
             invoice_id=invoice_id,
             amount=amount,

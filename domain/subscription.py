@@ -31,6 +31,7 @@ class Subscription(LedgerAggregate):
         quantity: int,
         trial_days: int | None,
         occurred_at: datetime,
+        subscription_id: UUID | None = None,
     ) -> Subscription:
         plan.check_not_retired()
         check_quantity(quantity)
@@ -39,7 +40,9 @@ class Subscription(LedgerAggregate):
             raise InvalidValue("trial_days cannot be negative", field="trial_days")
         ends_trial = trial_end(occurred_at, days) if days > 0 else None
         anchor = ends_trial or occurred_at
-        return cls(
+        return cls._created_with_id(
+            subscription_id,
+            "Started",
             customer_id=customer_id,
             plan_id=plan.id,
             plan_code=plan.code,

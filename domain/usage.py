@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
@@ -18,6 +19,8 @@ def normalize_usage_value(value: str | int | float | Decimal) -> str:
     """Usage values are exact decimals kept as strings (never floats) in the log."""
     if isinstance(value, bool):
         raise InvalidValue("a usage value is a number", field="value")
+    if type(value) is int and 0 <= value < 10**MAX_INTEGER_DIGITS:
+        return str(value)  # the common case, already normal
     try:
         number = Decimal(str(value))
     except InvalidOperation:
@@ -37,9 +40,24 @@ def normalize_usage_value(value: str | int | float | Decimal) -> str:
     return text
 
 
+MAX_METRIC_LENGTH = 200
+
+
+def check_metric(metric: str) -> str:
+    if not isinstance(metric, str) or not metric.strip():
+        raise InvalidValue("metric is a non-blank string", field="metric")
+    if len(metric) > MAX_METRIC_LENGTH:
+        raise InvalidValue(f"metric has at most {MAX_METRIC_LENGTH} characters", field="metric")
+    return metric
+
+
 class UsageRecord(LedgerAggregate):
     """One measurement. Its id comes from the sender's idempotency key, so a resent
-    measurement lands on the same aggregate and is refused by the store as a duplicate."""
+    measurement lands on the same aggregate and is refused by the store as a duplicate.
+
+    `source` and `idempotency_key` are the sender's (CloudEvent `source` and `id`);
+    `content_hash` fingerprints what was sent, so that a resend with the same key but another
+    content can be told apart from a harmless duplicate."""
 
     @classmethod
     def record(
@@ -52,17 +70,19 @@ class UsageRecord(LedgerAggregate):
         idempotency_key: str,
         properties: dict[str, Any],
         occurred_at: datetime,
+        source: str = "",
+        content_hash: str = "",
     ) -> UsageRecord:
-        if not metric.strip():
-            raise InvalidValue("metric cannot be blank", field="metric")
         return cls(
             id=record_id,
             customer_id=customer_id,
-            metric=metric,
+            metric=check_metric(metric),
             value=normalize_usage_value(value),
             idempotency_key=idempotency_key,
             properties=properties,
             occurred_at=occurred_at,
+            source=source,
+            content_hash=content_hash,
         )
 
     @event("Recorded")
@@ -75,13 +95,17 @@ class UsageRecord(LedgerAggregate):
         idempotency_key: str,
         properties: dict[str, Any],
         occurred_at: datetime,
+        source: str = "",
+        content_hash: str = "",
     ) -> None:
         self.customer_id = customer_id
         self.metric = metric
         self.value = value
         self.idempotency_key = idempotency_key
-        self.properties = properties
+        self.properties = copy.deepcopy(properties)  # never share a dict with the recorded event
         self.occurred_at = occurred_at
+        self.source = source
+        self.content_hash = content_hash
 
     def correct(self, *, value: str | int | Decimal, correction_key: str, occurred_at: datetime) -> None:
         """Replace the measured value; the original occurred_at (its period) is kept."""

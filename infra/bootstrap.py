@@ -9,6 +9,7 @@ from psycopg_pool import ConnectionPool
 
 from application.ingestion import EventResult, Ingestion, PreparedUsage
 from application.ledger import Ledger
+from application.stripe_sync import StripeSync
 from infra import kafka
 from infra.database import ensure_database, ensure_schema, event_store_env, open_pool
 from infra.group_commit import GroupCommitter
@@ -34,6 +35,7 @@ class Container:
     kafka_bootstrap_servers: str | None = None
     ingestion: Ingestion | None = None
     ingest_committer: GroupCommitter[PreparedUsage, EventResult] | None = None
+    stripe_sync: StripeSync | None = None
     closed: bool = field(default=False)
     _broker_ok: bool = field(default=False)
     _broker_checked_at: float = field(default=0.0)
@@ -120,6 +122,7 @@ def bootstrap(
         max_waiting_jobs=10_000,
         name="ingest-group-commit",
     )
+    container.stripe_sync = StripeSync(ledger, default_currency=settings.ingest_default_currency)
     if kafka_bootstrap_servers is not None:
         topic = kafka.topic_name(settings.kafka_topic_prefix)
         if run_relay:

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache
 from types import NoneType, UnionType
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import orjson
@@ -21,7 +21,7 @@ from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import get_topic, resolve_topic
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 SOURCES = ("api", "ingest", "stripe", "policy", "system")
@@ -157,6 +157,58 @@ class LedgerMapper(Mapper[UUID]):
         return typing.cast(DomainEventProtocol[UUID], domain_event)
 
 
+class NewStreamRow(NamedTuple):
+    """The first stored event of a new stream, as the columns of the events table (ingest's
+    fast path builds these directly; `of` converts a mapped event)."""
+
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes
+    event_type: str
+    occurred_at: datetime | None
+    customer_id: UUID | None
+    source: str
+    actor: str | None
+    correlation_id: UUID | None
+    causation_id: UUID | None
+    reason: str | None
+    schema_version: int
+
+    @classmethod
+    def of(cls, e: LedgerStoredEvent) -> NewStreamRow:
+        return cls(
+            UUID(str(e.originator_id)),
+            e.originator_version,
+            e.topic,
+            e.state,
+            e.event_type or event_type_name(e.topic),
+            e.occurred_at,
+            e.customer_id,
+            e.source,
+            e.actor,
+            e.correlation_id,
+            e.causation_id,
+            e.reason,
+            e.schema_version,
+        )
+
+
+COPY_TYPES = (
+    *("uuid", "int8", "text", "bytea", "text", "timestamptz", "uuid"),
+    *("text", "text", "uuid", "uuid", "text", "int4"),
+)
+
+
+@dataclass(frozen=True)
+class NewStreams:
+    """What `append_new_streams` did: the position of each stream it created, and the
+    position and state of the first event of each stream that already existed."""
+
+    positions: dict[UUID, int]
+    existing: dict[UUID, tuple[int, bytes]]
+
+
 ENVELOPE_COLUMNS = (
     ("event_type", "text NOT NULL DEFAULT ''"),
     ("occurred_at", "timestamptz"),
@@ -226,6 +278,55 @@ class LedgerRecorder(PostgresApplicationRecorder):
             "%s::timestamptz[], %s::uuid[], %s::text[], %s::text[], %s::uuid[], %s::uuid[], "
             "%s::text[], %s::int[]) RETURNING notification_id"
         ).format(schema=schema, table=table)
+        staging = Identifier(f"{self.events_table_name}_staged")
+        columns = SQL(
+            "originator_id, originator_version, topic, state, event_type, occurred_at, customer_id, "
+            "source, actor, correlation_id, causation_id, reason, schema_version"
+        )
+        self._staging_sql = SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {staging} (ordinal int, originator_id uuid, "
+            "originator_version bigint, topic text, state bytea, event_type text, occurred_at timestamptz, "
+            "customer_id uuid, source text, actor text, correlation_id uuid, causation_id uuid, "
+            "reason text, schema_version int) ON COMMIT DELETE ROWS"
+        ).format(staging=staging)
+        self._copy_staging_sql = SQL("COPY {staging} (ordinal, {columns}) FROM STDIN (FORMAT BINARY)").format(
+            staging=staging, columns=columns
+        )
+        # Look-ups of given streams are written as one primary-key probe per stream (`OFFSET 0`
+        # keeps the planner from turning them into a join that scans the whole table, which it
+        # would choose from the statistics of a young table while it grows).
+        probe = SQL(
+            "SELECT e.notification_id, e.state FROM {schema}.{table} e "
+            "WHERE e.originator_id = {id} AND e.originator_version = 1 OFFSET 0"
+        )
+        self._existing_staged_sql = SQL(
+            "SELECT s.originator_id, e.notification_id, e.state FROM {staging} s "
+            "CROSS JOIN LATERAL ({probe}) e"
+        ).format(
+            staging=staging, probe=probe.format(schema=schema, table=table, id=SQL("s.originator_id"))
+        )
+        self._insert_staged_sql = SQL(
+            "INSERT INTO {schema}.{table} ({columns}) SELECT {columns} FROM {staging} s "
+            "WHERE NOT EXISTS ({probe}) ORDER BY s.ordinal RETURNING originator_id, notification_id"
+        ).format(
+            staging=staging,
+            schema=schema,
+            table=table,
+            columns=columns,
+            probe=probe.format(schema=schema, table=table, id=SQL("s.originator_id")),
+        )
+        self._existing_streams_sql = SQL(
+            "SELECT s.id AS originator_id, e.notification_id, e.state FROM unnest(%s::uuid[]) AS s(id) "
+            "CROSS JOIN LATERAL ({probe}) e"
+        ).format(probe=probe.format(schema=schema, table=table, id=SQL("s.id")))
+        # A join on the primary key, so the plan stays an index lookup per stream however
+        # stale the table's statistics are while it grows.
+        self._event_types_sql = SQL(
+            "SELECT s.id AS originator_id, array_agg(DISTINCT e.event_type) AS types "
+            "FROM unnest(%s::uuid[]) AS s(id) CROSS JOIN LATERAL (SELECT e.event_type "
+            "FROM {schema}.{table} e WHERE e.originator_id = s.id AND e.event_type = ANY(%s::text[]) "
+            "OFFSET 0) e GROUP BY s.id"
+        ).format(schema=schema, table=table)
         self._version_sql = SQL(
             "SELECT max(originator_version) AS version FROM {schema}.{table} WHERE originator_id = %s"
         ).format(schema=schema, table=table)
@@ -261,6 +362,63 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 [e.schema_version for e in events],
             ),
         )
+
+    def append_new_streams(self, rows: Sequence[NewStreamRow]) -> NewStreams:
+        """Append the first event of each of these streams, skipping every stream that already
+        exists (and repeats within `rows`), in one transaction under the append lock: the check
+        cannot race another append, and positions still follow commit order. Used by ingest,
+        where a stream id derives from the sender's idempotency key, so an existing stream is a
+        resend.
+
+        The rows are first copied (binary COPY) into a session-local staging table, without the
+        lock; then the lock is taken, existing streams are read and the new rows inserted from
+        the staging table, and the transaction commits, all in one round trip, so the lock is
+        held for server-side work only."""
+        if any(row.originator_version != 1 for row in rows):
+            raise ValueError("append_new_streams appends version 1 of new streams only")
+        first_of_each: dict[UUID, NewStreamRow] = {}
+        for row in rows:
+            first_of_each.setdefault(row.originator_id, row)
+        # The datastore's connections are in autocommit mode: the transaction is explicit, so
+        # that its COMMIT can travel in the same round trip as the statements under the lock.
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor() as curs,
+            conn.cursor(row_factory=tuple_row) as found,
+            conn.cursor(row_factory=tuple_row) as inserted,
+        ):
+            try:
+                with conn.pipeline():
+                    curs.execute("BEGIN")
+                    curs.execute(self._staging_sql)
+                with curs.copy(self._copy_staging_sql) as copy:
+                    copy.set_types(("int4", *COPY_TYPES))
+                    for ordinal, row in enumerate(first_of_each.values()):
+                        copy.write_row((ordinal, *row))
+                with conn.pipeline():
+                    self._lock_table(curs)
+                    found.execute(self._existing_staged_sql)
+                    inserted.execute(self._insert_staged_sql)
+                    conn.execute("COMMIT")
+                existing = {stream: (position, bytes(state)) for stream, position, state in found}
+                positions: dict[UUID, int] = dict(inserted)  # (originator_id, notification_id) rows
+            except BaseException:
+                if not conn.closed:
+                    conn.execute("ROLLBACK")
+                raise
+        return NewStreams(positions=positions, existing=existing)
+
+    def existing_streams(self, stream_ids: Sequence[UUID]) -> dict[UUID, tuple[int, bytes]]:
+        """The position and state of the first event of each of these streams that exists."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._existing_streams_sql, (list(stream_ids),), prepare=True)
+            return {row["originator_id"]: (row["notification_id"], bytes(row["state"])) for row in curs}
+
+    def event_types_of(self, stream_ids: Sequence[UUID], event_types: Sequence[str]) -> dict[UUID, set[str]]:
+        """Which of `event_types` each of these streams holds (streams holding none are absent)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._event_types_sql, (list(stream_ids), list(event_types)), prepare=True)
+            return {row["originator_id"]: set(row["types"]) for row in curs}
 
     def stream_version(self, stream_id: UUID) -> int:
         """The version of a stream's last event, 0 if it has none."""

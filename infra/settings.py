@@ -33,6 +33,21 @@ class Settings(BaseSettings):
     read_wait_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     projection_poll_seconds: float = Field(default=0.05, gt=0, le=5)
     invoice_number_prefix: str = "INV"
+    ingest_auto_create_customers: bool = Field(
+        default=False, description="usage for an unknown customer registers it instead of being rejected"
+    )
+    ingest_default_currency: str = Field(
+        default="USD",
+        pattern=r"^[A-Z]{3}$",
+        description="currency of customers created by ingest or Stripe when none is known",
+    )
+    ingest_max_batch_events: int = Field(default=1000, ge=1, le=100_000)
+    ingest_max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    ingest_group_commit_window_ms: float = Field(
+        default=2.0, ge=0, le=100, description="how long single events wait to share a commit"
+    )
+    ingest_group_commit_max_events: int = Field(default=2000, ge=1)
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
 
 
 class DatabaseAddress:

@@ -1,0 +1,353 @@
+"""CloudEvents 1.0 over HTTP, read into ingest commands.
+
+Content modes (SPEC section 5): structured (`application/cloudevents+json`), batch
+(`application/cloudevents-batch+json`), a plain JSON array (`application/json`) and binary
+(`ce-*` headers, the body is the data). A request that cannot be read at all (not JSON, not an
+event or a list of events, too many events) raises `UnreadableRequest`; an event that can be read
+but is wrong becomes a `Rejection` with a machine-readable code and a reason, so one bad event
+never drops the good ones of its batch.
+
+Attributes are checked by the `cloudevents` SDK; `time` is occurred_at, `subject` the customer's
+external_id, and (`source`, `id`) the permanent idempotency key. `content_hash` fingerprints the
+event as sent (attributes and data, keys sorted), so a resend with the same key and another
+content is told apart from a duplicate."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from cloudevents.core.bindings.http import HTTPMessage, from_binary
+from cloudevents.core.exceptions import BaseCloudEventException, CloudEventValidationError
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from application.ingestion import CorrectUsage, EventKey, IngestCommand, RecordUsage, UpsertCustomer
+from domain import ids
+
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+JSON = "application/json"
+
+ALIASES = {"user.created": "customer.created", "user.updated": "customer.updated"}
+TYPES = frozenset({"customer.created", "customer.updated", "usage.recorded", "usage.corrected"})
+MAX_KEY_LENGTH = 255
+MAX_SOURCE_LENGTH = 1024
+
+_FORMAT = JSONFormat()
+
+
+class UnreadableRequest(Exception):
+    """The body is not a CloudEvent, nor a list of them."""
+
+
+class UnsupportedMediaType(Exception):
+    """Neither a CloudEvents content mode nor JSON."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadEvent:
+    """A well-formed CloudEvent of a type the ledger ingests."""
+
+    index: int
+    id: str
+    source: str
+    type: str  # canonical: aliases resolved
+    subject: str | None
+    time: datetime | None
+    data: dict[str, Any]
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    id: str | None
+    code: str
+    reason: str
+
+
+Read = ReadEvent | Rejection
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def is_binary(headers: Mapping[str, str]) -> bool:
+    return any(name.lower() == "ce-specversion" for name in headers)
+
+
+def read_request(
+    content_type: str | None, headers: Mapping[str, str], body: bytes
+) -> tuple[list[Read], bool]:
+    """Every event of the request, in order, each read or rejected; and whether the request is
+    a batch (an array) rather than a single event."""
+    if is_binary(headers):
+        return [_read_binary(headers, body)], False
+    kind = media_type(content_type)
+    if kind not in (STRUCTURED, BATCH, JSON):
+        raise UnsupportedMediaType(
+            f"send {STRUCTURED}, {BATCH}, {JSON} (an array of events) or binary mode (ce-* headers)"
+        )
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise UnreadableRequest("the body is not valid JSON") from None
+    if kind == BATCH and not isinstance(document, list):
+        raise UnreadableRequest("a batch is a JSON array of events")
+    if kind == STRUCTURED and not isinstance(document, dict):
+        raise UnreadableRequest("a structured event is a JSON object")
+    if isinstance(document, list):
+        return [read_event(raw, index) for index, raw in enumerate(document)], True
+    if isinstance(document, dict):
+        return [read_event(document, 0)], False
+    raise UnreadableRequest("the body is neither a CloudEvent nor an array of them")
+
+
+def read_event(raw: Any, index: int) -> Read:
+    """One structured-mode event (a JSON object) into a ReadEvent or a Rejection."""
+    if not isinstance(raw, dict):
+        return Rejection(index, None, "invalid_event", "an event is a JSON object")
+    event_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+    attributes = dict(raw)
+    data = attributes.pop("data", None)
+    if "data_base64" in attributes:
+        return Rejection(index, event_id, "invalid_data", "data must be JSON, not data_base64")
+    content_type = attributes.get("datacontenttype")
+    if content_type is not None and not (
+        isinstance(content_type, str) and JSONFormat.JSON_CONTENT_TYPE_PATTERN.match(content_type)
+    ):
+        return Rejection(index, event_id, "invalid_data", "datacontenttype must be JSON")
+    time = attributes.get("time")
+    if time is not None:
+        if not isinstance(time, str):
+            return Rejection(index, event_id, "invalid_event", "time is an RFC 3339 timestamp")
+        try:
+            attributes["time"] = datetime.fromisoformat(time)
+        except ValueError:
+            return Rejection(index, event_id, "invalid_event", f"time '{time[:64]}' is not RFC 3339")
+    return _checked(index, event_id, attributes, data, fingerprint=raw)
+
+
+def _read_binary(headers: Mapping[str, str], body: bytes) -> Read:
+    event_id = next((v for k, v in headers.items() if k.lower() == "ce-id"), None)
+    try:
+        event = from_binary(HTTPMessage(headers=dict(headers), body=body), _FORMAT, _factory)
+    except _Invalid as invalid:
+        return Rejection(0, event_id, invalid.code, invalid.reason)
+    except (BaseCloudEventException, ValueError, OverflowError) as error:
+        return Rejection(0, event_id, "invalid_event", _describe(error))
+    attributes = dict(event.get_attributes())
+    data = event.get_data()
+    sent = {k: v for k, v in headers.items() if k.lower().startswith("ce-")}
+    return _checked(0, event_id, attributes, data, validated=True, fingerprint={**sent, "data": data})
+
+
+class _Invalid(Exception):
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _factory(attributes: dict[str, Any], data: Any) -> CloudEvent:
+    if isinstance(data, str | bytes):
+        raise _Invalid("invalid_data", "data must be a JSON object")
+    return CloudEvent(attributes, data)
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, CloudEventValidationError):
+        messages = [str(e) for errors in error.errors.values() for e in errors]
+        return "; ".join(dict.fromkeys(messages)) or "invalid attributes"
+    return str(error) or type(error).__name__
+
+
+def _attribute_problem(attributes: dict[str, Any]) -> str | None:
+    """The CloudEvents 1.0 attribute rules the SDK's `CloudEvent` checks, for structured events,
+    checked inline: this runs once per event of every batch, and the SDK object (made only to be
+    dropped) would cost a tenth of the ingest path. Anything unusual goes to the SDK itself,
+    so its wording and its rules decide."""
+    if attributes.get("specversion") != "1.0":
+        return "specversion is required and must be 1.0"
+    for name in ("id", "source", "type"):
+        value = attributes.get(name)
+        if not isinstance(value, str) or not value:
+            return f"{name} is required, a non-empty string"
+    simple = all(
+        (name == "time" or isinstance(value, str))
+        if name in _KNOWN
+        else (name.isalnum() and name.islower() and len(name) <= 20 and isinstance(value, _EXTENSION_TYPES))
+        for name, value in attributes.items()
+    )
+    if simple:
+        return None
+    try:
+        CloudEvent(attributes, None)
+    except BaseCloudEventException as error:
+        return _describe(error)
+    return None
+
+
+_EXTENSION_TYPES = (str, int, bool)
+_KNOWN = frozenset(
+    {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema"}
+)
+
+
+def _checked(
+    index: int,
+    event_id: str | None,
+    attributes: dict[str, Any],
+    data: Any,
+    *,
+    fingerprint: dict[str, Any],
+    validated: bool = False,
+) -> Read:
+    if not validated:
+        problem = _attribute_problem(attributes)
+        if problem is not None:
+            return Rejection(index, event_id, "invalid_event", problem)
+    event_id = str(attributes["id"])  # checked: a non-empty string
+    source = str(attributes["source"])
+    if len(event_id) > MAX_KEY_LENGTH or len(source) > MAX_SOURCE_LENGTH:
+        return Rejection(
+            index,
+            event_id,
+            "invalid_event",
+            f"id has at most {MAX_KEY_LENGTH} characters, source {MAX_SOURCE_LENGTH}",
+        )
+    time: datetime | None = attributes.get("time")
+    if time is not None:
+        if time.tzinfo is None or time.utcoffset() is None:
+            return Rejection(index, event_id, "invalid_event", "time must carry a UTC offset")
+        time = time.astimezone(UTC)
+    subject = attributes.get("subject")
+    if subject is not None and (not isinstance(subject, str) or not subject.strip()):
+        return Rejection(index, event_id, "invalid_event", "subject is a customer's external_id")
+    kind = ALIASES.get(attributes["type"], attributes["type"])
+    if kind not in TYPES:
+        return Rejection(
+            index,
+            event_id,
+            "unknown_type",
+            f"type '{attributes['type'][:100]}' is not one the ledger ingests",
+        )
+    if not isinstance(data, dict):
+        return Rejection(index, event_id, "invalid_data", "data is a JSON object")
+    return ReadEvent(
+        index=index,
+        id=event_id,
+        source=source,
+        type=kind,
+        subject=subject,
+        time=time,
+        data=data,
+        content_hash=content_hash(fingerprint),
+    )
+
+
+def content_hash(sent: dict[str, Any]) -> str:
+    """The fingerprint of an event as sent: its attributes and data, keys sorted."""
+    try:
+        encoded = orjson.dumps(sent, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # a value orjson refuses (an integer beyond 64 bits): canonical repr instead
+        encoded = repr(sorted(sent.items())).encode()
+    return hashlib.sha256(encoded).hexdigest()[:32]
+
+
+# ---------------------------------------------------------------------------- into commands
+
+
+_customer_id = functools.lru_cache(maxsize=100_000)(ids.customer_id)  # subjects repeat
+
+
+class OutOfScope(Exception):
+    """A key scoped to one customer sent an event of another customer."""
+
+
+def to_command(event: ReadEvent, scope: UUID | None) -> IngestCommand | Rejection:
+    """Translate a read event into its ingest command. `scope` is the customer an ingest key is
+    limited to: its events may leave `subject` out, and may not name another customer."""
+    if event.subject is not None:
+        customer = _customer_id(event.subject)
+    elif scope is not None:
+        customer = scope
+    else:
+        return Rejection(
+            event.index, event.id, "missing_field", "subject (the customer's external_id) is required"
+        )
+    if scope is not None and customer != scope:
+        raise OutOfScope(f"this key writes only the events of customer {scope}")
+    key = EventKey.of(event.index, event.source, event.id, event.content_hash)
+    data = event.data
+    try:
+        if event.type == "usage.recorded":
+            return RecordUsage(
+                key=key,
+                customer_id=customer,
+                external_id=event.subject,
+                metric=_required(data, "metric"),
+                value=_required(data, "value"),
+                properties=data.get("properties") or {},
+                occurred_at=event.time,
+            )
+        if event.type == "usage.corrected":
+            return CorrectUsage(
+                key=key,
+                customer_id=customer,
+                corrects=_text(data, "corrects", required=True) or "",
+                value=_required(data, "value"),
+                occurred_at=event.time,
+            )
+        tax = data.get("tax_rate_bps")
+        if tax is not None and (isinstance(tax, bool) or not isinstance(tax, int)):
+            raise _Missing("invalid_value", "data.tax_rate_bps is an integer")
+        metadata = data.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise _Missing("invalid_value", "data.metadata is a JSON object")
+        return UpsertCustomer(
+            key=key,
+            customer_id=customer,
+            external_id=event.subject,
+            create=event.type == "customer.created",
+            email=_text(data, "email"),
+            name=_text(data, "name"),
+            currency=_text(data, "currency"),
+            tax_rate_bps=tax,
+            metadata=metadata,
+            occurred_at=event.time,
+        )
+    except _Missing as missing:
+        return Rejection(event.index, event.id, missing.code, missing.reason)
+
+
+class _Missing(Exception):
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _required(data: dict[str, Any], name: str) -> Any:
+    if data.get(name) is None:
+        raise _Missing("missing_field", f"data.{name} is required")
+    return data[name]
+
+
+def _text(data: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise _Missing("missing_field", f"data.{name} is required")
+        return None
+    if not isinstance(value, str):
+        raise _Missing("invalid_value", f"data.{name} is a string")
+    return value
