@@ -139,21 +139,22 @@ def up(
 def api(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes (the API keeps no state)")] = 1,
 ) -> None:
-    """Run only the API against LEDGER_DATABASE_URL (scale it out: it keeps no state)."""
+    """Run only the API against LEDGER_DATABASE_URL; scale it out with --workers or more hosts."""
     import uvicorn
-
-    from api.app import create_app
 
     settings = _settings(None, host=host, port=port)
     if not settings.database_url:
         raise typer.BadParameter("`ledger api` needs LEDGER_DATABASE_URL; `ledger up` runs everything")
-    url = settings.database_url
-    # With Kafka, projectors run as their own processes (`ledger project`); without, the API
-    # keeps its read models current from the store itself.
-    in_process = settings.kafka_bootstrap_servers is None
-    web = create_app(lambda: bootstrap(settings, url, run_projection=in_process))
-    uvicorn.run(web, host=settings.host, port=settings.port, access_log=False)
+    uvicorn.run(
+        "api.main:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        access_log=False,
+    )
 
 
 @app.command()

@@ -1,0 +1,21 @@
+"""The API as a uvicorn app factory, for `ledger api --workers N`: each worker process builds its
+own container from the environment (LEDGER_*), in the lifespan, not at import."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api.app import create_app
+from infra.bootstrap import bootstrap
+from infra.settings import Settings
+
+
+def app_from_environment() -> FastAPI:
+    settings = Settings()
+    url = settings.database_url
+    if not url:
+        raise RuntimeError("LEDGER_DATABASE_URL is required to run the API on its own")
+    # With Kafka, projectors run as their own processes (`ledger project`); without, each API
+    # process keeps the read models current from the store itself.
+    in_process = settings.kafka_bootstrap_servers is None
+    return create_app(lambda: bootstrap(settings, url, run_projection=in_process))
