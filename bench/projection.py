@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=600)
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--lag-seconds", type=float, default=20)
-    parser.add_argument("--replay-workers", type=int, default=1)
+    parser.add_argument("--replay-workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
         "--database-url",
         default=os.environ.get("LEDGER_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/ledger_bench"),

@@ -197,6 +197,9 @@ def project(name: Annotated[str, typer.Argument(help="projector name")] = "core"
 @app.command()
 def replay(
     name: Annotated[str, typer.Argument(help="projector name")] = "core",
+    workers: Annotated[
+        int, typer.Option(min=1, help="processes sharing the rebuild by customer (default: cores)")
+    ] = os.cpu_count() or 1,
     data_dir: DataDir = None,
 ) -> None:
     """Rebuild a projector's read models from the event store (no Kafka) and swap them in."""
@@ -207,13 +210,16 @@ def replay(
 
     apply = projector(name)
     settings = _settings(data_dir)
-    with container_for(settings) as container, Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as progress:
+    with (
+        container_for(settings) as container,
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress,
+    ):
         task = progress.add_task(f"replaying {name}", total=None)
 
         def advance(applied: int, head: int) -> None:
@@ -226,6 +232,7 @@ def replay(
             apply=apply,
             tables=tables_of(name),
             progress=advance,
+            workers=workers,
         )
     console.print(f"{name}: read models rebuilt up to position {head} and swapped in")
 

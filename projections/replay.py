@@ -98,7 +98,9 @@ def _rebuild(
     ever depend on events of their own key, exactly as Kafka partitions are consumed in parallel."""
     if workers <= 1:
         return _rebuild_share(conninfo, schema, scratch, name, head, partitions, 0, 1, None, apply, progress)
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context(
+        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    )
     counter = context.Value("q", 0)
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_share_counter, initargs=(counter,)

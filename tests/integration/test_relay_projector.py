@@ -91,7 +91,9 @@ def test_projected_read_models_equal_a_replay_from_the_store(
         drain(projector, container)
         live = read_model_rows(container)
         assert len(live["rm_customers"]) == 5
-        replay(container.pool.conninfo, container.settings.database_schema, CORE_PROJECTION)
+        replay(container.address.conninfo(), container.settings.database_schema, CORE_PROJECTION)
+        assert read_model_rows(container) == live
+        replay(container.address.conninfo(), container.settings.database_schema, CORE_PROJECTION, workers=2)
         assert read_model_rows(container) == live
     finally:
         projector.close()
@@ -135,3 +137,22 @@ def test_any_kafka_client_reads_the_topic(container: Container, kafka_servers: s
         assert value["source"] == row["source"] and value["actor"] == row["actor"]
         assert value["schema_version"] == row["schema_version"]
         assert value["payload"] == row["payload"]
+
+
+def test_ledger_replay_command_rebuilds_the_read_models(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from infra.cli import app
+    from projections.runner import StoreProjector
+
+    history(container, customers=3)
+    StoreProjector(container.pool, CORE_PROJECTION).catch_up()
+    live = read_model_rows(container)
+    monkeypatch.setenv("LEDGER_DATABASE_URL", str(container.settings.database_url))
+    monkeypatch.setenv("LEDGER_DATABASE_SCHEMA", container.settings.database_schema)
+    result = CliRunner().invoke(app, ["replay", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert f"rebuilt up to position {head_position(container.pool)}" in result.output
+    assert read_model_rows(container) == live
