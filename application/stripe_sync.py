@@ -471,22 +471,38 @@ class StripeSync:
             return
         if snap.customer is None:
             raise s.UnreadableObject("a payment intent without a customer is not a ledger payment")
-        payment = work.find(Payment, ids.stripe_object_id(snap.id))
-        if payment is None:
-            customer = self._ensure_customer(work, snap.customer, snap.currency, snap.created)
-            payment = work.add(
-                Payment.initiate(
-                    customer_id=customer.id,
-                    invoice_id=ids.stripe_object_id(snap.invoice) if snap.invoice else None,
-                    amount=snap.amount,
-                    currency=snap.currency,
-                    provider_reference=snap.id,
-                    occurred_at=snap.created,
-                    payment_id=ids.stripe_object_id(snap.id),
-                )
-            )
+        payment = self._ensure_payment(
+            work, snap.id, snap.customer, snap.invoice, snap.amount, snap.currency, snap.created
+        )
         target = SUCCEEDED if succeeded else FAILED
         self._bring_payment_to(payment, target, payment.attempt, at, snap.failure_code, snap.failure_message)
+
+    def _ensure_payment(
+        self,
+        work: _Work,
+        reference: str,
+        stripe_customer: str,
+        stripe_invoice: str | None,
+        amount: int,
+        currency: str,
+        created: datetime,
+    ) -> Payment:
+        """The ledger payment of a Stripe payment intent (or lone charge), created if missing."""
+        payment = work.find(Payment, ids.stripe_object_id(reference))
+        if payment is not None:
+            return payment
+        customer = self._ensure_customer(work, stripe_customer, currency, created)
+        return work.add(
+            Payment.initiate(
+                customer_id=customer.id,
+                invoice_id=ids.stripe_object_id(stripe_invoice) if stripe_invoice else None,
+                amount=amount,
+                currency=currency,
+                provider_reference=reference,
+                occurred_at=created,
+                payment_id=ids.stripe_object_id(reference),
+            )
+        )
 
     def _charge(self, work: _Work, e: s.StripeEvent, snap: s.ChargeSnapshot, at: datetime) -> None:
         if not self._newer(work, snap.id, e, snap.amount_refunded):
@@ -494,20 +510,9 @@ class StripeSync:
         if snap.customer is None:
             raise s.UnreadableObject("a charge without a customer is not a ledger payment")
         reference = snap.payment_intent or snap.id
-        payment = work.find(Payment, ids.stripe_object_id(reference))
-        if payment is None:
-            customer = self._ensure_customer(work, snap.customer, snap.currency, snap.created)
-            payment = work.add(
-                Payment.initiate(
-                    customer_id=customer.id,
-                    invoice_id=ids.stripe_object_id(snap.invoice) if snap.invoice else None,
-                    amount=snap.amount,
-                    currency=snap.currency,
-                    provider_reference=reference,
-                    occurred_at=snap.created,
-                    payment_id=ids.stripe_object_id(reference),
-                )
-            )
+        payment = self._ensure_payment(
+            work, reference, snap.customer, snap.invoice, snap.amount, snap.currency, snap.created
+        )
         self._bring_payment_to(payment, SUCCEEDED, payment.attempt, snap.created, None, None)
         refund = min(snap.amount_refunded, payment.amount) - payment.amount_refunded
         if refund > 0:

@@ -144,7 +144,7 @@ class Invoice(LedgerAggregate):
             raise InvalidValue("the due date is before the finalization date", field="due_date")
         discount = min(self.discount, self.subtotal)
         tax = compute_tax(self.subtotal - discount, self.tax_rate_bps)
-        self._finalize(
+        self._record_finalization(
             number=number,
             due_date=due_date,
             subtotal=self.subtotal,
@@ -153,8 +153,6 @@ class Invoice(LedgerAggregate):
             total=self.subtotal - discount + tax,
             occurred_at=occurred_at,
         )
-        if self.total == 0:
-            self._mark_paid(occurred_at=occurred_at)
 
     def finalize_external(
         self,
@@ -182,7 +180,7 @@ class Invoice(LedgerAggregate):
             raise InvalidValue("total is not subtotal - discount + tax", field="total")
         if due_date < occurred_at.date():
             raise InvalidValue("the due date is before the finalization date", field="due_date")
-        self._finalize(
+        self._record_finalization(
             number=number,
             due_date=due_date,
             subtotal=subtotal,
@@ -191,8 +189,12 @@ class Invoice(LedgerAggregate):
             total=total,
             occurred_at=occurred_at,
         )
+
+    def _record_finalization(self, **figures: Any) -> None:
+        """Finalized; an invoice with nothing to pay is paid at once, as Stripe does."""
+        self._finalize(**figures)
         if self.total == 0:
-            self._mark_paid(occurred_at=occurred_at)
+            self._mark_paid(occurred_at=figures["occurred_at"])
 
     @event("Finalized")
     def _finalize(
