@@ -40,14 +40,60 @@ def save_checkpoint(conn: Connection[Any], name: str, checkpoint: Checkpoint) ->
     )
 
 
-def ensure_partitions(pool: ConnectionPool, name: str, partitions: list[int]) -> None:
-    """Make sure every partition has a row, so the lowest watermark accounts for all of them."""
-    with pool.connection() as conn:
+class FeedConflict(Exception):
+    """A projector's read models were built from another feed and cannot be taken over safely."""
+
+
+def _rows(conn: Connection[Any], name: str) -> list[Any]:
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('projection:' || %s))", (name,))
+    rows: list[Any] = conn.execute(
+        "SELECT partition, position, watermark FROM projection_partitions WHERE name = %s FOR UPDATE", (name,)
+    ).fetchall()
+    return rows
+
+
+def adopt_kafka_feed(pool: ConnectionPool, name: str, partitions: list[int]) -> None:
+    """Give every Kafka partition a checkpoint row, so the lowest watermark covers all of them.
+    Read models that were fed from the store up to W take over as "every partition applied up
+    to W": events at or below W are then skipped, later ones come from Kafka (or the store)."""
+    with pool.connection() as conn, conn.transaction():
+        rows = _rows(conn, name)
+        store = next((r for r in rows if r["partition"] == STORE_PARTITION), None)
+        start = int(store["watermark"]) if store else 0
         for partition in partitions:
             conn.execute(
-                "INSERT INTO projection_partitions (name, partition) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (name, partition),
+                "INSERT INTO projection_partitions (name, partition, position, watermark)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (name, partition, start, start),
             )
+        if store is not None:
+            conn.execute(
+                "DELETE FROM projection_partitions WHERE name = %s AND partition = %s",
+                (name, STORE_PARTITION),
+            )
+
+
+def adopt_store_feed(pool: ConnectionPool, name: str) -> None:
+    """Take over read models fed from Kafka, for a projector that reads the store directly. Safe
+    only when every partition stopped at or below the lowest watermark (it had caught up): else
+    events beyond it would be applied twice, and `ledger replay` must rebuild them first."""
+    with pool.connection() as conn, conn.transaction():
+        rows = [r for r in _rows(conn, name) if r["partition"] != STORE_PARTITION]
+        if not rows:
+            return
+        low = min(int(r["watermark"]) for r in rows)
+        if max(int(r["position"]) for r in rows) > low:
+            raise FeedConflict(
+                f"projector {name} was fed from Kafka and some partitions are ahead of position {low}:"
+                " reading the store from there would apply events twice. Run `ledger replay` first,"
+                " or set LEDGER_KAFKA_BOOTSTRAP_SERVERS to keep consuming Kafka."
+            )
+        conn.execute("DELETE FROM projection_partitions WHERE name = %s", (name,))
+        conn.execute(
+            "INSERT INTO projection_partitions (name, partition, position, watermark)"
+            " VALUES (%s, %s, %s, %s)",
+            (name, STORE_PARTITION, low, low),
+        )
 
 
 def applied_position(pool: ConnectionPool, name: str) -> int:

@@ -27,7 +27,7 @@ from psycopg_pool import ConnectionPool
 from infra import kafka as k
 from infra.background import BackgroundLoop
 from infra.relay import event_from_message
-from projections.checkpoints import Checkpoint, ensure_partitions, lock_checkpoint, save_checkpoint
+from projections.checkpoints import Checkpoint, adopt_kafka_feed, lock_checkpoint, save_checkpoint
 from projections.core import StoredEventRow, apply_event
 from projections.runner import Apply, apply_all, read_range
 
@@ -100,7 +100,7 @@ class KafkaProjector:
         self.consumer = make()
         self.assignments = _OnAssignments(name, self.consumer, on_assigned)
         self.consumer.subscribe([topic], listener=self.assignments)
-        ensure_partitions(pool, name, list(range(self.partitions)))
+        adopt_kafka_feed(pool, name, list(range(self.partitions)))
 
     def _partition_count(self, bootstrap_servers: str) -> int:
         with self.pool.connection() as conn:

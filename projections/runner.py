@@ -15,7 +15,13 @@ from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
 from infra.background import BackgroundLoop
-from projections.checkpoints import STORE_PARTITION, applied_position, lock_checkpoint, save_checkpoint
+from projections.checkpoints import (
+    STORE_PARTITION,
+    adopt_store_feed,
+    applied_position,
+    lock_checkpoint,
+    save_checkpoint,
+)
 from projections.core import Executor, StoredEventRow, apply_event
 from projections.pipeline_sink import PipelineSink
 
@@ -86,6 +92,7 @@ class StoreProjector:
         self.name = name
         self.apply = apply
         self.batch_size = batch_size
+        adopt_store_feed(pool, name)
 
     def run_once(self) -> int:
         """Apply one batch; answers how many events it applied."""

@@ -156,3 +156,40 @@ def test_ledger_replay_command_rebuilds_the_read_models(
     assert result.exit_code == 0, result.output
     assert f"rebuilt up to position {head_position(container.pool)}" in result.output
     assert read_model_rows(container) == live
+
+
+def test_switching_between_kafka_and_store_feeds_applies_nothing_twice(
+    container: Container, kafka_servers: str, topic: str
+) -> None:
+    from projections.runner import StoreProjector
+
+    history(container, customers=2)
+    StoreProjector(container.pool, CORE_PROJECTION).catch_up()  # fed from the store first
+    history(container, customers=2)
+    relay = Relay(container.pool, kafka_servers, topic, partitions=3)
+    publish_all(relay)
+    projector = KafkaProjector(container.pool, kafka_servers, topic, CORE_PROJECTION)  # then Kafka
+    try:
+        drain(projector, container)
+    finally:
+        projector.close()
+    history(container, customers=2)
+    StoreProjector(container.pool, CORE_PROJECTION).catch_up()  # and back to the store
+    relay.close()
+    live = read_model_rows(container)
+    assert len(live["rm_customers"]) == 6
+    replay(container.address.conninfo(), container.settings.database_schema, CORE_PROJECTION)
+    assert read_model_rows(container) == live
+
+
+def test_store_feed_refuses_kafka_read_models_that_are_ahead(container: Container) -> None:
+    from projections.checkpoints import FeedConflict
+    from projections.runner import StoreProjector
+
+    with container.pool.connection() as conn:
+        conn.execute(
+            "INSERT INTO projection_partitions (name, partition, position, watermark)"
+            " VALUES ('core', 0, 50, 40), ('core', 1, 30, 40)"
+        )
+    with pytest.raises(FeedConflict, match="ledger replay"):
+        StoreProjector(container.pool, CORE_PROJECTION)
