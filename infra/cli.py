@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import typer
@@ -86,6 +86,19 @@ def container_for(
             yield container
         finally:
             container.close()
+
+
+def progress_bar() -> Any:
+    """The bar long work shows: what, how far, how much is left."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
 
 
 def _logging() -> None:
@@ -203,8 +216,6 @@ def replay(
     data_dir: DataDir = None,
 ) -> None:
     """Rebuild a projector's read models from the event store (no Kafka) and swap them in."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from projections.registry import projector, tables_of
     from projections.replay import replay as rebuild
 
@@ -212,13 +223,7 @@ def replay(
     settings = _settings(data_dir)
     with (
         container_for(settings) as container,
-        Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        ) as progress,
+        progress_bar() as progress,
     ):
         task = progress.add_task(f"replaying {name}", total=None)
 
@@ -305,8 +310,6 @@ def simulate(
     data_dir: DataDir = None,
 ) -> None:
     """Write a realistic, deterministic history through the ledger's own commands."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from application.simulation import Simulation
 
     with container_for(_settings(data_dir)) as container:
@@ -317,13 +320,7 @@ def simulate(
             seed=seed,
             until=until.replace(tzinfo=UTC) if until else None,
         )
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        ) as progress:
+        with progress_bar() as progress:
             task = progress.add_task("simulating customers", total=customers)
             stats = simulation.run(on_customer_done=lambda: progress.advance(task))
     console.print(stats.summary())
