@@ -221,11 +221,15 @@ class Simulation:
         months: int,
         seed: int,
         until: datetime | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if customers < 0:
             raise InvalidValue("customers cannot be negative", field="customers")
         if months < 1:
             raise InvalidValue("months is at least 1", field="months")
+        if not 0 <= shard[0] < shard[1]:
+            raise InvalidValue("shard K/N needs 0 <= K < N", field="shard")
+        self.shard = shard
         self.ledger = ledger
         self.customers = customers
         self.months = months
@@ -248,7 +252,10 @@ class Simulation:
 
     def run(self, on_customer_done: Callable[[], None] | None = None) -> SimulationStats:
         self._define_plans()
+        shard, shards = self.shard
         for index, signup in enumerate(self.signup_moments(), start=1):
+            if (index - 1) % shards != shard:
+                continue
             external_id = self.external_id(index)
             if self.ledger.store.position_of(ids.customer_id(external_id)) is not None:
                 self.stats.customers_skipped += 1

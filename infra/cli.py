@@ -307,10 +307,21 @@ def simulate(
         datetime | None,
         typer.Option(help="end of the history (UTC); default today 00:00", formats=["%Y-%m-%d"]),
     ] = None,
+    shard: Annotated[
+        str, typer.Option(help="K/N: write only customers K, K+N, K+2N... (run N processes in parallel)")
+    ] = "0/1",
     data_dir: DataDir = None,
 ) -> None:
     """Write a realistic, deterministic history through the ledger's own commands."""
     from application.simulation import Simulation
+
+    try:
+        k, n = (int(part) for part in shard.split("/"))
+    except ValueError:
+        raise typer.BadParameter("use K/N, for example 0/2", param_hint="--shard") from None
+    if not 0 <= k < n:
+        raise typer.BadParameter("K/N needs 0 <= K < N", param_hint="--shard")
+    owned = len(range(k, customers, n))
 
     with container_for(_settings(data_dir)) as container:
         simulation = Simulation(
@@ -319,9 +330,10 @@ def simulate(
             months=months,
             seed=seed,
             until=until.replace(tzinfo=UTC) if until else None,
+            shard=(k, n),
         )
         with progress_bar() as progress:
-            task = progress.add_task("simulating customers", total=customers)
+            task = progress.add_task("simulating customers", total=owned)
             stats = simulation.run(on_customer_done=lambda: progress.advance(task))
     console.print(stats.summary())
 
