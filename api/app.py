@@ -12,6 +12,7 @@ from api.errors import install_error_handlers
 from api.routers import (
     alerts,
     api_keys,
+    audit,
     customers,
     events,
     health,
@@ -54,6 +55,7 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
         events.router,
         webhooks.router,
         ops.router,
+        audit.router,
     ):
         app.include_router(router)
     return app

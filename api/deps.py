@@ -77,6 +77,7 @@ def require(permission: str) -> Callable[..., Principal]:
 
 AdminKey = Annotated[Principal, Depends(require("admin"))]
 ReadKey = Annotated[Principal, Depends(require("read"))]
+AuditKey = Annotated[Principal, Depends(require("audit"))]
 
 
 def read_connection(

@@ -15,6 +15,7 @@ from infra.database import ensure_database, ensure_schema, event_store_env, open
 from infra.group_commit import GroupCommitter
 from infra.keys import KeyStore
 from infra.relay import BackgroundRelay, Relay
+from infra.seals import BackgroundSealer, create_seal_table
 from infra.settings import DatabaseAddress, Settings
 from projections.kafka_projector import BackgroundKafkaProjection, KafkaProjector
 from projections.runner import BackgroundProjection, StoreProjector
@@ -32,6 +33,7 @@ class Container:
     keys: KeyStore
     projection: BackgroundProjection | BackgroundKafkaProjection | None = None
     relay: BackgroundRelay | None = None
+    sealer: BackgroundSealer | None = None
     kafka_bootstrap_servers: str | None = None
     ingestion: Ingestion | None = None
     ingest_committer: GroupCommitter[PreparedUsage, EventResult] | None = None
@@ -71,6 +73,8 @@ class Container:
         self.closed = True
         if self.relay is not None:
             self.relay.stop()
+        if self.sealer is not None:
+            self.sealer.stop()
         if self.projection is not None:
             self.projection.stop()
         if self.ingest_committer is not None:
@@ -86,15 +90,18 @@ def bootstrap(
     run_projection: bool = True,
     kafka_bootstrap_servers: str | None = None,
     run_relay: bool = False,
+    run_sealer: bool = False,
 ) -> Container:
     """Build the container. With `kafka_bootstrap_servers`, the projector consumes Kafka (and
-    `run_relay` also publishes the log there); without, it reads the event store directly."""
+    `run_relay` also publishes the log there); without, it reads the event store directly.
+    `run_sealer` seals the hash chain over new history in the background (`infra/seals.py`)."""
     address = DatabaseAddress(database_url)
     ensure_database(address)
     ensure_schema(address, settings.database_schema)
     pool = open_pool(address, settings.database_schema, settings.database_pool_size)
     with pool.connection() as conn:
         create_schema(conn)
+        create_seal_table(conn)
     with pool.connection() as conn:
         # Processes starting together would deadlock creating the event store's functions and
         # triggers; one at a time (session lock, released when the block ends).
@@ -123,6 +130,9 @@ def bootstrap(
         name="ingest-group-commit",
     )
     container.stripe_sync = StripeSync(ledger, default_currency=settings.ingest_default_currency)
+    if run_sealer:
+        container.sealer = BackgroundSealer(pool)
+        container.sealer.start()
     if kafka_bootstrap_servers is not None:
         topic = kafka.topic_name(settings.kafka_topic_prefix)
         if run_relay:

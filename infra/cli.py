@@ -77,10 +77,16 @@ def container_for(
     run_projection: bool = False,
     kafka: str | None = None,
     run_relay: bool = False,
+    run_sealer: bool = False,
 ) -> Iterator[Container]:
     with database_url(settings) as url:
         container = bootstrap(
-            settings, url, run_projection=run_projection, kafka_bootstrap_servers=kafka, run_relay=run_relay
+            settings,
+            url,
+            run_projection=run_projection,
+            kafka_bootstrap_servers=kafka,
+            run_relay=run_relay,
+            run_sealer=run_sealer,
         )
         try:
             yield container
@@ -136,7 +142,9 @@ def up(
     _logging()
     with (
         kafka_servers(settings) as servers,
-        container_for(settings, run_projection=True, kafka=servers, run_relay=True) as container,
+        container_for(
+            settings, run_projection=True, kafka=servers, run_relay=True, run_sealer=True
+        ) as container,
     ):
         _announce_admin_key(container)
         typer.echo(
@@ -240,6 +248,45 @@ def replay(
             workers=workers,
         )
     console.print(f"{name}: read models rebuilt up to position {head} and swapped in")
+
+
+@app.command()
+def verify(data_dir: DataDir = None) -> None:
+    """Prove the log was not altered: seal new history, then recompute the hash chain over every
+    stored event and compare it with the seals. Exits 1 naming the first altered, removed or
+    inserted position."""
+    from infra.seals import seal, unsealed_upper_bound
+    from infra.seals import verify as verify_chain
+
+    with container_for(_settings(data_dir)) as container, progress_bar() as progress:
+        pool = container.pool
+        if unsealed_upper_bound(pool):
+            sealing = progress.add_task("sealing new history", total=None)
+            sealed = [0]
+
+            def sealed_more(n: int, left: int) -> None:
+                sealed[0] += n
+                progress.update(sealing, completed=sealed[0], total=sealed[0] + left)
+
+            seal(pool, patience_seconds=30, progress=sealed_more)
+            progress.update(sealing, total=sealed[0])
+            if unsealed_upper_bound(pool):
+                console.print("[yellow]events appended since sealing began are not covered[/yellow]")
+        checking = progress.add_task("verifying the hash chain", total=None)
+        result = verify_chain(
+            pool, progress=lambda n, total: progress.update(checking, advance=n, total=total)
+        )
+    if result.ok:
+        console.print(
+            f"[green]ok[/green]: {result.events_checked} events match the seals up to position "
+            f"{result.sealed_position} (chain hash {result.sealed_hash or '-'})"
+        )
+        return
+    console.print(
+        f"[red]FAILED[/red] at position {result.first_bad_position}: {result.problem}. {result.detail} "
+        f"({result.events_checked} events checked before it)"
+    )
+    raise typer.Exit(1)
 
 
 def _run_until_interrupted(start: Callable[[], None], stop: Callable[[], None]) -> None:
