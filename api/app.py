@@ -17,6 +17,7 @@ from api.routers import (
     events,
     health,
     invoices,
+    ledger,
     ops,
     payments,
     plans,
@@ -56,6 +57,7 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
         webhooks.router,
         ops.router,
         audit.router,
+        ledger.router,
     ):
         app.include_router(router)
     return app

@@ -18,6 +18,7 @@ from infra.relay import BackgroundRelay, Relay
 from infra.seals import BackgroundSealer, create_seal_table
 from infra.settings import DatabaseAddress, Settings
 from projections.kafka_projector import BackgroundKafkaProjection, KafkaProjector
+from projections.registry import projector
 from projections.runner import BackgroundProjection, StoreProjector
 from projections.schema import create_schema
 
@@ -143,15 +144,17 @@ def bootstrap(
             container.relay = relay
         if run_projection:
             servers = kafka_bootstrap_servers
+            apply = projector(CORE_PROJECTION)
             kafka_projection = BackgroundKafkaProjection(
-                lambda: KafkaProjector(pool, servers, topic, CORE_PROJECTION)
+                lambda: KafkaProjector(pool, servers, topic, CORE_PROJECTION, apply=apply)
             )
             kafka_projection.start()
             container.projection = kafka_projection
         return container
     if run_projection:
         projection = BackgroundProjection(
-            StoreProjector(pool, CORE_PROJECTION), settings.projection_poll_seconds
+            StoreProjector(pool, CORE_PROJECTION, apply=projector(CORE_PROJECTION)),
+            settings.projection_poll_seconds,
         )
         projection.start()
         container.projection = projection

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from projections.core import apply_event
+from projections.core import Executor, StoredEventRow, apply_event
+from projections.journal import JOURNAL_TABLES, apply_journal
 from projections.runner import Apply
 from projections.schema import CORE_TABLES
 
+
+def chain(*applies: Apply) -> Apply:
+    """One projector made of several: each event goes to each, in order, in the same batch."""
+
+    def apply_all(cur: Executor, event: StoredEventRow) -> None:
+        for apply in applies:
+            apply(cur, event)
+
+    return apply_all
+
+
 PROJECTORS: dict[str, tuple[Apply, tuple[str, ...]]] = {
-    "core": (apply_event, CORE_TABLES),
+    "core": (chain(apply_event, apply_journal), CORE_TABLES + JOURNAL_TABLES),
 }
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from psycopg import Connection
 
+from projections.journal import JOURNAL_DDL
+
 CORE_TABLES = ("rm_plans", "rm_customers", "rm_subscriptions", "rm_invoices", "rm_payments", "rm_alerts")
 
 # Where each projector is, per Kafka partition (partition -1: fed from the store directly).
@@ -101,8 +103,10 @@ def create_schema(conn: Connection[Any]) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(7429001)")
         conn.execute(CHECKPOINT_DDL)
         conn.execute(READ_MODEL_DDL)
+        conn.execute(JOURNAL_DDL)
 
 
 def create_read_models(conn: Connection[Any]) -> None:
     """The read-model tables in the first schema of the search path (replay builds a fresh set)."""
     conn.execute(READ_MODEL_DDL)
+    conn.execute(JOURNAL_DDL)
