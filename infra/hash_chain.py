@@ -53,8 +53,10 @@ RECORDS_AFTER = (
 
 
 def prepare_session(conn: Connection[Any]) -> None:
-    """Text columns are encoded in the client encoding by `record_send`: fix it to UTF-8."""
+    """Text columns are encoded in the client encoding by `record_send`: fix it to UTF-8. And
+    let a range's records be sorted in memory (for the rest of this transaction only)."""
     conn.execute("SET client_encoding TO 'UTF8'")
+    conn.execute("SET LOCAL work_mem = '64MB'")
 
 
 def records_in_range(conn: Connection[Any], after: int, up_to: int) -> bytes:
