@@ -16,10 +16,13 @@ from api.routers import (
     events,
     health,
     invoices,
+    metrics,
     ops,
     payments,
     plans,
+    receivables,
     subscriptions,
+    usage,
     webhooks,
 )
 from infra.bootstrap import Container
@@ -51,6 +54,9 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
         invoices.router,
         payments.router,
         alerts.router,
+        metrics.router,
+        receivables.router,
+        usage.router,
         events.router,
         webhooks.router,
         ops.router,

@@ -87,6 +87,12 @@ def read_connection(
     ] = None,
 ) -> Iterator[Connection[Any]]:
     """A connection to the read models, after waiting (bounded) for `min_position`."""
+    _wait_for(container, min_position)
+    with container.pool.connection() as conn:
+        yield conn
+
+
+def _wait_for(container: Container, min_position: int | None) -> None:
     if min_position is not None and min_position > 0:
         container.wake_projection()
         timeout = container.settings.read_wait_timeout_seconds
@@ -98,11 +104,35 @@ def read_connection(
                 code="projection_lagging",
                 headers={"Retry-After": "1"},
             )
+
+
+ReadConn = Annotated[Connection[Any], Depends(read_connection)]
+
+
+def entitled_connection(
+    container: ContainerDep,
+    principal: Annotated[Principal, Depends(get_principal)],
+    customer_id: UUID,
+    min_position: Annotated[
+        int | None, Query(ge=0, description="wait until this position is visible")
+    ] = None,
+) -> Iterator[Connection[Any]]:
+    """Like ReadConn, and also open to an ingest key scoped to the customer in the path (an
+    on-premise instance asking whether it may go on)."""
+    own_key = principal.customer_id is not None and principal.customer_id == customer_id
+    if not (principal.may("read") or own_key):
+        raise ApiProblem(
+            403,
+            "Forbidden",
+            f"a {principal.role} key may not read this customer's entitlements",
+            code="forbidden",
+        )
+    _wait_for(container, min_position)
     with container.pool.connection() as conn:
         yield conn
 
 
-ReadConn = Annotated[Connection[Any], Depends(read_connection)]
+EntitledConn = Annotated[Connection[Any], Depends(entitled_connection)]
 
 
 def request_fingerprint(request: Request, body: Any) -> str:

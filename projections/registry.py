@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from projections.core import apply_event
+from projections.mrr import apply_mrr_fact, settle_mrr
+from projections.projection import Projection
+from projections.receivables import apply_receivable_fact, settle_receivables
 from projections.runner import Apply
-from projections.schema import CORE_TABLES
+from projections.schema import CORE_TABLES, METRICS_TABLES
+from projections.usage import apply_usage_fact, settle_usage
+
+# The core projector: the resources as rows, then the metrics derived from them (receivables
+# read the invoices' currency from rm_invoices, so they settle after the rows are written).
+CORE = Projection(
+    apply_event,
+    apply_mrr_fact,
+    apply_receivable_fact,
+    apply_usage_fact,
+    settlers=(settle_mrr, settle_receivables, settle_usage),
+)
 
 PROJECTORS: dict[str, tuple[Apply, tuple[str, ...]]] = {
-    "core": (apply_event, CORE_TABLES),
+    "core": (CORE, CORE_TABLES + METRICS_TABLES),
 }
 
 

@@ -23,10 +23,11 @@ from psycopg.rows import dict_row
 
 from infra import kafka as k
 from projections.checkpoints import STORE_PARTITION
-from projections.core import StoredEventRow, apply_event
+from projections.core import StoredEventRow
 from projections.pipeline_sink import PipelineSink
+from projections.projection import settle_batch
 from projections.runner import EVENT_COLUMNS, Apply
-from projections.schema import CORE_TABLES, create_read_models
+from projections.schema import create_read_models
 
 BATCH = 5000
 
@@ -36,13 +37,17 @@ def replay(
     schema: str,
     name: str = "core",
     *,
-    apply: Apply = apply_event,
-    tables: tuple[str, ...] = CORE_TABLES,
+    apply: Apply | None = None,
+    tables: tuple[str, ...] | None = None,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
 ) -> int:
     """Rebuild and swap; answers the position the rebuilt read models are at. With `workers` > 1
     the projector named `name` is rebuilt by that many processes (its handlers from the registry)."""
+    from projections.registry import projector, tables_of
+
+    apply = apply or projector(name)
+    tables = tables or tables_of(name)
     scratch = f"{schema}_replay_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(conninfo, row_factory=dict_row) as conn:
         conn.execute(
@@ -149,9 +154,11 @@ def _rebuild_share(
         )
         conn.execute("SET synchronous_commit = off")
         for events in _prefetched(conninfo, schema, head, share, shares):
-            with PipelineSink(conn, transaction=True) as sink:
-                for event in events:
-                    apply(sink, event)
+            with conn.transaction():
+                with PipelineSink(conn, transaction=False) as sink:
+                    for event in events:
+                        apply(sink, event)
+                settle_batch(conn, apply, events)
             if partitions:
                 for e in events:
                     key = k.event_key(e.customer_id, e.stream_id)
