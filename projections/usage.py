@@ -2,18 +2,24 @@
 
 Handlers keep every usage record with its current value (a correction replaces it) and every
 billing period a subscription has had (`rm_billing_periods`). After each batch, the customers it
-touched get their period totals recomputed server-side (`rm_usage_periods`): each record counts
-in the period that contains its occurred_at (so a late record lands in its own period), or in
-its calendar month when no period does. Sum, max and last are all kept; the plan's quota says
+touched get their period totals recomputed (`rm_usage_periods`): each record counts in the
+billing period that contains its occurred_at (`domain.metrics.billing_period_of`), so a late
+record lands in its own period. Sum, max and last are all kept; the plan's quota says
 which one applies, and its limit is read at query time (a plan revision needs no rebuild)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from psycopg import Connection
+from psycopg.rows import tuple_row
 
+from domain.metrics import KnownPeriod, UsageValue, aggregate_usage, billing_period_of
+from domain.periods import months_in
 from projections.core import Executor, StoredEventRow
 
 USAGE_DDL = """
@@ -63,39 +69,48 @@ def apply_usage_fact(cur: Executor, e: StoredEventRow) -> None:
         )
 
 
-# Each record's period: the latest-starting billing period of the customer that contains it,
-# else its calendar month (UTC). `last` is the value of the latest record by occurred_at.
-RECOMPUTE = """
-INSERT INTO rm_usage_periods (customer_id, metric, period_start, period_end, subscription_id,
-                              records, used_sum, used_max, used_last)
-SELECT r.customer_id, r.metric,
-       coalesce(p.period_start, date_trunc('month', r.occurred_at, 'UTC')),
-       coalesce(p.period_end, date_trunc('month', r.occurred_at, 'UTC') + interval '1 month'),
-       p.subscription_id, count(*), sum(r.value), max(r.value),
-       (array_agg(r.value ORDER BY r.occurred_at DESC, r.position DESC))[1]
-FROM rm_usage_records r
-LEFT JOIN LATERAL (
-    SELECT b.subscription_id, b.period_start, b.period_end FROM rm_billing_periods b
-    WHERE b.customer_id = r.customer_id AND b.period_start <= r.occurred_at
-      AND r.occurred_at < b.period_end
-    ORDER BY b.period_start DESC, b.subscription_id LIMIT 1
-) p ON true
-WHERE r.customer_id = ANY(%s)
-GROUP BY 1, 2, 3, 4, 5
-"""
-
-
 def settle_usage(conn: Connection[Any], events: Sequence[StoredEventRow]) -> None:
+    """Recompute the period totals of every customer the batch touched, from all their records
+    and periods (so the result does not depend on how the log was batched)."""
     customers = sorted(
         {
             e.customer_id
             for e in events
-            if e.customer_id is not None and (e.type in USAGE_EVENTS or e.type in PERIOD_EVENTS)
+            if e.customer_id is not None and (e.type in USAGE_EVENTS or e.type.startswith("Subscription."))
         }
     )
     if not customers:
         return
-    # Only customers with usage have anything to recompute.
-    cur = conn.cursor()
+    cur = conn.cursor(row_factory=tuple_row)
+    records = cur.execute(
+        "SELECT customer_id, metric, occurred_at, position, value FROM rm_usage_records"
+        " WHERE customer_id = ANY(%s)",
+        (customers,),
+    ).fetchall()
     cur.execute("DELETE FROM rm_usage_periods WHERE customer_id = ANY(%s)", (customers,))
-    cur.execute(RECOMPUTE, (customers,))
+    if not records:
+        return
+    periods: dict[UUID, list[KnownPeriod]] = defaultdict(list)
+    for customer_id, subscription_id, start, end, interval, count, ended_at in cur.execute(
+        "SELECT b.customer_id, b.subscription_id, b.period_start, b.period_end, s.interval,"
+        " s.interval_count, s.ended_at FROM rm_billing_periods b"
+        " JOIN rm_subscriptions s ON s.id = b.subscription_id WHERE b.customer_id = ANY(%s)",
+        (sorted({r[0] for r in records}),),
+    ).fetchall():
+        periods[customer_id].append(
+            KnownPeriod(str(subscription_id), start, end, months_in(interval, count), ended_at)
+        )
+    totals: dict[tuple[UUID, str, datetime, datetime, str | None], list[UsageValue]] = defaultdict(list)
+    for customer_id, metric, occurred_at, position, value in records:
+        start, end, subscription_id = billing_period_of(occurred_at, periods[customer_id])
+        totals[(customer_id, metric, start, end, subscription_id)].append(
+            UsageValue(occurred_at, position, value)
+        )
+    cur.executemany(
+        "INSERT INTO rm_usage_periods (customer_id, metric, period_start, period_end, subscription_id,"
+        " records, used_sum, used_max, used_last) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+        [
+            (*key, len(values), *(aggregate_usage(values, a) for a in ("sum", "max", "last")))
+            for key, values in sorted(totals.items(), key=lambda kv: (str(kv[0][0]), kv[0][1], kv[0][2]))
+        ],
+    )
