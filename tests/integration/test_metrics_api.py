@@ -4,6 +4,7 @@ what finance reads, checked against SPEC section 4."""
 from __future__ import annotations
 
 from datetime import date, timedelta
+from itertools import pairwise
 from typing import Any
 from uuid import UUID
 
@@ -68,7 +69,7 @@ def finance(client: TestClient, admin: dict[str, str]) -> Finance:
 
 def _identity_holds(rows: dict[date, dict[str, Any]]) -> None:
     days = sorted(rows)
-    for previous, day in zip(days, days[1:], strict=False):
+    for previous, day in pairwise(days):
         r = rows[day]
         expected = (
             rows[previous]["mrr"]
