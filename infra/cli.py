@@ -77,10 +77,16 @@ def container_for(
     run_projection: bool = False,
     kafka: str | None = None,
     run_relay: bool = False,
+    run_policies: bool = False,
 ) -> Iterator[Container]:
     with database_url(settings) as url:
         container = bootstrap(
-            settings, url, run_projection=run_projection, kafka_bootstrap_servers=kafka, run_relay=run_relay
+            settings,
+            url,
+            run_projection=run_projection,
+            kafka_bootstrap_servers=kafka,
+            run_relay=run_relay,
+            run_policies=run_policies,
         )
         try:
             yield container
@@ -136,7 +142,9 @@ def up(
     _logging()
     with (
         kafka_servers(settings) as servers,
-        container_for(settings, run_projection=True, kafka=servers, run_relay=True) as container,
+        container_for(
+            settings, run_projection=True, kafka=servers, run_relay=True, run_policies=True
+        ) as container,
     ):
         _announce_admin_key(container)
         typer.echo(
@@ -336,6 +344,22 @@ def simulate(
             task = progress.add_task("simulating customers", total=owned)
             stats = simulation.run(on_customer_done=lambda: progress.advance(task))
     console.print(stats.summary())
+
+
+@app.command()
+def tick(
+    day: Annotated[
+        datetime | None, typer.Option(help="the UTC day to record (default today)", formats=["%Y-%m-%d"])
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Record the daily clock tick (`ledger up` does it by itself); the policies act on it."""
+    from projections.policies import record_today
+
+    with container_for(_settings(data_dir)) as container:
+        outcome = record_today(container.ledger, day.date() if day else None)
+    state = "recorded" if outcome.created else "already recorded"
+    console.print(f"clock tick for {outcome.receipt['day']} {state} (position {outcome.position})")
 
 
 def main() -> None:
