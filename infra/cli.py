@@ -221,11 +221,20 @@ def replay(
     workers: Annotated[
         int, typer.Option(min=1, help="processes sharing the rebuild by customer (default: cores)")
     ] = os.cpu_count() or 1,
+    known_at: Annotated[
+        datetime | None,
+        typer.Option(
+            help="instead, write a snapshot of the events recorded at or before this moment (UTC)"
+            " into a schema of its own; the live read models are left alone",
+            formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%d"],
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Rebuild a projector's read models from the event store (no Kafka) and swap them in."""
     from projections.registry import projector, tables_of
     from projections.replay import replay as rebuild
+    from projections.snapshots import known_at_snapshot
 
     apply = projector(name)
     settings = _settings(data_dir)
@@ -237,6 +246,19 @@ def replay(
 
         def advance(applied: int, head: int) -> None:
             progress.update(task, total=head, advance=applied)
+
+        if known_at is not None:
+            moment = known_at.replace(tzinfo=UTC) if known_at.tzinfo is None else known_at
+            snapshot = known_at_snapshot(
+                container.address.conninfo(),
+                settings.database_schema,
+                moment,
+                name=name,
+                workers=workers,
+                progress=advance,
+            )
+            console.print(f"{name}: read models as known at {moment.isoformat()} are in schema {snapshot}")
+            return
 
         head = rebuild(
             container.address.conninfo(),

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from api.deps import ReadConn
+from api.deps import KnownAtConn, ReadConn
 from api.errors import ApiProblem
 from api.schemas.metrics import ChurnOut, MovementsOut, MrrSeries, SummaryOut
 from projections import metric_queries as mq
@@ -51,7 +51,7 @@ def get_summary(conn: ReadConn, currency: CurrencyQuery = None) -> dict[str, Any
 
 @router.get("/mrr", response_model=MrrSeries)
 def get_mrr(
-    conn: ReadConn,
+    conn: KnownAtConn,
     first: FromQuery = None,
     to: Annotated[date | None, Query(description="last day, inclusive (UTC); default today")] = None,
     currency: CurrencyQuery = None,
@@ -64,7 +64,7 @@ def get_mrr(
 
 @router.get("/mrr/movements", response_model=MovementsOut)
 def get_mrr_movements(
-    conn: ReadConn,
+    conn: KnownAtConn,
     day: Annotated[date, Query(alias="date", description="the UTC day")],
     currency: CurrencyQuery = None,
     kind: Annotated[str | None, Query(pattern="^(new|expansion|contraction|churn|reactivation)$")] = None,
@@ -85,7 +85,7 @@ def get_mrr_movements(
 
 @router.get("/churn", response_model=ChurnOut, response_model_by_alias=True)
 def get_churn(
-    conn: ReadConn,
+    conn: KnownAtConn,
     first: FromQuery = None,
     to: Annotated[date | None, Query(description="end of the window, exclusive; default tomorrow")] = None,
     currency: CurrencyQuery = None,

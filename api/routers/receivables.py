@@ -8,7 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from api.deps import ReadConn
+from api.deps import KnownAtConn
 from api.routers.metrics import CurrencyQuery, today
 from api.schemas.metrics import ReceivablesOut
 from projections import metric_queries as mq
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/receivables", tags=["receivables"])
 
 @router.get("", response_model=ReceivablesOut)
 def get_receivables(
-    conn: ReadConn,
+    conn: KnownAtConn,
     as_of: Annotated[
         date | None, Query(description="end of this UTC day, by business time; default today")
     ] = None,

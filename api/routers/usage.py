@@ -8,7 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from api.deps import EntitledConn, ReadConn
+from api.deps import EntitledConn, KnownAtConn
 from api.schemas.common import ListOf
 from api.schemas.metrics import EntitlementOut, QuotaOut
 from projections import metric_queries as mq
@@ -18,7 +18,7 @@ router = APIRouter(tags=["usage"])
 
 @router.get("/v1/usage/quotas", response_model=ListOf[QuotaOut])
 def list_quotas(
-    conn: ReadConn,
+    conn: KnownAtConn,
     customer_id: UUID | None = None,
     metric: Annotated[str | None, Query(max_length=100)] = None,
     current: Annotated[bool, Query(description="only the period containing now")] = False,
