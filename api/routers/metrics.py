@@ -6,9 +6,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 
 from api.deps import KnownAtConn, ReadConn
 from api.errors import ApiProblem
+from api.responses import json_response
 from api.schemas.metrics import ChurnOut, MovementsOut, MrrSeries, SummaryOut
 from projections import metric_queries as mq
 
@@ -55,11 +57,14 @@ def get_mrr(
     first: FromQuery = None,
     to: Annotated[date | None, Query(description="last day, inclusive (UTC); default today")] = None,
     currency: CurrencyQuery = None,
-) -> dict[str, Any]:
+) -> Response:
     """Daily rows: MRR at the end of each day and that day's movements."""
     last = to or today()
     chosen = pick_currency(conn, currency)
-    return {"currency": chosen, "data": mq.mrr_series(conn, chosen, first or last - timedelta(days=29), last)}
+    rows = mq.mrr_series(conn, chosen, first or last - timedelta(days=29), last)
+    # Plain rows straight to JSON: a year of days is the hot path of the dashboard, and the
+    # rows are built here with exactly the schema's fields.
+    return json_response({"currency": chosen, "data": rows})
 
 
 @router.get("/mrr/movements", response_model=MovementsOut)

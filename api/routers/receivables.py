@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 
 from api.deps import KnownAtConn
+from api.responses import json_response
 from api.routers.metrics import CurrencyQuery, today
 from api.schemas.metrics import ReceivablesOut
 from projections import metric_queries as mq
@@ -26,5 +28,5 @@ def get_receivables(
     customer_id: UUID | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict[str, Any]:
-    return mq.receivables(conn, as_of or today(), currency, customer_id, cursor, limit)
+) -> Response:
+    return json_response(mq.receivables(conn, as_of or today(), currency, customer_id, cursor, limit))
