@@ -100,6 +100,32 @@ def check_identities(conn: psycopg.Connection[Any], currency: str, first: date, 
     return len(rows)
 
 
+def every_endpoint_answers(http: httpx.Client, currency: str, today: date) -> list[str]:
+    customer = http.get("/v1/customers", params={"limit": 1}).json()["data"][0]["id"]
+    paths = {
+        "summary": ("/v1/metrics/summary", {"currency": currency}),
+        "mrr": ("/v1/metrics/mrr", {"currency": currency}),
+        "movements": (
+            "/v1/metrics/mrr/movements",
+            {"date": str(today - timedelta(days=1)), "currency": currency},
+        ),
+        "churn": ("/v1/metrics/churn", {"currency": currency}),
+        "receivables": ("/v1/receivables", {"currency": currency}),
+        "quotas": ("/v1/usage/quotas", {}),
+        "entitlements": (f"/v1/customers/{customer}/entitlements/api_calls", {}),
+        "customers": ("/v1/customers", {}),
+        "subscriptions": ("/v1/subscriptions", {}),
+        "invoices": ("/v1/invoices", {}),
+        "payments": ("/v1/payments", {"status": "failed"}),
+        "alerts": ("/v1/alerts", {}),
+    }
+    for name, (path, params) in paths.items():
+        response = http.get(path, params=params)
+        if response.status_code != 200:
+            raise SystemExit(f"{name}: {response.status_code} {response.text[:300]}")
+    return list(paths)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -179,6 +205,8 @@ def main() -> None:
                 r = http.get("/v1/receivables", params={"as_of": str(as_of), "currency": currency})
                 r.raise_for_status()
 
+            answered = every_endpoint_answers(http, currency, today)
+            print(f"every query endpoint answered 200: {', '.join(answered)}")
             for call in (mrr, receivables):
                 timed(call, 20)  # warm up: connections, prepared plans
             mrr_http = percentiles(timed(mrr, args.runs))
