@@ -1,6 +1,7 @@
 """An answer as JSON rows, CSV or Parquet: the same conversions for the API and the CLI.
 
-JSON keeps exactness: DECIMAL values and integers beyond 64 bits are strings (as usage values
+JSON keeps exactness: DECIMAL values and integers beyond 64 bits are strings (a sum of BIGINT
+is a HUGEINT to DuckDB: a JSON number while it fits in 64 bits) (as usage values
 are in the log), times are ISO 8601, UUIDs are strings; JSON columns stay JSON text."""
 
 from __future__ import annotations
@@ -41,9 +42,18 @@ def plain(value: Any) -> Any:
     return str(value)  # intervals (MonthDayNano) and anything else DuckDB may answer
 
 
+def _whole(value: Any) -> Any:
+    """HUGEINT (what DuckDB's sum of BIGINT gives) arrives as a Decimal: a whole number."""
+    return plain(int(value)) if isinstance(value, Decimal) else plain(value)
+
+
 def rows_of(result: QueryResult) -> list[list[Any]]:
-    columns = [result.table.column(i).to_pylist() for i in range(result.table.num_columns)]
-    return [[plain(v) for v in row] for row in zip(*columns, strict=True)] if columns else []
+    converters = [_whole if t in ("HUGEINT", "UHUGEINT") else plain for t in result.types]
+    columns = [
+        [convert(v) for v in result.table.column(i).to_pylist()]
+        for i, convert in zip(range(result.table.num_columns), converters, strict=True)
+    ]
+    return [list(row) for row in zip(*columns, strict=True)] if columns else []
 
 
 def as_json(result: QueryResult) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 import pyarrow as pa
 from psycopg.conninfo import make_conninfo
 
+from infra.analytics.sandbox import AnalyticsError
+
 EVENTS_TABLE = "ledger_events"
 
 # The common fields of every stored event, as the `events` view of the event store names them
@@ -61,6 +63,10 @@ READ_MODEL_TABLES = (
 CORE_PROJECTION = "core"
 
 
+class NoEventStore(AnalyticsError):
+    code = "no_event_store"
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """One copy: the events in (after, position] (none when the events were not asked for) and
@@ -103,6 +109,7 @@ class PostgresSource:
 
     def __init__(self, conninfo: str, schema: str) -> None:
         self.conninfo = snapshot_conninfo(conninfo, schema)
+        self.schema = schema
 
     def _connect(self) -> Any:
         import adbc_driver_postgresql.dbapi
@@ -111,12 +118,14 @@ class PostgresSource:
 
     def head(self) -> int:
         with self._connect() as conn, conn.cursor() as cur:
+            _check_event_store(cur, self.schema)
             return _scalar(cur, f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}")
 
     def read(self, events_after: int | None) -> Snapshot:
         # adbc's DB-API connection runs everything in one transaction until commit/rollback:
         # with the options above, one repeatable-read snapshot for all the statements.
         with self._connect() as conn, conn.cursor() as cur:
+            _check_event_store(cur, self.schema)
             position = _scalar(cur, f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}")
             events = None
             if events_after is not None:
@@ -139,6 +148,12 @@ class PostgresSource:
             read_models_position = int(cur.fetchone()[0])
             conn.rollback()  # it only read
         return Snapshot(events_after, position, events, read_models, read_models_position)
+
+
+def _check_event_store(cur: Any, schema: str) -> None:
+    cur.execute("SELECT to_regclass($1) IS NOT NULL", parameters=(EVENTS_TABLE,))
+    if not cur.fetchone()[0]:
+        raise NoEventStore(f"no event store in schema '{schema}' of this database (is it the ledger's?)")
 
 
 def _scalar(cur: Any, query: str) -> int:
