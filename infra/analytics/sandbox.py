@@ -87,7 +87,8 @@ def check_statement(sql: str) -> None:
         raise StatementRefused(f"send exactly one statement ({len(statements)} found)")
     kind = statements[0].type
     if kind != duckdb.StatementType.SELECT:
-        name = kind.name if hasattr(kind, "name") else str(kind)
+        # Name the statement as written (DuckDB files INSTALL under LOAD, USE under SET...).
+        name = sql.strip().split(None, 1)[0].upper()
         raise StatementRefused(
             f"{name} statements are not allowed: analytics answers read-only SELECT queries"
         )
