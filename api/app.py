@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api.errors import install_error_handlers
 from api.routers import (
     alerts,
+    analytics,
     api_keys,
     customers,
     events,
@@ -60,6 +61,7 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
         events.router,
         webhooks.router,
         ops.router,
+        analytics.router,
     ):
         app.include_router(router)
     return app
