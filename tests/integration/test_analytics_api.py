@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import time
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -195,47 +196,41 @@ def _stored_events(container: Container) -> int:
         return int(row[0])
 
 
-def test_mrr_daily_is_the_running_sum_of_the_movements_once_the_mrr_tables_exist(
-    client: TestClient, admin: dict[str, str], reader: dict[str, str], container: Container
+def test_mrr_of_a_day_in_sql_equals_the_mrr_api_and_its_movements(
+    client: TestClient, admin: dict[str, str], reader: dict[str, str]
 ) -> None:
-    with _connect(container) as conn:
-        # Without the MRR read models (as before their projector exists), there is no view.
-        conn.execute("DROP TABLE IF EXISTS rm_mrr_daily, rm_mrr_movements")
-    missing = ask(client, reader, "SELECT * FROM mrr_daily")
-    assert missing.status_code == 400 and "mrr_daily" in missing.json()["detail"]
+    from tests.integration.test_metrics_api import MONTHLY, SMALL, YEARLY, Finance
 
-    with _connect(container) as conn:
-        # The MRR read models, as their projector defines them (it lands in another branch).
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS rm_mrr_daily (currency text, day date, new bigint, expansion bigint,"
-            " contraction bigint, churn bigint, reactivation bigint)"
-        )
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS rm_mrr_movements (customer_id uuid, currency text, day date,"
-            " kind text, amount bigint, mrr_before bigint, mrr_after bigint)"
-        )
-        conn.execute(
-            "INSERT INTO rm_mrr_daily VALUES ('EUR', '2025-01-01', 1000, 0, 0, 0, 0),"
-            " ('EUR', '2025-01-05', 500, 200, 0, 0, 0), ('USD', '2025-01-03', 700, 0, 0, 0, 0),"
-            " ('EUR', '2025-02-01', 0, 0, 100, 1000, 300)"
-        )
-        conn.execute(
-            "INSERT INTO rm_mrr_movements VALUES"
-            " (gen_random_uuid(), 'EUR', '2025-01-01', 'new', 1000, 0, 1000)"
-        )
+    finance = Finance(client, admin)
+    finance.plans(MONTHLY, SMALL, YEARLY)
+    a, b = finance.customer("a"), finance.customer("b")
+    sub = finance.subscribe(a, "starter", "2025-01-10T09:00:00Z", quantity=2)
+    finance.subscribe(b, "pro-year", "2025-01-15T09:00:00Z")
+    finance.post(
+        f"/v1/subscriptions/{sub}/change", {"plan_code": "pro", "effective_at": "2025-01-20T09:00:00Z"}, 200
+    )
+    finance.post(
+        f"/v1/subscriptions/{sub}/cancel",
+        {"at_period_end": False, "effective_at": "2025-01-25T09:00:00Z"},
+        200,
+    )
+    api = finance.series("2025-01-09", "2025-01-31")
 
-    position = register(client, admin, "after-the-mrr-tables")  # the log moves: the copy is refreshed
     answer = ask(
         client,
         reader,
-        "SELECT date, currency, mrr, new, churn FROM mrr_daily ORDER BY currency, date",
-        params={"min_position": position},
+        "SELECT date, mrr, new, expansion, contraction, churn, reactivation FROM mrr_daily"
+        " WHERE currency = 'EUR' ORDER BY date",
+        params={"min_position": finance.position},
     ).json()
-    assert answer["rows"] == [
-        ["2025-01-01", "EUR", 1000, 1000, 0],
-        ["2025-01-05", "EUR", 1700, 500, 0],
-        ["2025-02-01", "EUR", 900, 0, 1000],
-        ["2025-01-03", "USD", 700, 700, 0],
-    ]
-    movements = ask(client, reader, "SELECT kind, amount, mrr_after FROM mrr_movements").json()
-    assert movements["rows"] == [["new", 1000, 1000]]
+    assert answer["rows"], answer
+    for day, mrr, *moved in answer["rows"]:
+        row = api[date.fromisoformat(day)]
+        assert [mrr, *moved] == [
+            row[k] for k in ("mrr", "new", "expansion", "contraction", "churn", "reactivation")
+        ]
+    churned = ask(
+        client, reader, "SELECT customer_id, kind, amount FROM mrr_movements WHERE kind = 'churn'"
+    ).json()
+    drill = finance.get("/v1/metrics/mrr/movements", date="2025-01-25", currency="EUR")
+    assert churned["rows"] == [[m["customer_id"], m["kind"], m["amount"]] for m in drill["data"]]
