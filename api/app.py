@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api.errors import install_error_handlers
 from api.routers import (
     alerts,
+    analytics,
     api_keys,
     audit,
     customers,
@@ -18,10 +19,13 @@ from api.routers import (
     health,
     invoices,
     ledger,
+    metrics,
     ops,
     payments,
     plans,
+    receivables,
     subscriptions,
+    usage,
     webhooks,
 )
 from infra.bootstrap import Container
@@ -53,9 +57,13 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
         invoices.router,
         payments.router,
         alerts.router,
+        metrics.router,
+        receivables.router,
+        usage.router,
         events.router,
         webhooks.router,
         ops.router,
+        analytics.router,
         audit.router,
         ledger.router,
     ):

@@ -18,6 +18,7 @@ from application.ledger import Ledger, Outcome
 from infra.bootstrap import CORE_PROJECTION, Container
 from infra.keys import Principal
 from projections.runner import wait_for_position
+from projections.snapshots import known_at_snapshot, reading_snapshot
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
@@ -88,6 +89,12 @@ def read_connection(
     ] = None,
 ) -> Iterator[Connection[Any]]:
     """A connection to the read models, after waiting (bounded) for `min_position`."""
+    _wait_for(container, min_position)
+    with container.pool.connection() as conn:
+        yield conn
+
+
+def _wait_for(container: Container, min_position: int | None) -> None:
     if min_position is not None and min_position > 0:
         container.wake_projection()
         timeout = container.settings.read_wait_timeout_seconds
@@ -99,11 +106,35 @@ def read_connection(
                 code="projection_lagging",
                 headers={"Retry-After": "1"},
             )
+
+
+ReadConn = Annotated[Connection[Any], Depends(read_connection)]
+
+
+def entitled_connection(
+    container: ContainerDep,
+    principal: Annotated[Principal, Depends(get_principal)],
+    customer_id: UUID,
+    min_position: Annotated[
+        int | None, Query(ge=0, description="wait until this position is visible")
+    ] = None,
+) -> Iterator[Connection[Any]]:
+    """Like ReadConn, and also open to an ingest key scoped to the customer in the path (an
+    on-premise instance asking whether it may go on)."""
+    own_key = principal.customer_id is not None and principal.customer_id == customer_id
+    if not (principal.may("read") or own_key):
+        raise ApiProblem(
+            403,
+            "Forbidden",
+            f"a {principal.role} key may not read this customer's entitlements",
+            code="forbidden",
+        )
+    _wait_for(container, min_position)
     with container.pool.connection() as conn:
         yield conn
 
 
-ReadConn = Annotated[Connection[Any], Depends(read_connection)]
+EntitledConn = Annotated[Connection[Any], Depends(entitled_connection)]
 
 
 def request_fingerprint(request: Request, body: Any) -> str:
@@ -158,3 +189,41 @@ def written(container: Container, outcome: Outcome) -> dict[str, Any]:
     """A write's answer: the receipt and the position to pass as `min_position`."""
     container.wake_projection()
     return {**outcome.receipt, "position": outcome.position}
+
+
+def known_at_connection(
+    container: ContainerDep,
+    principal: Annotated[Principal, Depends(require("read"))],
+    known_at: Annotated[
+        datetime | None,
+        Query(
+            description="answer as the ledger knew it then: only events recorded at or before (audit role)"
+        ),
+    ] = None,
+    min_position: Annotated[
+        int | None, Query(ge=0, description="wait until this position is visible")
+    ] = None,
+) -> Iterator[Connection[Any]]:
+    """ReadConn, or with `known_at` a connection reading a snapshot of the read models rebuilt
+    from the events recorded by then (the same projection code over that part of the log)."""
+    if known_at is None:
+        _wait_for(container, min_position)
+        with container.pool.connection() as conn:
+            yield conn
+        return
+    if not principal.may("audit"):
+        raise ApiProblem(
+            403,
+            "Forbidden",
+            f"a {principal.role} key may not ask for known_at (audit needed)",
+            code="forbidden",
+        )
+    if known_at.tzinfo is None:
+        known_at = known_at.replace(tzinfo=UTC)
+    schema = container.settings.database_schema
+    snapshot = known_at_snapshot(container.address.conninfo(), schema, known_at)
+    with container.pool.connection() as conn, reading_snapshot(conn, snapshot, schema):
+        yield conn
+
+
+KnownAtConn = Annotated[Connection[Any], Depends(known_at_connection)]

@@ -180,3 +180,8 @@ class RaiseAlert:
 class ResolveAlert:
     alert_id: UUID
     note: str
+
+
+@dataclass(frozen=True)
+class RecordClockTick:
+    day: date

@@ -20,6 +20,7 @@ from application.idempotency import CommandRecord
 from domain import ids
 from domain.alert import Alert
 from domain.base import LedgerAggregate, ensure_utc
+from domain.clock import ClockTick
 from domain.customer import Customer
 from domain.errors import (
     AlreadyExists,
@@ -496,6 +497,9 @@ class Ledger(Application[UUID]):
         def use_case(ctx: c.CommandContext) -> Outcome:
             existing = self._find(cmd.alert_id)
             if isinstance(existing, Alert):
+                # One alert per type and subject: a condition that comes back reopens it.
+                if existing.status != "open":
+                    existing.reopen(message=cmd.message, occurred_at=ctx.occurred_at)
                 return self._commit(ctx, existing, receipts.alert_receipt(existing))
             alert = Alert.raise_alert(
                 alert_id=cmd.alert_id,
@@ -507,6 +511,20 @@ class Ledger(Application[UUID]):
                 occurred_at=ctx.occurred_at,
             )
             return self._commit(ctx, alert, receipts.alert_receipt(alert), created=True)
+
+        return self._run(ctx, use_case)
+
+    # ------------------------------------------------------------------ clock
+
+    def record_clock_tick(self, cmd: c.RecordClockTick, ctx: c.CommandContext) -> Outcome:
+        """Record that a UTC day has begun (once per day, whoever asks first)."""
+
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            existing = self._find(ids.clock_tick_id(cmd.day))
+            if isinstance(existing, ClockTick):
+                return self._commit(ctx, existing, receipts.clock_tick_receipt(existing))
+            tick = ClockTick.record(day=cmd.day, occurred_at=ctx.occurred_at)
+            return self._commit(ctx, tick, receipts.clock_tick_receipt(tick), created=True)
 
         return self._run(ctx, use_case)
 

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from domain.alert import Alert
+from domain.clock import ClockTick
 from domain.customer import Customer
 from domain.invoice import Invoice
 from domain.payment import Payment
@@ -115,3 +116,7 @@ def alert_receipt(alert: Alert) -> dict[str, Any]:
         "resolved_at": _time(alert.resolved_at),
         "note": alert.note,
     }
+
+
+def clock_tick_receipt(tick: ClockTick) -> dict[str, Any]:
+    return {"id": str(tick.id), "day": tick.day.isoformat(), "recorded_for": _time(tick.occurred_at)}

@@ -6,7 +6,7 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from domain.base import LedgerAggregate
-from domain.errors import AlertAlreadyResolved, InvalidValue
+from domain.errors import AlertAlreadyOpen, AlertAlreadyResolved, InvalidValue
 
 SEVERITIES = ("low", "medium", "high", "critical")
 OPEN, RESOLVED = "open", "resolved"
@@ -65,6 +65,20 @@ class Alert(LedgerAggregate):
         self.raised_at = occurred_at
         self.resolved_at: datetime | None = None
         self.note: str | None = None
+
+    def reopen(self, *, message: str, occurred_at: datetime) -> None:
+        """The condition is back: the same alert (one per type and subject) is open again."""
+        if self.status == OPEN:
+            raise AlertAlreadyOpen("the alert is already open")
+        self._reopen(message=message, occurred_at=occurred_at)
+
+    @event("Reopened")
+    def _reopen(self, message: str, occurred_at: datetime) -> None:
+        self.status = OPEN
+        self.message = message
+        self.raised_at = occurred_at
+        self.resolved_at = None
+        self.note = None
 
     def resolve(self, *, note: str, occurred_at: datetime) -> None:
         if self.status == RESOLVED:

@@ -82,6 +82,10 @@ class AlertAlreadyResolved(InvalidTransition):
     code = "alert_already_resolved"
 
 
+class AlertAlreadyOpen(InvalidTransition):
+    code = "alert_already_open"
+
+
 class IdempotencyKeyReused(DomainError):
     """The same idempotency key came back with a different request."""
 

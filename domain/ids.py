@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import date
 from uuid import UUID
 
 LEDGER_NAMESPACE = UUID("6f1c1f0e-9a57-4b1e-8f43-3c2b1f4f6a10")
@@ -62,3 +63,7 @@ def alert_id(alert_type: str, subject: str, occurrence: str = "") -> UUID:
 
 
 INVOICE_NUMBERING_ID = _uuid5("invoice-numbering")
+
+
+def clock_tick_id(day: date) -> UUID:
+    return _uuid5(f"clock:{day.isoformat()}")

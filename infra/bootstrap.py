@@ -11,6 +11,7 @@ from application.ingestion import EventResult, Ingestion, PreparedUsage
 from application.ledger import Ledger
 from application.stripe_sync import StripeSync
 from infra import kafka
+from infra.background import BackgroundLoop
 from infra.database import ensure_database, ensure_schema, event_store_env, open_pool
 from infra.group_commit import GroupCommitter
 from infra.keys import KeyStore
@@ -18,7 +19,6 @@ from infra.relay import BackgroundRelay, Relay
 from infra.seals import BackgroundSealer, create_seal_table
 from infra.settings import DatabaseAddress, Settings
 from projections.kafka_projector import BackgroundKafkaProjection, KafkaProjector
-from projections.registry import projector
 from projections.runner import BackgroundProjection, StoreProjector
 from projections.schema import create_schema
 
@@ -39,6 +39,8 @@ class Container:
     ingestion: Ingestion | None = None
     ingest_committer: GroupCommitter[PreparedUsage, EventResult] | None = None
     stripe_sync: StripeSync | None = None
+    policies: BackgroundLoop | None = None
+    clock: BackgroundLoop | None = None
     closed: bool = field(default=False)
     _broker_ok: bool = field(default=False)
     _broker_checked_at: float = field(default=0.0)
@@ -72,6 +74,9 @@ class Container:
         if self.closed:
             return
         self.closed = True
+        for loop in (self.clock, self.policies):
+            if loop is not None:
+                loop.stop()
         if self.relay is not None:
             self.relay.stop()
         if self.sealer is not None:
@@ -91,10 +96,12 @@ def bootstrap(
     run_projection: bool = True,
     kafka_bootstrap_servers: str | None = None,
     run_relay: bool = False,
+    run_policies: bool = False,
     run_sealer: bool = False,
 ) -> Container:
     """Build the container. With `kafka_bootstrap_servers`, the projector consumes Kafka (and
     `run_relay` also publishes the log there); without, it reads the event store directly.
+    `run_policies` also runs the daily clock and the policies (`ledger up` does).
     `run_sealer` seals the hash chain over new history in the background (`infra/seals.py`)."""
     address = DatabaseAddress(database_url)
     ensure_database(address)
@@ -144,18 +151,35 @@ def bootstrap(
             container.relay = relay
         if run_projection:
             servers = kafka_bootstrap_servers
-            apply = projector(CORE_PROJECTION)
             kafka_projection = BackgroundKafkaProjection(
-                lambda: KafkaProjector(pool, servers, topic, CORE_PROJECTION, apply=apply)
+                lambda: KafkaProjector(pool, servers, topic, CORE_PROJECTION)
             )
             kafka_projection.start()
             container.projection = kafka_projection
-        return container
-    if run_projection:
+    elif run_projection:
         projection = BackgroundProjection(
-            StoreProjector(pool, CORE_PROJECTION, apply=projector(CORE_PROJECTION)),
-            settings.projection_poll_seconds,
+            StoreProjector(pool, CORE_PROJECTION), settings.projection_poll_seconds
         )
         projection.start()
         container.projection = projection
+    if run_policies:
+        start_policies(container)
     return container
+
+
+def start_policies(container: Container) -> None:
+    """The daily clock and the policies that follow the log (alerts, trials, renewals)."""
+    from projections.policies import BackgroundPolicies, Policies, record_today
+
+    def tick() -> int:
+        record_today(container.ledger)
+        return 0
+
+    container.clock = BackgroundLoop("clock", tick, poll_seconds=60.0, max_idle_seconds=60.0)
+    container.clock.start()
+    policies = BackgroundPolicies(
+        Policies(container.pool, container.ledger, CORE_PROJECTION),
+        container.settings.projection_poll_seconds,
+    )
+    policies.start()
+    container.policies = policies

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.bootstrap import Container, bootstrap
-from infra.settings import Settings
+from infra.settings import DatabaseAddress, Settings
 
 app = typer.Typer(help="Event-sourced billing ledger.", no_args_is_help=True, add_completion=False)
 keys_app = typer.Typer(help="Mint, list and revoke API keys.", no_args_is_help=True)
@@ -77,6 +77,7 @@ def container_for(
     run_projection: bool = False,
     kafka: str | None = None,
     run_relay: bool = False,
+    run_policies: bool = False,
     run_sealer: bool = False,
 ) -> Iterator[Container]:
     with database_url(settings) as url:
@@ -86,6 +87,7 @@ def container_for(
             run_projection=run_projection,
             kafka_bootstrap_servers=kafka,
             run_relay=run_relay,
+            run_policies=run_policies,
             run_sealer=run_sealer,
         )
         try:
@@ -143,7 +145,12 @@ def up(
     with (
         kafka_servers(settings) as servers,
         container_for(
-            settings, run_projection=True, kafka=servers, run_relay=True, run_sealer=True
+            settings,
+            run_projection=True,
+            kafka=servers,
+            run_relay=True,
+            run_policies=True,
+            run_sealer=True,
         ) as container,
     ):
         _announce_admin_key(container)
@@ -221,11 +228,20 @@ def replay(
     workers: Annotated[
         int, typer.Option(min=1, help="processes sharing the rebuild by customer (default: cores)")
     ] = os.cpu_count() or 1,
+    known_at: Annotated[
+        datetime | None,
+        typer.Option(
+            help="instead, write a snapshot of the events recorded at or before this moment (UTC)"
+            " into a schema of its own; the live read models are left alone",
+            formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%d"],
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Rebuild a projector's read models from the event store (no Kafka) and swap them in."""
     from projections.registry import projector, tables_of
     from projections.replay import replay as rebuild
+    from projections.snapshots import known_at_snapshot
 
     apply = projector(name)
     settings = _settings(data_dir)
@@ -237,6 +253,19 @@ def replay(
 
         def advance(applied: int, head: int) -> None:
             progress.update(task, total=head, advance=applied)
+
+        if known_at is not None:
+            moment = known_at.replace(tzinfo=UTC) if known_at.tzinfo is None else known_at
+            snapshot = known_at_snapshot(
+                container.address.conninfo(),
+                settings.database_schema,
+                moment,
+                name=name,
+                workers=workers,
+                progress=advance,
+            )
+            console.print(f"{name}: read models as known at {moment.isoformat()} are in schema {snapshot}")
+            return
 
         head = rebuild(
             container.address.conninfo(),
@@ -383,6 +412,138 @@ def simulate(
             task = progress.add_task("simulating customers", total=owned)
             stats = simulation.run(on_customer_done=lambda: progress.advance(task))
     console.print(stats.summary())
+
+
+@app.command()
+def tick(
+    day: Annotated[
+        datetime | None, typer.Option(help="the UTC day to record (default today)", formats=["%Y-%m-%d"])
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Record the daily clock tick (`ledger up` does it by itself); the policies act on it."""
+    from projections.policies import record_today
+
+    with container_for(_settings(data_dir)) as container:
+        outcome = record_today(container.ledger, day.date() if day else None)
+    state = "recorded" if outcome.created else "already recorded"
+    console.print(f"clock tick for {outcome.receipt['day']} {state} (position {outcome.position})")
+
+
+@contextlib.contextmanager
+def analytics_engine(settings: Settings, parquet: Path | None) -> Iterator[Any]:
+    """An analytics engine over an export directory, else over the ledger's database."""
+    from infra.analytics.engine import AnalyticsEngine
+    from infra.analytics.export import ParquetSource
+    from infra.analytics.source import PostgresSource
+
+    if parquet is not None:
+        try:
+            engine = AnalyticsEngine(ParquetSource(parquet))
+        except FileNotFoundError as error:
+            raise typer.BadParameter(str(error), param_hint="--parquet") from None
+        try:
+            yield engine
+        finally:
+            engine.close()
+        return
+    with database_url(settings) as url:
+        engine = AnalyticsEngine(PostgresSource(DatabaseAddress(url).conninfo(), settings.database_schema))
+        try:
+            yield engine
+        finally:
+            engine.close()
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="one read-only SELECT (DuckDB SQL)")],
+    output_format: Annotated[
+        str, typer.Option("--format", help="table, csv, json or parquet (parquet needs --output)")
+    ] = "table",
+    output: Annotated[Path | None, typer.Option(help="write the answer to this file")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="rows at most (default LEDGER_ANALYTICS_MAX_ROWS)")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(min=0.001, help="seconds (default LEDGER_ANALYTICS_TIMEOUT_SECONDS)")
+    ] = None,
+    parquet: Annotated[
+        Path | None, typer.Option(help="query a `ledger export` directory instead of the database")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Query the event log and the read models with DuckDB SQL (views: events, customers,
+    subscriptions, invoices, payments, usage, alerts, plans, mrr_daily, mrr_movements). The data
+    is copied out of PostgreSQL first; the SQL never runs there."""
+    from infra.analytics import results
+    from infra.analytics.sandbox import AnalyticsError
+
+    if output_format not in ("table", "csv", "json", "parquet"):
+        raise typer.BadParameter("table, csv, json or parquet", param_hint="--format")
+    if output_format == "parquet" and output is None:
+        raise typer.BadParameter("Parquet is binary: name a file with --output", param_hint="--format")
+    settings = _settings(data_dir)
+    with analytics_engine(settings, parquet) as engine:
+        try:
+            answer = engine.query(
+                query,
+                limit=limit or settings.analytics_max_rows,
+                timeout_seconds=timeout or settings.analytics_timeout_seconds,
+            )
+            rendered: bytes | None = None
+            if output_format == "csv":
+                rendered = results.as_csv(answer.result)
+            elif output_format == "json":
+                import orjson
+
+                body = {**results.as_json(answer.result), "position": answer.position}
+                rendered = orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n"
+            elif output_format == "parquet":
+                rendered = results.as_parquet(answer.result)
+        except AnalyticsError as error:
+            typer.echo(f"error ({error.code}): {error.message}", err=True)
+            raise typer.Exit(2) from None
+    if rendered is None:
+        _print_answer(answer)
+    elif output is not None:
+        output.write_bytes(rendered)
+        console.print(f"{answer.result.table.num_rows} rows written to {output}", highlight=False)
+    else:
+        typer.echo(rendered.decode(), nl=False)
+    if answer.result.truncated:
+        typer.echo(f"(truncated at {answer.result.table.num_rows} rows: raise --limit)", err=True)
+
+
+def _print_answer(answer: Any) -> None:
+    from infra.analytics.results import rows_of
+
+    table = Table(*answer.result.columns)
+    for row in rows_of(answer.result):
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+    console.print(f"[dim]{answer.result.table.num_rows} rows, log position {answer.position}[/dim]")
+
+
+@app.command()
+def export(
+    parquet: Annotated[Path, typer.Option(help="directory of the export (created, then added to)")],
+    data_dir: DataDir = None,
+) -> None:
+    """Export the event log (by UTC day of recording) and the read models as Parquet files. A
+    second export into the same directory writes only the events that are new."""
+    from infra.analytics.export import export_parquet
+    from infra.analytics.source import PostgresSource
+
+    settings = _settings(data_dir)
+    with database_url(settings) as url, console.status(f"exporting to {parquet}"):
+        source = PostgresSource(DatabaseAddress(url).conninfo(), settings.database_schema)
+        stats = export_parquet(source, parquet)
+    console.print(
+        f"{stats.events_written} new events (positions {stats.previous_position + 1}..{stats.position}) "
+        f"in {stats.files_written} files, {stats.read_model_rows} read-model rows, to {parquet}",
+        highlight=False,
+    )
 
 
 def main() -> None:

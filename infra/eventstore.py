@@ -302,9 +302,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
         self._existing_staged_sql = SQL(
             "SELECT s.originator_id, e.notification_id, e.state FROM {staging} s "
             "CROSS JOIN LATERAL ({probe}) e"
-        ).format(
-            staging=staging, probe=probe.format(schema=schema, table=table, id=SQL("s.originator_id"))
-        )
+        ).format(staging=staging, probe=probe.format(schema=schema, table=table, id=SQL("s.originator_id")))
         self._insert_staged_sql = SQL(
             "INSERT INTO {schema}.{table} ({columns}) SELECT {columns} FROM {staging} s "
             "WHERE NOT EXISTS ({probe}) ORDER BY s.ordinal RETURNING originator_id, notification_id"

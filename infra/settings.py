@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     )
     ingest_group_commit_max_events: int = Field(default=2000, ge=1)
     stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    analytics_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="an analytics query running longer is stopped"
+    )
+    analytics_max_rows: int = Field(default=10_000, ge=1, le=1_000_000, description="rows one answer holds")
+    analytics_max_staleness_seconds: float = Field(
+        default=5.0, ge=0, le=3600, description="a query refreshes an analytics copy this old"
+    )
 
 
 class DatabaseAddress:

@@ -28,7 +28,7 @@ from infra import kafka as k
 from infra.background import BackgroundLoop
 from infra.relay import event_from_message
 from projections.checkpoints import Checkpoint, adopt_kafka_feed, lock_checkpoint, save_checkpoint
-from projections.core import StoredEventRow, apply_event
+from projections.core import StoredEventRow
 from projections.runner import Apply, apply_all, read_range
 
 log = logging.getLogger(__name__)
@@ -85,14 +85,16 @@ class KafkaProjector:
         topic: str,
         name: str = "core",
         *,
-        apply: Apply = apply_event,
+        apply: Apply | None = None,
         consumer_factory: Callable[[], KafkaConsumer] | None = None,
         on_assigned: Callable[[set[int]], None] | None = None,
     ) -> None:
         self.pool = pool
         self.topic = topic
         self.name = name
-        self.apply = apply
+        from projections.registry import projector
+
+        self.apply = apply or projector(name)
         self.partitions = self._partition_count(bootstrap_servers)
         make = consumer_factory or (
             lambda: k.consumer(bootstrap_servers, group_id=f"ledger-projector-{name}")

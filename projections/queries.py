@@ -71,11 +71,13 @@ def get_plan(conn: Connection[Any], code: str) -> dict[str, Any] | None:
 
 # Customer health (SPEC 4): churned when it had MRR and has none; at_risk with a past_due
 # subscription, an overdue invoice or a failed payment not yet recovered; active otherwise.
+# MRR is the customer's as of today by the MRR definition (its latest movement: a movement to 0
+# means it had MRR and lost it).
 CUSTOMER_SELECT = """
 SELECT * FROM (
   SELECT c.*, coalesce(m.mrr, 0) AS mrr, coalesce(l.lifetime_value, 0) AS lifetime_value,
     CASE
-      WHEN c.ever_had_mrr AND coalesce(m.mrr, 0) = 0 THEN 'churned'
+      WHEN m.mrr = 0 THEN 'churned'
       WHEN EXISTS (SELECT 1 FROM rm_subscriptions s WHERE s.customer_id = c.id AND s.status = 'past_due')
         OR EXISTS (SELECT 1 FROM rm_invoices i WHERE i.customer_id = c.id AND i.status = 'open'
                    AND i.amount_remaining > 0 AND i.due_date < %(today)s)
@@ -85,8 +87,8 @@ SELECT * FROM (
     END AS status
   FROM rm_customers c
   LEFT JOIN LATERAL (
-    SELECT sum(s.mrr) AS mrr FROM rm_subscriptions s
-    WHERE s.customer_id = c.id AND s.status IN ('active', 'past_due')
+    SELECT mv.mrr_after AS mrr FROM rm_mrr_movements mv
+    WHERE mv.customer_id = c.id AND mv.day <= %(today)s ORDER BY mv.day DESC LIMIT 1
   ) m ON true
   LEFT JOIN LATERAL (
     SELECT sum(p.amount - p.amount_refunded) AS lifetime_value FROM rm_payments p

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-from projections.core import Executor, StoredEventRow, apply_event
+from projections.core import apply_event
 from projections.journal import JOURNAL_TABLES, apply_journal
+from projections.mrr import apply_mrr_fact, settle_mrr
+from projections.projection import Projection
+from projections.receivables import apply_receivable_fact, settle_receivables
 from projections.runner import Apply
-from projections.schema import CORE_TABLES
+from projections.schema import CORE_TABLES, METRICS_TABLES
+from projections.usage import apply_usage_fact, settle_usage
 
-
-def chain(*applies: Apply) -> Apply:
-    """One projector made of several: each event goes to each, in order, in the same batch."""
-
-    def apply_all(cur: Executor, event: StoredEventRow) -> None:
-        for apply in applies:
-            apply(cur, event)
-
-    return apply_all
-
+# The core projector: the resources as rows, then the metrics derived from them (receivables
+# read the invoices' currency from rm_invoices, so they settle after the rows are written), and
+# the double-entry journal.
+CORE = Projection(
+    apply_event,
+    apply_mrr_fact,
+    apply_receivable_fact,
+    apply_usage_fact,
+    apply_journal,
+    settlers=(settle_mrr, settle_receivables, settle_usage),
+)
 
 PROJECTORS: dict[str, tuple[Apply, tuple[str, ...]]] = {
-    "core": (chain(apply_event, apply_journal), CORE_TABLES + JOURNAL_TABLES),
+    "core": (CORE, CORE_TABLES + METRICS_TABLES + JOURNAL_TABLES),
 }
 
 

@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, wait
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -23,10 +24,11 @@ from psycopg.rows import dict_row
 
 from infra import kafka as k
 from projections.checkpoints import STORE_PARTITION
-from projections.core import StoredEventRow, apply_event
+from projections.core import StoredEventRow
 from projections.pipeline_sink import PipelineSink
+from projections.projection import settle_batch
 from projections.runner import EVENT_COLUMNS, Apply
-from projections.schema import CORE_TABLES, create_read_models
+from projections.schema import create_read_models
 
 BATCH = 5000
 
@@ -36,13 +38,17 @@ def replay(
     schema: str,
     name: str = "core",
     *,
-    apply: Apply = apply_event,
-    tables: tuple[str, ...] = CORE_TABLES,
+    apply: Apply | None = None,
+    tables: tuple[str, ...] | None = None,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
 ) -> int:
     """Rebuild and swap; answers the position the rebuilt read models are at. With `workers` > 1
     the projector named `name` is rebuilt by that many processes (its handlers from the registry)."""
+    from projections.registry import projector, tables_of
+
+    apply = apply or projector(name)
+    tables = tables or tables_of(name)
     scratch = f"{schema}_replay_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(conninfo, row_factory=dict_row) as conn:
         conn.execute(
@@ -65,7 +71,7 @@ def replay(
         conn.execute("SET synchronous_commit = off")
         conn.commit()
         try:
-            last_in_partition = _rebuild(
+            last_in_partition = rebuild_into(
                 conninfo, schema, scratch, name, head, partitions, apply, workers, progress
             )
             _swap(conn, schema, scratch, name, head, partitions, last_in_partition, tables)
@@ -82,7 +88,7 @@ def _partition_count(conn: psycopg.Connection[Any]) -> int | None:
     return int(row["n"]) if row and row["n"] else None
 
 
-def _rebuild(
+def rebuild_into(
     conninfo: str,
     schema: str,
     scratch: str,
@@ -92,12 +98,15 @@ def _rebuild(
     apply: Apply,
     workers: int,
     progress: Callable[[int, int], None] | None,
+    known_at: datetime | None = None,
 ) -> dict[int, int]:
     """Apply every event up to `head` into the scratch tables, in `workers` processes. Each
     worker takes the events of a share of the message keys (customers): a projector's rows only
     ever depend on events of their own key, exactly as Kafka partitions are consumed in parallel."""
     if workers <= 1:
-        return _rebuild_share(conninfo, schema, scratch, name, head, partitions, 0, 1, None, apply, progress)
+        return _rebuild_share(
+            conninfo, schema, scratch, name, head, partitions, 0, 1, None, apply, progress, known_at
+        )
     context = multiprocessing.get_context(
         "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     )
@@ -106,7 +115,21 @@ def _rebuild(
         max_workers=workers, mp_context=context, initializer=_share_counter, initargs=(counter,)
     ) as pool:
         futures = [
-            pool.submit(_rebuild_share, conninfo, schema, scratch, name, head, partitions, i, workers, None)
+            pool.submit(
+                _rebuild_share,
+                conninfo,
+                schema,
+                scratch,
+                name,
+                head,
+                partitions,
+                i,
+                workers,
+                None,
+                None,
+                None,
+                known_at,
+            )
             for i in range(workers)
         ]
         reported = 0
@@ -137,6 +160,7 @@ def _rebuild_share(
     counter: Any,
     apply: Apply | None = None,
     progress: Callable[[int, int], None] | None = None,
+    known_at: datetime | None = None,
 ) -> dict[int, int]:
     if apply is None:
         from projections.registry import projector
@@ -148,10 +172,12 @@ def _rebuild_share(
             sql.SQL("SET search_path TO {}, {}").format(sql.Identifier(scratch), sql.Identifier(schema))
         )
         conn.execute("SET synchronous_commit = off")
-        for events in _prefetched(conninfo, schema, head, share, shares):
-            with PipelineSink(conn, transaction=True) as sink:
-                for event in events:
-                    apply(sink, event)
+        for events in _prefetched(conninfo, schema, head, share, shares, known_at):
+            with conn.transaction():
+                with PipelineSink(conn, transaction=False) as sink:
+                    for event in events:
+                        apply(sink, event)
+                settle_batch(conn, apply, events)
             if partitions:
                 for e in events:
                     key = k.event_key(e.customer_id, e.stream_id)
@@ -174,7 +200,9 @@ def _share_counter(counter: Any) -> None:
     _worker_counter = counter
 
 
-def _prefetched(conninfo: str, schema: str, head: int, share: int, shares: int) -> Iterator[list[Any]]:
+def _prefetched(
+    conninfo: str, schema: str, head: int, share: int, shares: int, known_at: datetime | None = None
+) -> Iterator[list[Any]]:
     """Batches of events read on a connection of their own, one batch ahead of the caller, so
     reading the log overlaps applying it."""
     batches: queue.Queue[list[Any] | BaseException | None] = queue.Queue(maxsize=2)
@@ -187,7 +215,14 @@ def _prefetched(conninfo: str, schema: str, head: int, share: int, shares: int) 
                 while position < head:
                     rows = reader.execute(
                         SELECT_SHARE,
-                        {"after": position, "head": head, "shares": shares, "share": share, "limit": BATCH},
+                        {
+                            "after": position,
+                            "head": head,
+                            "shares": shares,
+                            "share": share,
+                            "limit": BATCH,
+                            "known_at": known_at,
+                        },
                     ).fetchall()
                     if not rows:
                         break
@@ -216,6 +251,7 @@ SELECT_SHARE = (
     " WHERE notification_id > %(after)s AND notification_id <= %(head)s"
     " AND (%(shares)s = 1 OR"
     " abs(hashtext(coalesce(customer_id, originator_id)::text)) %% %(shares)s = %(share)s)"
+    " AND (%(known_at)s::timestamptz IS NULL OR recorded_at <= %(known_at)s)"
     " ORDER BY notification_id LIMIT %(limit)s"
 )
 

@@ -22,8 +22,9 @@ from projections.checkpoints import (
     lock_checkpoint,
     save_checkpoint,
 )
-from projections.core import Executor, StoredEventRow, apply_event
+from projections.core import Executor, StoredEventRow
 from projections.pipeline_sink import PipelineSink
+from projections.projection import settle_batch
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +77,24 @@ def read_range(conn: Connection[Any], after: int, up_to: int) -> list[StoredEven
     return [_row(r) for r in rows]
 
 
-def apply_all(conn: Connection[Any], events: list[StoredEventRow], apply: Apply = apply_event) -> None:
+def apply_all(conn: Connection[Any], events: list[StoredEventRow], apply: Apply) -> None:
     """Apply events in order inside the caller's transaction, pipelined as prepared statements:
     sent without waiting for each answer (see PipelineSink)."""
     with PipelineSink(conn, transaction=False) as sink:
         for event in events:
             apply(sink, event)
+    settle_batch(conn, apply, events)
 
 
 class StoreProjector:
     def __init__(
-        self, pool: ConnectionPool, name: str = "core", apply: Apply = apply_event, batch_size: int = 2000
+        self, pool: ConnectionPool, name: str = "core", apply: Apply | None = None, batch_size: int = 2000
     ) -> None:
+        from projections.registry import projector
+
         self.pool = pool
         self.name = name
-        self.apply = apply
+        self.apply = apply or projector(name)
         self.batch_size = batch_size
         adopt_store_feed(pool, name)
 

@@ -8,8 +8,14 @@ from typing import Any
 from psycopg import Connection
 
 from projections.journal import JOURNAL_DDL
+from projections.mrr import MRR_DDL, MRR_TABLES
+from projections.receivables import RECEIVABLES_DDL, RECEIVABLES_TABLES
+from projections.usage import USAGE_DDL, USAGE_TABLES
 
 CORE_TABLES = ("rm_plans", "rm_customers", "rm_subscriptions", "rm_invoices", "rm_payments", "rm_alerts")
+# The metrics of SPEC section 4, kept by the same projector (read-your-writes waits on one name).
+METRICS_TABLES = MRR_TABLES + RECEIVABLES_TABLES + USAGE_TABLES
+METRICS_DDL = MRR_DDL + RECEIVABLES_DDL + USAGE_DDL
 
 # Where each projector is, per Kafka partition (partition -1: fed from the store directly).
 # `position` is the last event applied from that partition; `watermark` the global position up
@@ -103,10 +109,12 @@ def create_schema(conn: Connection[Any]) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(7429001)")
         conn.execute(CHECKPOINT_DDL)
         conn.execute(READ_MODEL_DDL)
+        conn.execute(METRICS_DDL)
         conn.execute(JOURNAL_DDL)
 
 
 def create_read_models(conn: Connection[Any]) -> None:
     """The read-model tables in the first schema of the search path (replay builds a fresh set)."""
     conn.execute(READ_MODEL_DDL)
+    conn.execute(METRICS_DDL)
     conn.execute(JOURNAL_DDL)

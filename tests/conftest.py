@@ -136,11 +136,11 @@ def kafka_servers() -> Iterator[str]:
 
 def read_model_rows(container: Container, tables: tuple[str, ...] | None = None) -> dict[str, list[Any]]:
     """Every row of the read models, in a stable order, for replay-equals-live comparisons."""
-    from projections.schema import CORE_TABLES
+    from projections.registry import tables_of
 
     found: dict[str, list[Any]] = {}
     with container.pool.connection() as conn:
-        for table in tables or CORE_TABLES:
-            rows = conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
+        for table in tables or tables_of("core"):
+            rows = conn.execute(f"SELECT * FROM {table} t ORDER BY t::text").fetchall()
             found[table] = [dict(r) for r in rows]  # type: ignore[call-overload]
     return found

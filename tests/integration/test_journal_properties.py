@@ -1,7 +1,7 @@
 """Properties of the journal over random histories of invoices, payments, refunds, voids and
 write-offs, written through the ledger's own use cases into real PostgreSQL: every trial
-balance balances per currency, and the receivable account equals what remains to be paid on
-open invoices in the receivables read model."""
+balance balances per currency, and the receivable account equals the receivables read model's
+unpaid total on every day of the history, and what remains on open invoices now."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from application import commands as c
 from application.ledger import Outcome
 from domain.errors import DomainError
 from infra.bootstrap import CORE_PROJECTION, Container
+from projections.metric_queries import unpaid_total
 from projections.runner import wait_for_position
 from projections.trial_balance import trial_balance
 
@@ -140,8 +141,16 @@ def test_trial_balances_balance_and_receivables_match_the_read_model(
 
     with container.pool.connection() as conn:
         for day in [*sorted(history.days), datetime.now(UTC).date()]:
-            for totals in trial_balance(conn, as_of=day, currency=None)["totals"]:
+            balances = trial_balance(conn, as_of=day, currency=None)
+            for totals in balances["totals"]:
                 assert totals["debit"] == totals["credit"], (day, totals)
+            receivable = {
+                a["currency"]: a["balance"]
+                for a in balances["accounts"]
+                if a["account"] == "accounts_receivable"
+            }
+            for currency, _tax in CUSTOMERS:
+                assert receivable.get(currency, 0) == unpaid_total(conn, currency, day), (day, currency)
 
         today = trial_balance(conn, as_of=datetime.now(UTC).date(), currency=None)
         receivable = {

@@ -1,0 +1,147 @@
+"""POST /v1/analytics/query: read-only DuckDB SQL over copies of the log and the read models.
+
+The SQL never reaches PostgreSQL: each API process keeps one analytics engine (built on first
+use), refreshed incrementally from the store (infra/analytics/engine.py)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from api.deps import ContainerDep, ReadKey
+from api.errors import ApiProblem
+from api.schemas.analytics import AnalyticsAnswer, AnalyticsQuery
+from infra.analytics import results
+from infra.analytics.engine import AnalyticsEngine, Answer
+from infra.analytics.sandbox import (
+    AnalyticsError,
+    InvalidQuery,
+    QueryTimedOut,
+    QueryTooLarge,
+    StatementRefused,
+)
+from infra.analytics.source import PostgresSource
+from infra.bootstrap import CORE_PROJECTION, Container
+from projections.runner import wait_for_position
+
+router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
+
+CSV = "text/csv"
+PARQUET = "application/vnd.apache.parquet"
+JSON = "application/json"
+_engine_lock = threading.Lock()
+
+STATUS = {StatementRefused: 422, InvalidQuery: 400, QueryTimedOut: 422, QueryTooLarge: 422}
+TITLES = {
+    StatementRefused: "Statement not allowed",
+    InvalidQuery: "Invalid query",
+    QueryTimedOut: "Query timed out",
+    QueryTooLarge: "Query too large",
+}
+
+
+def analytics_engine(request: Request, container: ContainerDep) -> AnalyticsEngine:
+    """This process's engine, built on first use (it copies nothing until a query asks)."""
+    engine: AnalyticsEngine | None = getattr(request.app.state, "analytics_engine", None)
+    if engine is None:
+        with _engine_lock:
+            engine = getattr(request.app.state, "analytics_engine", None)
+            if engine is None:
+                engine = AnalyticsEngine(
+                    PostgresSource(container.address.conninfo(), container.settings.database_schema),
+                    max_staleness_seconds=container.settings.analytics_max_staleness_seconds,
+                )
+                request.app.state.analytics_engine = engine
+    return engine
+
+
+def _media_type(accept: str | None) -> str:
+    for part in (accept or JSON).split(","):
+        media = part.split(";", 1)[0].strip().lower()
+        if media in (CSV, PARQUET, JSON):
+            return media
+        if media in ("*/*", "application/*"):
+            return JSON
+    raise ApiProblem(406, "Not acceptable", f"answers are {JSON}, {CSV} or {PARQUET}", code="not_acceptable")
+
+
+def _wait_for_read_models(container: Container, min_position: int) -> None:
+    container.wake_projection()
+    timeout = container.settings.read_wait_timeout_seconds
+    if not wait_for_position(container.pool, CORE_PROJECTION, min_position, timeout):
+        raise ApiProblem(
+            503,
+            "Not yet visible",
+            f"the read models have not reached position {min_position} within {timeout:g}s",
+            code="projection_lagging",
+            headers={"Retry-After": "1"},
+        )
+
+
+@router.post(
+    "/query",
+    response_model=AnalyticsAnswer,
+    responses={
+        200: {"content": {CSV: {}, PARQUET: {}}, "description": "JSON rows, or CSV / Parquet by Accept"},
+        400: {"description": "SQL that does not parse or names unknown tables or columns"},
+        422: {"description": "not a single SELECT, file or network access, time limit exceeded"},
+    },
+)
+def query(
+    body: AnalyticsQuery,
+    container: ContainerDep,
+    engine: Annotated[AnalyticsEngine, Depends(analytics_engine)],
+    _: ReadKey,
+    accept: Annotated[str | None, Header()] = None,
+    min_position: Annotated[
+        int | None, Query(ge=0, description="wait until this position is visible")
+    ] = None,
+) -> Response:
+    """Run one read-only SELECT (DuckDB dialect) over the views `events`, `customers`,
+    `subscriptions`, `invoices`, `payments`, `usage`, `alerts`, `plans`, `mrr_daily` and
+    `mrr_movements`. Statements other than SELECT, and file, network or extension access, are
+    refused; a query is stopped after LEDGER_ANALYTICS_TIMEOUT_SECONDS; at most `limit` rows
+    are answered (`truncated` tells whether there were more)."""
+    media_type = _media_type(accept)
+    settings = container.settings
+    limit = body.limit or settings.analytics_max_rows
+    if limit > settings.analytics_max_rows:
+        raise ApiProblem(
+            422,
+            "Invalid request",
+            f"limit is at most {settings.analytics_max_rows}",
+            code="validation_error",
+            errors=[{"field": "limit", "message": f"at most {settings.analytics_max_rows}"}],
+        )
+    if min_position:
+        _wait_for_read_models(container, min_position)
+    try:
+        answer = engine.query(
+            body.sql,
+            limit=limit,
+            timeout_seconds=settings.analytics_timeout_seconds,
+            min_position=min_position,
+        )
+        return _respond(answer, media_type)
+    except AnalyticsError as error:
+        kind = type(error)
+        raise ApiProblem(
+            STATUS.get(kind, 400), TITLES.get(kind, "Invalid query"), error.message, code=error.code
+        ) from None
+
+
+def _respond(answer: Answer, media_type: str) -> Response:
+    headers = {
+        "X-Ledger-Position": str(answer.position),
+        "X-Row-Count": str(answer.result.table.num_rows),
+        "X-Truncated": "true" if answer.result.truncated else "false",
+    }
+    if media_type == CSV:
+        return Response(results.as_csv(answer.result), media_type=f"{CSV}; charset=utf-8", headers=headers)
+    if media_type == PARQUET:
+        return Response(results.as_parquet(answer.result), media_type=PARQUET, headers=headers)
+    body: dict[str, Any] = {**results.as_json(answer.result), "position": answer.position}
+    return JSONResponse(body, headers=headers)

@@ -1,0 +1,379 @@
+"""Read queries over the metrics read models (SPEC section 4). Every function reads only
+rm_* tables through the connection it is given, so the same code answers from the live read
+models or from a snapshot rebuilt as the ledger knew it at some moment (`known_at`)."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from psycopg import Connection
+
+from domain.errors import InvalidValue
+from domain.metrics import AGING_BUCKETS, MOVEMENT_KINDS, quota_state, rate
+
+MAX_SERIES_DAYS = 3700
+
+
+def end_of(day: date) -> datetime:
+    """The last instant of a UTC day: what "as of the end of D" reads."""
+    return datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC) - timedelta(microseconds=1)
+
+
+def currencies(conn: Connection[Any]) -> list[str]:
+    rows = conn.execute(
+        "SELECT currency FROM rm_plans UNION SELECT currency FROM rm_customers ORDER BY 1"
+    ).fetchall()
+    return [r["currency"] for r in rows]
+
+
+# ------------------------------------------------------------------------------------ MRR
+
+
+def mrr_at(conn: Connection[Any], currency: str, day: date) -> int:
+    row: Any = conn.execute(
+        "SELECT coalesce(sum(new + expansion + reactivation - contraction - churn), 0) AS mrr"
+        " FROM rm_mrr_daily WHERE currency = %s AND day <= %s",
+        (currency, day),
+    ).fetchone()
+    return int(row["mrr"])
+
+
+def mrr_series(conn: Connection[Any], currency: str, first: date, last: date) -> list[dict[str, Any]]:
+    """One row per day of [first, last]: MRR at the end of the day and the day's movements."""
+    if last < first:
+        raise InvalidValue("'to' is before 'from'", field="to")
+    if (last - first).days >= MAX_SERIES_DAYS:
+        raise InvalidValue(f"at most {MAX_SERIES_DAYS} days per request", field="to")
+    mrr = mrr_at(conn, currency, first - timedelta(days=1))
+    stored = {
+        r["day"]: r
+        for r in conn.execute(
+            "SELECT day, new, expansion, contraction, churn, reactivation FROM rm_mrr_daily"
+            " WHERE currency = %s AND day BETWEEN %s AND %s ORDER BY day",
+            (currency, first, last),
+        ).fetchall()
+    }
+    rows: list[dict[str, Any]] = []
+    day = first
+    while day <= last:
+        moved = stored.get(day)
+        values: dict[str, int] = {k: int(moved[k]) if moved else 0 for k in MOVEMENT_KINDS}
+        mrr += values["new"] + values["expansion"] + values["reactivation"]
+        mrr -= values["contraction"] + values["churn"]
+        rows.append({"date": day, "currency": currency, "mrr": mrr, **values})
+        day += timedelta(days=1)
+    return rows
+
+
+@dataclass(frozen=True)
+class MovementPage:
+    totals: dict[str, int]
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def mrr_movements(
+    conn: Connection[Any], currency: str, day: date, kind: str | None, cursor: str | None, limit: int
+) -> MovementPage:
+    """The customers behind each movement of a day (drill-down), paginated by customer."""
+    totals: dict[str, int] = dict.fromkeys(MOVEMENT_KINDS, 0)
+    for r in conn.execute(
+        "SELECT kind, sum(amount) AS total FROM rm_mrr_movements WHERE currency = %s AND day = %s"
+        " GROUP BY kind",
+        (currency, day),
+    ).fetchall():
+        totals[r["kind"]] = int(r["total"])
+    after = _decode_uuid_cursor(cursor)
+    rows = conn.execute(
+        "SELECT customer_id, kind, amount, mrr_before, mrr_after FROM rm_mrr_movements"
+        " WHERE currency = %(currency)s AND day = %(day)s AND customer_id > %(after)s"
+        " AND (%(kind)s::text IS NULL OR kind = %(kind)s) ORDER BY customer_id LIMIT %(limit)s",
+        {"currency": currency, "day": day, "after": after, "kind": kind, "limit": limit + 1},
+    ).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return MovementPage(totals, rows, _encode_uuid_cursor(rows[-1]["customer_id"]) if more else None)
+
+
+def _encode_uuid_cursor(value: UUID) -> str:
+    return base64.urlsafe_b64encode(f"id:{value}".encode()).decode().rstrip("=")
+
+
+def _decode_uuid_cursor(cursor: str | None) -> UUID:
+    if not cursor:
+        return UUID(int=0)
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        kind, _, value = base64.urlsafe_b64decode(padded).decode().partition(":")
+        if kind != "id":
+            raise ValueError(kind)
+        return UUID(value)
+    except ValueError:
+        raise InvalidValue("the cursor is not one this API returned", field="cursor") from None
+
+
+# ------------------------------------------------------------------------------------ churn
+
+_CUSTOMERS_AT = """
+SELECT DISTINCT ON (customer_id) customer_id, mrr_after FROM rm_mrr_movements
+WHERE currency = %(currency)s AND day <= %(day)s ORDER BY customer_id, day DESC
+"""
+
+
+def churn(conn: Connection[Any], currency: str, first: date, end: date) -> dict[str, Any]:
+    """The churn fields of SPEC section 4 over [first, end)."""
+    if end <= first:
+        raise InvalidValue("'to' must be after 'from' (the window is [from, to))", field="to")
+    start_day, last_day = first - timedelta(days=1), end - timedelta(days=1)
+    counts: Any = conn.execute(
+        f"WITH s AS ({_CUSTOMERS_AT}), e AS ("
+        + _CUSTOMERS_AT.replace("%(day)s", "%(last)s")
+        + ") SELECT count(*) FILTER (WHERE s.mrr_after > 0) AS at_start,"
+        " count(*) FILTER (WHERE s.mrr_after > 0 AND e.mrr_after = 0) AS churned"
+        " FROM s LEFT JOIN e USING (customer_id)",
+        {"currency": currency, "day": start_day, "last": last_day},
+    ).fetchone()
+    sums: Any = conn.execute(
+        "SELECT coalesce(sum(churn), 0) AS churn, coalesce(sum(contraction), 0) AS contraction,"
+        " coalesce(sum(expansion), 0) AS expansion, coalesce(sum(reactivation), 0) AS reactivation"
+        " FROM rm_mrr_daily WHERE currency = %s AND day BETWEEN %s AND %s",
+        (currency, first, last_day),
+    ).fetchone()
+    at_start, churned = int(counts["at_start"]), int(counts["churned"])
+    mrr_at_start = mrr_at(conn, currency, start_day)
+    lost = int(sums["churn"]) + int(sums["contraction"])
+    regained = int(sums["expansion"]) + int(sums["reactivation"])
+    return {
+        "from": first,
+        "to": end,
+        "currency": currency,
+        "customers_at_start": at_start,
+        "churned_customers": churned,
+        "customer_churn_rate": rate(churned, at_start),
+        "mrr_at_start": mrr_at_start,
+        "churned_mrr": int(sums["churn"]),
+        "contraction_mrr": int(sums["contraction"]),
+        "expansion_mrr": int(sums["expansion"]),
+        "reactivation_mrr": int(sums["reactivation"]),
+        "gross_mrr_churn_rate": rate(lost, mrr_at_start),
+        "net_mrr_churn_rate": rate(lost - regained, mrr_at_start),
+    }
+
+
+# ------------------------------------------------------------------------------------ receivables
+
+_BUCKET = """CASE WHEN %(as_of)s::date - due_date <= 0 THEN 'current'
+ WHEN %(as_of)s::date - due_date <= 30 THEN '1_30' WHEN %(as_of)s::date - due_date <= 60 THEN '31_60'
+ WHEN %(as_of)s::date - due_date <= 90 THEN '61_90' ELSE '90_plus' END"""
+_UNPAID_AT = "tstzrange(valid_from, valid_to, '[)') @> %(moment)s::timestamptz"
+
+
+def receivables(
+    conn: Connection[Any],
+    as_of: date,
+    currency: str | None,
+    customer_id: UUID | None,
+    cursor: str | None,
+    limit: int,
+) -> dict[str, Any]:
+    params = {
+        "as_of": as_of,
+        "moment": end_of(as_of),
+        "currency": currency,
+        "customer": customer_id,
+        "after": _decode_uuid_cursor(cursor),
+        "limit": limit + 1,
+    }
+    filters = (
+        f"{_UNPAID_AT} AND (%(currency)s::text IS NULL OR currency = %(currency)s)"
+        " AND (%(customer)s::uuid IS NULL OR customer_id = %(customer)s)"
+    )
+    by_currency: dict[str, dict[str, int]] = {}
+    for r in conn.execute(
+        f"SELECT currency, {_BUCKET} AS bucket, sum(amount_remaining) AS total, count(*) AS n"
+        f" FROM rm_receivable_spans WHERE {filters} GROUP BY 1, 2",
+        params,
+    ).fetchall():
+        by_currency.setdefault(r["currency"], dict.fromkeys(AGING_BUCKETS, 0))[r["bucket"]] = int(r["total"])
+    rows = conn.execute(
+        f"SELECT invoice_id, customer_id, currency, amount_remaining, due_date,"
+        f" %(as_of)s::date - due_date AS days_overdue, {_BUCKET} AS bucket"
+        f" FROM rm_receivable_spans WHERE {filters} AND invoice_id > %(after)s"
+        " ORDER BY invoice_id LIMIT %(limit)s",
+        params,
+    ).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    shown = currency or (next(iter(by_currency)) if len(by_currency) == 1 else None)
+    return {
+        "as_of": as_of,
+        "currency": shown,
+        "totals": by_currency.get(shown, dict.fromkeys(AGING_BUCKETS, 0)) if shown else None,
+        "totals_by_currency": by_currency,
+        "invoices": rows,
+        "next_cursor": _encode_uuid_cursor(rows[-1]["invoice_id"]) if more and rows else None,
+    }
+
+
+def unpaid_total(conn: Connection[Any], currency: str, as_of: date) -> int:
+    row: Any = conn.execute(
+        f"SELECT coalesce(sum(amount_remaining), 0) AS total FROM rm_receivable_spans"
+        f" WHERE {_UNPAID_AT} AND currency = %(currency)s",
+        {"moment": end_of(as_of), "currency": currency},
+    ).fetchone()
+    return int(row["total"])
+
+
+# ------------------------------------------------------------------------------------ usage quotas
+
+_QUOTA_SELECT = """
+SELECT u.customer_id, u.metric, u.period_start, u.period_end, u.used_sum, u.used_max, u.used_last,
+       pl.quotas -> u.metric AS quota
+FROM rm_usage_periods u
+LEFT JOIN LATERAL (
+    SELECT s.plan_code FROM rm_subscriptions s
+    WHERE s.id = u.subscription_id OR (u.subscription_id IS NULL AND s.customer_id = u.customer_id)
+    ORDER BY (s.id = u.subscription_id) DESC, s.seq DESC LIMIT 1
+) s ON true
+LEFT JOIN rm_plans pl ON pl.code = s.plan_code
+"""
+
+
+def _number(value: Decimal) -> int | float:
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def quota_row(r: dict[str, Any]) -> dict[str, Any]:
+    quota = r["quota"] or {}
+    aggregation = quota.get("aggregation", "sum")
+    used = {"sum": r["used_sum"], "max": r["used_max"], "last": r["used_last"]}.get(
+        aggregation, r["used_sum"]
+    )
+    limit = Decimal(str(quota["limit"])) if quota.get("limit") is not None else None
+    percent = (used / limit) if limit else None
+    return {
+        "customer_id": r["customer_id"],
+        "metric": r["metric"],
+        "period_start": r["period_start"],
+        "period_end": r["period_end"],
+        "used": _number(used),
+        "limit": _number(limit) if limit is not None else None,
+        "percent": float(round(percent, 6)) if percent is not None else None,
+        "state": quota_state(used, limit) if limit is not None else "ok",
+        "aggregation": aggregation,
+        "enforcement": quota.get("enforcement", "soft"),
+    }
+
+
+def quotas(
+    conn: Connection[Any],
+    customer_id: UUID | None,
+    metric: str | None,
+    current_at: datetime | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Quota rows per customer, metric and period; `current_at` keeps the period containing it."""
+    after = decode_quota_cursor(cursor)
+    rows = conn.execute(
+        f"{_QUOTA_SELECT} WHERE (%(customer)s::uuid IS NULL OR u.customer_id = %(customer)s)"
+        " AND (%(metric)s::text IS NULL OR u.metric = %(metric)s)"
+        " AND (%(at)s::timestamptz IS NULL OR (u.period_start <= %(at)s AND %(at)s < u.period_end))"
+        " AND (u.customer_id, u.metric, u.period_start) > (%(c)s, %(m)s, %(p)s)"
+        " ORDER BY u.customer_id, u.metric, u.period_start LIMIT %(limit)s",
+        {
+            "customer": customer_id,
+            "metric": metric,
+            "at": current_at,
+            "c": after[0],
+            "m": after[1],
+            "p": after[2],
+            "limit": limit + 1,
+        },
+    ).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if more and rows else None
+    next_cursor = (
+        encode_quota_cursor(last["customer_id"], last["metric"], last["period_start"]) if last else None
+    )
+    return [quota_row(r) for r in rows], next_cursor
+
+
+def encode_quota_cursor(customer_id: UUID, metric: str, period_start: datetime) -> str:
+    raw = f"q:{customer_id}|{period_start.isoformat()}|{metric}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_quota_cursor(cursor: str | None) -> tuple[UUID, str, datetime]:
+    if not cursor:
+        return UUID(int=0), "", datetime(1, 1, 1, tzinfo=UTC)
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        kind, _, value = base64.urlsafe_b64decode(padded).decode().partition(":")
+        customer, started, metric = value.split("|", 2)
+        if kind != "q":
+            raise ValueError(kind)
+        return UUID(customer), metric, datetime.fromisoformat(started)
+    except ValueError:
+        raise InvalidValue("the cursor is not one this API returned", field="cursor") from None
+
+
+def entitlement(conn: Connection[Any], customer_id: UUID, metric: str, now: datetime) -> dict[str, Any]:
+    """Whether the customer may use more of `metric` now: a hard quota refuses once exceeded."""
+    rows, _ = quotas(conn, customer_id, metric, now, None, 1)
+    if rows:
+        row = rows[0]
+    else:
+        plan: Any = conn.execute(
+            "SELECT pl.quotas -> %s AS quota FROM rm_subscriptions s"
+            " JOIN rm_plans pl ON pl.code = s.plan_code"
+            " WHERE s.customer_id = %s ORDER BY (s.status <> 'canceled') DESC, s.seq DESC LIMIT 1",
+            (metric, customer_id),
+        ).fetchone()
+        quota = (plan or {}).get("quota") or {}
+        limit_value = quota.get("limit")
+        row = {
+            "used": 0,
+            "limit": limit_value,
+            "enforcement": quota.get("enforcement", "soft"),
+            "state": "ok" if limit_value is None else quota_state(Decimal(0), Decimal(str(limit_value))),
+        }
+    limit = row["limit"]
+    used = row["used"]
+    allowed = not (row["enforcement"] == "hard" and row["state"] == "exceeded")
+    return {
+        "customer_id": customer_id,
+        "metric": metric,
+        "allowed": allowed,
+        "used": used,
+        "limit": limit,
+        "remaining": max(limit - used, 0) if limit is not None else None,
+        "enforcement": row["enforcement"],
+    }
+
+
+# ------------------------------------------------------------------------------------ summary
+
+
+def summary(conn: Connection[Any], currency: str, today: date) -> dict[str, Any]:
+    counts: Any = conn.execute(
+        "SELECT (SELECT count(*) FROM rm_subscriptions WHERE currency = %(c)s"
+        "        AND status IN ('active', 'past_due')) AS active_subscriptions,"
+        " (SELECT count(*) FROM rm_payments WHERE currency = %(c)s AND status = 'failed') AS failed_payments",
+        {"c": currency},
+    ).fetchone()
+    window = churn(conn, currency, today - timedelta(days=29), today + timedelta(days=1))
+    return {
+        "currency": currency,
+        "mrr": mrr_at(conn, currency, today),
+        "active_subscriptions": int(counts["active_subscriptions"]),
+        "failed_payments": int(counts["failed_payments"]),
+        "customer_churn_rate_30d": window["customer_churn_rate"],
+        "unpaid_total": unpaid_total(conn, currency, today),
+    }

@@ -1,0 +1,188 @@
+"""MRR by UTC day, per currency, with its five movements (SPEC section 4).
+
+Handlers record each subscription event as a fact (`rm_mrr_facts`). After each batch, the
+customers it touched are recomputed from all their facts (`domain.metrics`): their movements
+(`rm_mrr_movements`, one row per customer, currency and day their MRR changes) are replaced
+and the difference is added to the per-currency daily totals (`rm_mrr_daily`). The MRR of a
+day is the running sum of the daily net movements, so a backdated change corrects every later
+day at once, and `mrr(D) = mrr(D-1) + new + expansion + reactivation - contraction - churn`
+holds by construction."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any, cast
+from uuid import UUID
+
+from psycopg import Connection
+from psycopg.rows import tuple_row
+
+from domain.metrics import (
+    MOVEMENT_KINDS,
+    FactKind,
+    Movement,
+    SubscriptionFact,
+    contribution,
+    movements,
+    mrr_series,
+)
+from domain.rules import monthly_recurring_amount
+from projections.core import Executor, StoredEventRow
+
+MRR_DDL = """
+CREATE TABLE IF NOT EXISTS rm_mrr_facts (
+    subscription_id uuid NOT NULL, position bigint NOT NULL, customer_id uuid NOT NULL,
+    currency text, occurred_at timestamptz NOT NULL, kind text NOT NULL,
+    amount bigint NOT NULL DEFAULT 0, at timestamptz,
+    PRIMARY KEY (subscription_id, position)
+);
+CREATE INDEX IF NOT EXISTS rm_mrr_facts_customer ON rm_mrr_facts (customer_id);
+CREATE TABLE IF NOT EXISTS rm_mrr_movements (
+    customer_id uuid NOT NULL, currency text NOT NULL, day date NOT NULL, kind text NOT NULL,
+    amount bigint NOT NULL, mrr_before bigint NOT NULL, mrr_after bigint NOT NULL,
+    PRIMARY KEY (customer_id, currency, day)
+);
+CREATE INDEX IF NOT EXISTS rm_mrr_movements_day ON rm_mrr_movements (currency, day);
+CREATE TABLE IF NOT EXISTS rm_mrr_daily (
+    currency text NOT NULL, day date NOT NULL,
+    new bigint NOT NULL DEFAULT 0, expansion bigint NOT NULL DEFAULT 0,
+    contraction bigint NOT NULL DEFAULT 0, churn bigint NOT NULL DEFAULT 0,
+    reactivation bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (currency, day)
+);
+"""
+MRR_TABLES = ("rm_mrr_facts", "rm_mrr_movements", "rm_mrr_daily")
+
+INSERT_FACT = (
+    "INSERT INTO rm_mrr_facts (subscription_id, position, customer_id, currency, occurred_at, kind,"
+    " amount, at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING"
+)
+
+_FACT_OF_EVENT: dict[str, FactKind] = {
+    "Subscription.Started": "started",
+    "Subscription.TrialEnded": "trial_ended",
+    "Subscription.Changed": "changed",
+    "Subscription.CancellationScheduled": "cancel_scheduled",
+    "Subscription.CancellationWithdrawn": "cancel_withdrawn",
+    "Subscription.Canceled": "canceled",
+}
+
+
+def _monthly(p: dict[str, Any]) -> int:
+    return monthly_recurring_amount(p["amount"], p["quantity"], p["interval"], p["interval_count"])
+
+
+def apply_mrr_fact(cur: Executor, e: StoredEventRow) -> None:
+    kind = _FACT_OF_EVENT.get(e.type)
+    if kind is None or e.customer_id is None:
+        return
+    p = e.payload
+    amount = _monthly(p) if kind in ("started", "changed") else 0
+    at = {"started": "trial_end", "cancel_scheduled": "ends_at", "canceled": "ended_at"}.get(kind)
+    currency = p.get("currency") if kind == "started" else None
+    cur.execute(
+        INSERT_FACT,
+        (
+            e.stream_id,
+            e.position,
+            e.customer_id,
+            currency,
+            e.occurred_at,
+            kind,
+            amount,
+            p.get(at) if at else None,
+        ),
+    )
+
+
+def settle_mrr(conn: Connection[Any], events: Sequence[StoredEventRow]) -> None:
+    customers = sorted({e.customer_id for e in events if e.type in _FACT_OF_EVENT and e.customer_id})
+    if customers:
+        recompute_customers(conn, customers)
+
+
+MovementKey = tuple[UUID, str, date]
+
+
+def recompute_customers(conn: Connection[Any], customers: Sequence[UUID]) -> None:
+    cur = conn.cursor(row_factory=tuple_row)
+    facts = cur.execute(
+        "SELECT customer_id, subscription_id, position, currency, occurred_at, kind, amount, at"
+        " FROM rm_mrr_facts WHERE customer_id = ANY(%s)",
+        (list(customers),),
+    ).fetchall()
+    old: dict[MovementKey, Movement] = {
+        (r[0], r[1], r[2]): Movement(r[2], r[3], r[4], r[5], r[6])
+        for r in cur.execute(
+            "SELECT customer_id, currency, day, kind, amount, mrr_before, mrr_after"
+            " FROM rm_mrr_movements WHERE customer_id = ANY(%s)",
+            (list(customers),),
+        ).fetchall()
+    }
+    new = customer_movements(facts)
+    gone = [key for key, m in old.items() if new.get(key) != m]
+    added = [(key, m) for key, m in new.items() if old.get(key) != m]
+    if gone:
+        cur.executemany("DELETE FROM rm_mrr_movements WHERE customer_id=%s AND currency=%s AND day=%s", gone)
+    if added:
+        cur.executemany(
+            "INSERT INTO rm_mrr_movements (customer_id, currency, day, kind, amount, mrr_before,"
+            " mrr_after) VALUES (%s,%s,%s,%s,%s,%s,%s)",
+            [(*key, m.kind, m.amount, m.mrr_before, m.mrr_after) for key, m in added],
+        )
+    deltas: dict[tuple[str, date], dict[str, int]] = defaultdict(lambda: dict.fromkeys(MOVEMENT_KINDS, 0))
+    for key in gone:
+        deltas[(key[1], key[2])][old[key].kind] -= old[key].amount
+    for key, m in added:
+        deltas[(key[1], key[2])][m.kind] += m.amount
+    _add_to_daily(conn, deltas)
+
+
+def customer_movements(facts: Sequence[tuple[Any, ...]]) -> dict[MovementKey, Movement]:
+    """Movements of each customer and currency, from rows of
+    (customer_id, subscription_id, position, currency, occurred_at, kind, amount, at)."""
+    by_subscription: dict[UUID, list[SubscriptionFact]] = defaultdict(list)
+    owner: dict[UUID, UUID] = {}
+    currency_of: dict[UUID, str] = {}
+    for customer_id, subscription_id, position, currency, occurred_at, kind, amount, at in facts:
+        owner[subscription_id] = customer_id
+        if currency:
+            currency_of[subscription_id] = currency
+        by_subscription[subscription_id].append(
+            SubscriptionFact(position, cast(datetime, occurred_at), kind, amount, at)
+        )
+    grouped: dict[tuple[UUID, str], list[Any]] = defaultdict(list)
+    for subscription_id, sub_facts in by_subscription.items():
+        c = contribution(sub_facts)
+        if c is not None and subscription_id in currency_of:
+            grouped[(owner[subscription_id], currency_of[subscription_id])].append(c)
+    result: dict[MovementKey, Movement] = {}
+    for (customer_id, currency), contributions in grouped.items():
+        for m in movements(mrr_series(contributions)):
+            result[(customer_id, currency, m.day)] = m
+    return result
+
+
+def _add_to_daily(conn: Connection[Any], deltas: dict[tuple[str, date], dict[str, int]]) -> None:
+    """Add the changes to the daily totals. Rows are locked in key order, so projectors (or
+    replay workers) adding to the same days concurrently never deadlock."""
+    changed = sorted(k for k, d in deltas.items() if any(d.values()))
+    if not changed:
+        return
+    cur = conn.cursor()
+    cur.executemany(
+        "INSERT INTO rm_mrr_daily AS d (currency, day, new, expansion, contraction, churn, reactivation)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (currency, day) DO UPDATE SET"
+        " new = d.new + excluded.new, expansion = d.expansion + excluded.expansion,"
+        " contraction = d.contraction + excluded.contraction, churn = d.churn + excluded.churn,"
+        " reactivation = d.reactivation + excluded.reactivation",
+        [(cur_, day, *(deltas[(cur_, day)][k] for k in MOVEMENT_KINDS)) for cur_, day in changed],
+    )
+    # A day whose movements all cancelled out has no row, however the log was batched.
+    cur.executemany(
+        "DELETE FROM rm_mrr_daily WHERE currency=%s AND day=%s AND new=0 AND expansion=0"
+        " AND contraction=0 AND churn=0 AND reactivation=0",
+        changed,
+    )

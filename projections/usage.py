@@ -1,0 +1,116 @@
+"""Usage per customer, metric and billing period (SPEC section 4).
+
+Handlers keep every usage record with its current value (a correction replaces it) and every
+billing period a subscription has had (`rm_billing_periods`). After each batch, the customers it
+touched get their period totals recomputed (`rm_usage_periods`): each record counts in the
+billing period that contains its occurred_at (`domain.metrics.billing_period_of`), so a late
+record lands in its own period. Sum, max and last are all kept; the plan's quota says
+which one applies, and its limit is read at query time (a plan revision needs no rebuild)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg import Connection
+from psycopg.rows import tuple_row
+
+from domain.metrics import KnownPeriod, UsageValue, aggregate_usage, billing_period_of
+from domain.periods import months_in
+from projections.core import Executor, StoredEventRow
+
+USAGE_DDL = """
+CREATE TABLE IF NOT EXISTS rm_usage_records (
+    record_id uuid PRIMARY KEY, position bigint NOT NULL, customer_id uuid NOT NULL,
+    metric text NOT NULL, occurred_at timestamptz NOT NULL, value numeric NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rm_usage_records_customer ON rm_usage_records (customer_id, metric, occurred_at);
+CREATE TABLE IF NOT EXISTS rm_billing_periods (
+    subscription_id uuid NOT NULL, customer_id uuid NOT NULL, period_start timestamptz NOT NULL,
+    period_end timestamptz NOT NULL, PRIMARY KEY (subscription_id, period_start)
+);
+CREATE INDEX IF NOT EXISTS rm_billing_periods_customer ON rm_billing_periods (customer_id, period_start);
+CREATE TABLE IF NOT EXISTS rm_usage_periods (
+    customer_id uuid NOT NULL, metric text NOT NULL, period_start timestamptz NOT NULL,
+    period_end timestamptz NOT NULL, subscription_id uuid, records int NOT NULL,
+    used_sum numeric NOT NULL, used_max numeric NOT NULL, used_last numeric NOT NULL,
+    PRIMARY KEY (customer_id, metric, period_start)
+);
+"""
+USAGE_TABLES = ("rm_usage_records", "rm_billing_periods", "rm_usage_periods")
+
+PERIOD_EVENTS = frozenset(
+    {"Subscription.Started", "Subscription.TrialEnded", "Subscription.Changed", "Subscription.Renewed"}
+)
+USAGE_EVENTS = frozenset({"UsageRecord.Recorded", "UsageRecord.Corrected"})
+
+
+def apply_usage_fact(cur: Executor, e: StoredEventRow) -> None:
+    p = e.payload
+    if e.type == "UsageRecord.Recorded":
+        cur.execute(
+            "INSERT INTO rm_usage_records (record_id, position, customer_id, metric, occurred_at, value)"
+            " VALUES (%s,%s,%s,%s,%s,%s::numeric) ON CONFLICT DO NOTHING",
+            (e.stream_id, e.position, p["customer_id"], p["metric"], e.occurred_at, p["value"]),
+        )
+    elif e.type == "UsageRecord.Corrected":
+        cur.execute(
+            "UPDATE rm_usage_records SET value = %s::numeric WHERE record_id = %s", (p["value"], e.stream_id)
+        )
+    elif e.type in PERIOD_EVENTS and e.customer_id is not None:
+        cur.execute(
+            "INSERT INTO rm_billing_periods (subscription_id, customer_id, period_start, period_end)"
+            " VALUES (%s,%s,%s,%s) ON CONFLICT (subscription_id, period_start)"
+            " DO UPDATE SET period_end = excluded.period_end",
+            (e.stream_id, e.customer_id, p["period_start"], p["period_end"]),
+        )
+
+
+def settle_usage(conn: Connection[Any], events: Sequence[StoredEventRow]) -> None:
+    """Recompute the period totals of every customer the batch touched, from all their records
+    and periods (so the result does not depend on how the log was batched)."""
+    customers = sorted(
+        {
+            e.customer_id
+            for e in events
+            if e.customer_id is not None and (e.type in USAGE_EVENTS or e.type.startswith("Subscription."))
+        }
+    )
+    if not customers:
+        return
+    cur = conn.cursor(row_factory=tuple_row)
+    records = cur.execute(
+        "SELECT customer_id, metric, occurred_at, position, value FROM rm_usage_records"
+        " WHERE customer_id = ANY(%s)",
+        (customers,),
+    ).fetchall()
+    cur.execute("DELETE FROM rm_usage_periods WHERE customer_id = ANY(%s)", (customers,))
+    if not records:
+        return
+    periods: dict[UUID, list[KnownPeriod]] = defaultdict(list)
+    for customer_id, subscription_id, start, end, interval, count, ended_at in cur.execute(
+        "SELECT b.customer_id, b.subscription_id, b.period_start, b.period_end, s.interval,"
+        " s.interval_count, s.ended_at FROM rm_billing_periods b"
+        " JOIN rm_subscriptions s ON s.id = b.subscription_id WHERE b.customer_id = ANY(%s)",
+        (sorted({r[0] for r in records}),),
+    ).fetchall():
+        periods[customer_id].append(
+            KnownPeriod(str(subscription_id), start, end, months_in(interval, count), ended_at)
+        )
+    totals: dict[tuple[UUID, str, datetime, datetime, str | None], list[UsageValue]] = defaultdict(list)
+    for customer_id, metric, occurred_at, position, value in records:
+        start, end, subscription_id = billing_period_of(occurred_at, periods[customer_id])
+        totals[(customer_id, metric, start, end, subscription_id)].append(
+            UsageValue(occurred_at, position, value)
+        )
+    cur.executemany(
+        "INSERT INTO rm_usage_periods (customer_id, metric, period_start, period_end, subscription_id,"
+        " records, used_sum, used_max, used_last) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+        [
+            (*key, len(values), *(aggregate_usage(values, a) for a in ("sum", "max", "last")))
+            for key, values in sorted(totals.items(), key=lambda kv: (str(kv[0][0]), kv[0][1], kv[0][2]))
+        ],
+    )

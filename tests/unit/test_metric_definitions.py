@@ -1,0 +1,205 @@
+"""The definitions of SPEC section 4 as pure functions: no I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.metrics import (
+    KnownPeriod,
+    SubscriptionFact,
+    UsageValue,
+    aggregate_usage,
+    aging_bucket,
+    billing_period_of,
+    classify,
+    contribution,
+    movements,
+    mrr_series,
+    net_change,
+    quota_state,
+    thresholds_reached,
+)
+from domain.rules import monthly_recurring_amount
+
+
+def at(day: int, hour: int = 10, month: int = 1) -> datetime:
+    return datetime(2025, month, day, hour, tzinfo=UTC)
+
+
+def test_a_yearly_plan_of_2000_contributes_166_67_rounded_half_even_once() -> None:
+    assert monthly_recurring_amount(200000, 1, "year", 1) == 16667
+    # Quantity multiplies before the single division: 3 × 2,000.00 / 12 = 500.00 exactly.
+    assert monthly_recurring_amount(200000, 3, "year", 1) == 50000
+    assert monthly_recurring_amount(1000, 1, "month", 3) == 333
+
+
+def test_monthly_and_yearly_subscriptions_add_up_on_a_day() -> None:
+    monthly = contribution([SubscriptionFact(1, at(1), "started", 2000)])
+    yearly = contribution([SubscriptionFact(2, at(3), "started", 16667)])
+    assert monthly and yearly
+    assert mrr_series([monthly, yearly]) == [(date(2025, 1, 1), 2000), (date(2025, 1, 3), 18667)]
+
+
+def test_trialing_contributes_nothing_until_trial_end_recorded_or_not() -> None:
+    unrecorded = contribution([SubscriptionFact(1, at(1), "started", 2000, at=at(15, 9))])
+    assert unrecorded is not None
+    assert unrecorded.on(date(2025, 1, 14)) == 0
+    assert unrecorded.on(date(2025, 1, 15)) == 2000
+    converted_early = contribution(
+        [SubscriptionFact(1, at(1), "started", 2000, at=at(15)), SubscriptionFact(2, at(5), "trial_ended")]
+    )
+    assert converted_early is not None
+    assert converted_early.on(date(2025, 1, 5)) == 2000
+
+
+def test_a_trial_canceled_before_its_end_never_contributes() -> None:
+    c = contribution(
+        [
+            SubscriptionFact(1, at(1), "started", 2000, at=at(15)),
+            SubscriptionFact(2, at(3), "canceled", at=at(3)),
+        ]
+    )
+    assert c is not None
+    assert mrr_series([c]) == []
+
+
+def test_cancel_at_period_end_counts_until_the_end_and_withdrawing_keeps_it() -> None:
+    facts = [
+        SubscriptionFact(1, at(1), "started", 2000),
+        SubscriptionFact(2, at(10), "cancel_scheduled", at=at(1, month=2)),
+    ]
+    scheduled = contribution(facts)
+    assert scheduled is not None
+    assert scheduled.on(date(2025, 1, 31)) == 2000
+    assert scheduled.on(date(2025, 2, 1)) == 0
+    withdrawn = contribution([*facts, SubscriptionFact(3, at(12), "cancel_withdrawn")])
+    assert withdrawn is not None
+    assert withdrawn.on(date(2025, 3, 1)) == 2000
+
+
+def test_past_due_still_counts_because_only_cancellation_ends_a_contribution() -> None:
+    c = contribution([SubscriptionFact(1, at(1), "started", 2000)])
+    assert c is not None
+    assert c.on(date(2026, 1, 1)) == 2000
+
+
+def test_each_of_the_five_movements() -> None:
+    assert classify(0, 100, had_mrr_before=False) == "new"
+    assert classify(0, 100, had_mrr_before=True) == "reactivation"
+    assert classify(100, 150, had_mrr_before=True) == "expansion"
+    assert classify(150, 50, had_mrr_before=True) == "contraction"
+    assert classify(50, 0, had_mrr_before=True) == "churn"
+    series = [(date(2025, 1, d), v) for d, v in ((1, 100), (2, 150), (3, 50), (4, 0), (5, 80))]
+    assert [(m.kind, m.amount) for m in movements(series)] == [
+        ("new", 100),
+        ("expansion", 50),
+        ("contraction", 100),
+        ("churn", 50),
+        ("reactivation", 80),
+    ]
+
+
+def test_a_backdated_change_the_same_day_as_another_keeps_the_later_one() -> None:
+    c = contribution(
+        [
+            SubscriptionFact(1, at(1), "started", 1000),
+            SubscriptionFact(3, at(5, 18), "changed", 3000),
+            SubscriptionFact(2, at(5, 9), "changed", 2000),
+        ]
+    )
+    assert c is not None
+    assert c.on(date(2025, 1, 5)) == 3000
+
+
+fact_kinds = st.sampled_from(["changed", "cancel_scheduled", "cancel_withdrawn", "canceled", "trial_ended"])
+
+
+@st.composite
+def subscription_histories(draw: st.DrawFn) -> list[SubscriptionFact]:
+    start = draw(st.integers(0, 60))
+    base = datetime(2025, 1, 1, tzinfo=UTC)
+    trial = draw(st.one_of(st.none(), st.integers(1, 20)))
+    facts = [
+        SubscriptionFact(
+            1,
+            base + timedelta(days=start, hours=draw(st.integers(0, 23))),
+            "started",
+            draw(st.integers(1, 10**6)),
+            at=base + timedelta(days=start + trial) if trial else None,
+        )
+    ]
+    for position in range(2, draw(st.integers(2, 8))):
+        offset = draw(st.integers(start, start + 120))
+        kind = draw(fact_kinds)
+        facts.append(
+            SubscriptionFact(
+                position,
+                base + timedelta(days=offset, hours=draw(st.integers(0, 23))),
+                kind,
+                draw(st.integers(1, 10**6)) if kind == "changed" else 0,
+                at=base + timedelta(days=offset + draw(st.integers(0, 40))),
+            )
+        )
+    return facts
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(subscription_histories(), min_size=1, max_size=4))
+def test_mrr_of_every_day_is_the_previous_day_plus_its_movements(
+    histories: list[list[SubscriptionFact]],
+) -> None:
+    contributions = [c for h in histories if (c := contribution(h)) is not None]
+    moved = {m.day: m for m in movements(mrr_series(contributions))}
+    first = date(2024, 12, 31)
+    mrr = 0
+    for offset in range(400):
+        day = first + timedelta(days=offset)
+        if day in moved:
+            mrr += net_change(moved[day].kind, moved[day].amount)
+        assert mrr == sum(c.on(day) for c in contributions), day
+        assert mrr >= 0
+
+
+def test_aging_buckets_follow_days_overdue() -> None:
+    assert [aging_bucket(d) for d in (-3, 0, 1, 30, 31, 60, 61, 90, 91)] == [
+        "current",
+        "current",
+        "1_30",
+        "1_30",
+        "31_60",
+        "31_60",
+        "61_90",
+        "61_90",
+        "90_plus",
+    ]
+
+
+def test_usage_aggregations_and_quota_states() -> None:
+    values = [
+        UsageValue(at(3), 1, Decimal(5)),
+        UsageValue(at(1), 2, Decimal(9)),
+        UsageValue(at(2), 3, Decimal(2)),
+    ]
+    assert aggregate_usage(values, "sum") == 16
+    assert aggregate_usage(values, "max") == 9
+    assert aggregate_usage(values, "last") == 5  # the latest by occurred_at, not by arrival
+    assert [quota_state(Decimal(u), Decimal(100)) for u in (79, 80, 95, 100, 130)] == [
+        "ok",
+        "warning",
+        "critical",
+        "exceeded",
+        "exceeded",
+    ]
+    assert thresholds_reached(Decimal(96), Decimal(100)) == [80, 95]
+
+
+def test_a_record_after_the_last_recorded_period_counts_in_its_continuation() -> None:
+    period = KnownPeriod("s", at(10, 0), at(10, 0, month=2), 1, None)
+    assert billing_period_of(at(20), [period])[:2] == (at(10, 0), at(10, 0, month=2))
+    assert billing_period_of(at(12, month=3), [period])[:2] == (at(10, 0, month=3), at(10, 0, month=4))
+    ended = KnownPeriod("s", at(10, 0), at(10, 0, month=2), 1, at(10, 0, month=2))
+    assert billing_period_of(at(12, month=3), [ended])[:2] == (at(1, 0, month=3), at(1, 0, month=4))
