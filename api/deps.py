@@ -89,12 +89,13 @@ def read_connection(
     ] = None,
 ) -> Iterator[Connection[Any]]:
     """A connection to the read models, after waiting (bounded) for `min_position`."""
-    _wait_for(container, min_position)
+    wait_for_read_models(container, min_position)
     with container.pool.connection() as conn:
         yield conn
 
 
-def _wait_for(container: Container, min_position: int | None) -> None:
+def wait_for_read_models(container: Container, min_position: int | None) -> None:
+    """Read-your-writes: wait (bounded) until the read models have applied `min_position`."""
     if min_position is not None and min_position > 0:
         container.wake_projection()
         timeout = container.settings.read_wait_timeout_seconds
@@ -129,7 +130,7 @@ def entitled_connection(
             f"a {principal.role} key may not read this customer's entitlements",
             code="forbidden",
         )
-    _wait_for(container, min_position)
+    wait_for_read_models(container, min_position)
     with container.pool.connection() as conn:
         yield conn
 
@@ -207,7 +208,7 @@ def known_at_connection(
     """ReadConn, or with `known_at` a connection reading a snapshot of the read models rebuilt
     from the events recorded by then (the same projection code over that part of the log)."""
     if known_at is None:
-        _wait_for(container, min_position)
+        wait_for_read_models(container, min_position)
         with container.pool.connection() as conn:
             yield conn
         return

@@ -4,7 +4,6 @@ models or from a snapshot rebuilt as the ledger knew it at some moment (`known_a
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -15,6 +14,7 @@ from psycopg import Connection
 
 from domain.errors import InvalidValue
 from domain.metrics import AGING_BUCKETS, MOVEMENT_KINDS, quota_state, rate
+from projections.queries import decode_token, encode_token
 
 MAX_SERIES_DAYS = 3700
 
@@ -101,18 +101,14 @@ def mrr_movements(
 
 
 def _encode_uuid_cursor(value: UUID) -> str:
-    return base64.urlsafe_b64encode(f"id:{value}".encode()).decode().rstrip("=")
+    return encode_token("id", str(value))
 
 
 def _decode_uuid_cursor(cursor: str | None) -> UUID:
     if not cursor:
         return UUID(int=0)
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        kind, _, value = base64.urlsafe_b64decode(padded).decode().partition(":")
-        if kind != "id":
-            raise ValueError(kind)
-        return UUID(value)
+        return UUID(decode_token(cursor, "id"))
     except ValueError:
         raise InvalidValue("the cursor is not one this API returned", field="cursor") from None
 
@@ -306,19 +302,14 @@ def quotas(
 
 
 def encode_quota_cursor(customer_id: UUID, metric: str, period_start: datetime) -> str:
-    raw = f"q:{customer_id}|{period_start.isoformat()}|{metric}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return encode_token("q", f"{customer_id}|{period_start.isoformat()}|{metric}")
 
 
 def decode_quota_cursor(cursor: str | None) -> tuple[UUID, str, datetime]:
     if not cursor:
         return UUID(int=0), "", datetime(1, 1, 1, tzinfo=UTC)
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        kind, _, value = base64.urlsafe_b64decode(padded).decode().partition(":")
-        customer, started, metric = value.split("|", 2)
-        if kind != "q":
-            raise ValueError(kind)
+        customer, started, metric = decode_token(cursor, "q").split("|", 2)
         return UUID(customer), metric, datetime.fromisoformat(started)
     except ValueError:
         raise InvalidValue("the cursor is not one this API returned", field="cursor") from None

@@ -19,18 +19,32 @@ class Page:
     next_cursor: str | None
 
 
+def encode_token(kind: str, value: str) -> str:
+    """An opaque pagination cursor: what kind of key it holds, and the last key seen."""
+    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
+
+
+def decode_token(cursor: str, kind: str) -> str:
+    """The key inside a cursor this API returned; anything else is a 422 on `cursor`."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        found, _, value = base64.urlsafe_b64decode(padded).decode().partition(":")
+        if found != kind:
+            raise ValueError(found)
+        return value
+    except ValueError:
+        raise InvalidValue("the cursor is not one this API returned", field="cursor") from None
+
+
 def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+    return encode_token("seq", str(seq))
 
 
 def decode_cursor(cursor: str | None) -> int:
     if not cursor:
         return 0
+    value = decode_token(cursor, "seq")
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        kind, _, value = base64.urlsafe_b64decode(padded).decode().partition(":")
-        if kind != "seq":
-            raise ValueError(kind)
         return int(value)
     except ValueError:
         raise InvalidValue("the cursor is not one this API returned", field="cursor") from None

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import ContainerDep, ReadKey
+from api.deps import ContainerDep, ReadKey, wait_for_read_models
 from api.errors import ApiProblem
 from api.schemas.analytics import AnalyticsAnswer, AnalyticsQuery
 from infra.analytics import results
@@ -24,8 +24,6 @@ from infra.analytics.sandbox import (
     StatementRefused,
 )
 from infra.analytics.source import PostgresSource
-from infra.bootstrap import CORE_PROJECTION, Container
-from projections.runner import wait_for_position
 
 router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
 
@@ -68,19 +66,6 @@ def _media_type(accept: str | None) -> str:
     raise ApiProblem(406, "Not acceptable", f"answers are {JSON}, {CSV} or {PARQUET}", code="not_acceptable")
 
 
-def _wait_for_read_models(container: Container, min_position: int) -> None:
-    container.wake_projection()
-    timeout = container.settings.read_wait_timeout_seconds
-    if not wait_for_position(container.pool, CORE_PROJECTION, min_position, timeout):
-        raise ApiProblem(
-            503,
-            "Not yet visible",
-            f"the read models have not reached position {min_position} within {timeout:g}s",
-            code="projection_lagging",
-            headers={"Retry-After": "1"},
-        )
-
-
 @router.post(
     "/query",
     response_model=AnalyticsAnswer,
@@ -117,7 +102,7 @@ def query(
             errors=[{"field": "limit", "message": f"at most {settings.analytics_max_rows}"}],
         )
     if min_position:
-        _wait_for_read_models(container, min_position)
+        wait_for_read_models(container, min_position)
     try:
         answer = engine.query(
             body.sql,

@@ -326,3 +326,27 @@ def test_summary_and_queries_refuse_bad_input_with_problem_details(finance: Fina
     summary = finance.get("/v1/metrics/summary", currency="EUR")
     assert summary["currency"] == "EUR"
     assert summary["mrr"] == 0
+
+
+def test_receivables_page_through_every_unpaid_invoice_and_refuse_a_forged_cursor(finance: Finance) -> None:
+    a = finance.customer("a")
+    invoices = {_open_invoice(finance, a, 1000 * n, "2025-01-01T10:00:00Z", "2025-01-15") for n in (1, 2, 3)}
+    seen: set[str] = set()
+    cursor = None
+    while True:
+        page = finance.get(
+            "/v1/receivables",
+            as_of="2025-01-20",
+            currency="EUR",
+            limit=2,
+            **({"cursor": cursor} if cursor else {}),
+        )
+        seen |= {i["invoice_id"] for i in page["invoices"]}
+        assert page["totals"]["1_30"] == 6000
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == invoices
+    forged = finance.client.get("/v1/receivables", params={"cursor": "bm90LW91cnM"}, headers=finance.admin)
+    assert forged.status_code == 422
+    assert forged.json()["errors"][0]["field"] == "cursor"
