@@ -186,6 +186,17 @@ def api(
 
 
 @app.command()
+def policies() -> None:
+    """Run the daily clock, the policies (alerts, trials, renewals) and the hash-chain sealer
+    against LEDGER_DATABASE_URL (`ledger up` runs them itself). Ctrl-C stops."""
+    settings = _settings()
+    _logging()
+    with container_for(settings, run_policies=True, run_sealer=True):
+        typer.echo("clock, policies and sealer running")
+        _run_until_interrupted(lambda: None, lambda: None)
+
+
+@app.command()
 def relay() -> None:
     """Publish the event log to Kafka, in position order, from where it stopped (Ctrl-C stops)."""
     from infra import kafka
