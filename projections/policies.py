@@ -38,6 +38,7 @@ from infra.background import BackgroundLoop
 from projections.checkpoints import STORE_PARTITION, applied_position, lock_checkpoint, save_checkpoint
 from projections.core import StoredEventRow
 from projections.metric_queries import quota_row
+from projections.queries import get_customer
 from projections.runner import read_range
 
 log = logging.getLogger(__name__)
@@ -162,31 +163,35 @@ class Policies:
         self.raise_alert(
             e, "payment_failed", subject, f"payment {e.stream_id} failed: {reason}", e.customer_id
         )
+        self.customer_at_risk(e, e.customer_id, f"payment {e.stream_id} failed")
 
     def payment_succeeded(self, e: StoredEventRow) -> None:
         payment = self._one("SELECT invoice_id FROM rm_payments WHERE id = %s", e.stream_id)
         invoice = payment["invoice_id"] if payment else None
         subject = f"invoice:{invoice}" if invoice else f"payment:{e.stream_id}"
         self.resolve_alert(e, "payment_failed", subject, f"payment {e.stream_id} succeeded")
+        self.customer_recovered(e, e.customer_id)
 
     def subscription_past_due(self, e: StoredEventRow) -> None:
-        self.raise_alert(
-            e,
-            "customer_at_risk",
-            f"customer:{e.customer_id}",
-            f"subscription {e.stream_id} is past due",
-            e.customer_id,
-        )
+        self.customer_at_risk(e, e.customer_id, f"subscription {e.stream_id} is past due")
 
     def subscription_recovered(self, e: StoredEventRow) -> None:
-        still = self._one(
-            "SELECT 1 AS past_due FROM rm_subscriptions WHERE customer_id = %s AND status = 'past_due'",
-            e.customer_id,
-        )
-        if still is None:
-            self.resolve_alert(
-                e, "customer_at_risk", f"customer:{e.customer_id}", "no subscription is past due"
-            )
+        self.customer_recovered(e, e.customer_id)
+
+    def customer_at_risk(
+        self, e: StoredEventRow, customer_id: UUID | None, why: str, at: datetime | None = None
+    ) -> None:
+        if customer_id is not None:
+            self.raise_alert(e, "customer_at_risk", f"customer:{customer_id}", why, customer_id, at=at)
+
+    def customer_recovered(self, e: StoredEventRow, customer_id: UUID | None) -> None:
+        """Resolve `customer_at_risk` once none of its conditions holds (SPEC 4, customer health)."""
+        if customer_id is None:
+            return
+        with self.pool.connection() as conn:
+            health = get_customer(conn, customer_id, e.occurred_at.date())
+        if health is not None and health["status"] != "at_risk":
+            self.resolve_alert(e, "customer_at_risk", f"customer:{customer_id}", "no longer at risk")
 
     def subscription_canceled(self, e: StoredEventRow) -> None:
         self.raise_alert(
@@ -201,6 +206,7 @@ class Policies:
         self.resolve_alert(
             e, "invoice_overdue", f"invoice:{e.stream_id}", f"invoice {e.type.split('.')[1].lower()}"
         )
+        self.customer_recovered(e, e.customer_id)
 
     # ------------------------------------------------------------------ usage quotas
 
@@ -287,6 +293,9 @@ class Policies:
                 f" {invoice['amount_remaining']} {invoice['currency']} unpaid",
                 invoice["customer_id"],
                 at=moment,
+            )
+            self.customer_at_risk(
+                e, invoice["customer_id"], f"invoice {invoice['number']} is overdue", at=moment
             )
 
 

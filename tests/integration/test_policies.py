@@ -79,9 +79,14 @@ def test_a_failed_payment_raises_one_critical_alert_and_its_success_resolves_it(
     ledger.fail_payment(c.FailPayment(payment.resource_id, "card_declined"), ctx(START + timedelta(hours=1)))
     settle(container, policies)
 
-    [alert] = alerts(container)
+    alert, at_risk = sorted(alerts(container), key=lambda a: a["type"] != "payment_failed")
     assert (alert["type"], alert["severity"], alert["status"]) == ("payment_failed", "critical", "open")
     assert alert["subject"] == f"invoice:{invoice}"
+    assert (at_risk["type"], at_risk["severity"], at_risk["subject"]) == (
+        "customer_at_risk",
+        "high",
+        f"customer:{customer}",
+    )
     events = count_events(container)
     handle_everything_again(container, policies)
     assert count_events(container) == events
@@ -89,12 +94,14 @@ def test_a_failed_payment_raises_one_critical_alert_and_its_success_resolves_it(
     retry = ledger.retry_payment(c.RetryPayment(payment.resource_id), ctx(START + timedelta(days=3)))
     ledger.succeed_payment(c.SucceedPayment(retry.resource_id), ctx(START + timedelta(days=3)))
     settle(container, policies)
-    [resolved] = alerts(container)
-    assert resolved["status"] == "resolved"
+    assert {a["type"]: a["status"] for a in alerts(container)} == {
+        "payment_failed": "resolved",
+        "customer_at_risk": "resolved",
+    }
     events = count_events(container)
     handle_everything_again(container, policies)
     assert count_events(container) == events
-    assert alerts(container)[0]["status"] == "resolved"
+    assert {a["status"] for a in alerts(container)} == {"resolved"}
 
 
 def record_usage(container: Container, customer: Any, event_id: str, value: int, at: datetime) -> None:
