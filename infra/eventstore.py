@@ -328,8 +328,12 @@ class LedgerRecorder(PostgresApplicationRecorder):
         self._version_sql = SQL(
             "SELECT max(originator_version) AS version FROM {schema}.{table} WHERE originator_id = %s"
         ).format(schema=schema, table=table)
+        # Through the stream's (originator_id, originator_version) key: `max(notification_id)`
+        # lets the planner walk the position index backwards instead, which reads the whole log
+        # when the stream does not exist.
         self._position_sql = SQL(
-            "SELECT max(notification_id) AS position FROM {schema}.{table} WHERE originator_id = %s"
+            "SELECT notification_id AS position FROM {schema}.{table} WHERE originator_id = %s"
+            " ORDER BY originator_version DESC LIMIT 1"
         ).format(schema=schema, table=table)
 
     def _notify_channel(self, curs: Cursor[DictRow]) -> None:
