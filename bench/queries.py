@@ -41,6 +41,7 @@ from infra.bootstrap import CORE_PROJECTION, Container, bootstrap
 from infra.embedded import free_port
 from infra.settings import DatabaseAddress, Settings
 from projections import metric_queries as mq
+from projections.mrr import days_whose_totals_differ
 from projections.replay import replay
 from projections.runner import head_position
 
@@ -89,13 +90,7 @@ def check_identities(conn: psycopg.Connection[Any], currency: str, first: date, 
         )
         if row["mrr"] != expected:
             raise SystemExit(f"identity broken on {row['date']}: {row['mrr']} != {expected}")
-    mismatch = conn.execute(
-        "SELECT count(*) AS n FROM (SELECT currency, day, kind, sum(amount) AS total FROM rm_mrr_movements"
-        " GROUP BY 1, 2, 3) m JOIN rm_mrr_daily d USING (currency, day)"
-        " WHERE total <> CASE kind WHEN 'new' THEN d.new WHEN 'expansion' THEN d.expansion"
-        " WHEN 'contraction' THEN d.contraction WHEN 'churn' THEN d.churn ELSE d.reactivation END"
-    ).fetchone()
-    if mismatch and mismatch["n"]:  # type: ignore[call-overload]
+    if days_whose_totals_differ(conn):
         raise SystemExit("daily totals differ from the sum of movements")
     return len(rows)
 

@@ -165,7 +165,8 @@ def customer_archived(cur: Executor, e: StoredEventRow) -> None:
 # ---------------------------------------------------------------------------- subscriptions
 
 
-def _mrr(p: dict[str, Any]) -> int:
+def monthly_amount(p: dict[str, Any]) -> int:
+    """The monthly contribution a Started or Changed subscription event carries."""
     return monthly_recurring_amount(p["amount"], p["quantity"], p["interval"], p["interval_count"])
 
 
@@ -198,7 +199,7 @@ def subscription_started(cur: Executor, e: StoredEventRow) -> None:
             p["currency"],
             p["interval"],
             p["interval_count"],
-            _mrr(p),
+            monthly_amount(p),
             p["period_start"],
             p["period_end"],
             p["trial_end"],
@@ -233,7 +234,7 @@ def subscription_changed(cur: Executor, e: StoredEventRow) -> None:
             p["interval"],
             p["interval_count"],
             p["quantity"],
-            _mrr(p),
+            monthly_amount(p),
             p["period_start"],
             p["period_end"],
             e.occurred_at,

@@ -28,8 +28,7 @@ from domain.metrics import (
     movements,
     mrr_series,
 )
-from domain.rules import monthly_recurring_amount
-from projections.core import Executor, StoredEventRow
+from projections.core import Executor, StoredEventRow, monthly_amount
 
 MRR_DDL = """
 CREATE TABLE IF NOT EXISTS rm_mrr_facts (
@@ -70,16 +69,12 @@ _FACT_OF_EVENT: dict[str, FactKind] = {
 }
 
 
-def _monthly(p: dict[str, Any]) -> int:
-    return monthly_recurring_amount(p["amount"], p["quantity"], p["interval"], p["interval_count"])
-
-
 def apply_mrr_fact(cur: Executor, e: StoredEventRow) -> None:
     kind = _FACT_OF_EVENT.get(e.type)
     if kind is None or e.customer_id is None:
         return
     p = e.payload
-    amount = _monthly(p) if kind in ("started", "changed") else 0
+    amount = monthly_amount(p) if kind in ("started", "changed") else 0
     at = {"started": "trial_end", "cancel_scheduled": "ends_at", "canceled": "ended_at"}.get(kind)
     currency = p.get("currency") if kind == "started" else None
     cur.execute(
@@ -186,3 +181,16 @@ def _add_to_daily(conn: Connection[Any], deltas: dict[tuple[str, date], dict[str
         " AND contraction=0 AND churn=0 AND reactivation=0",
         changed,
     )
+
+
+def days_whose_totals_differ(conn: Connection[Any]) -> list[tuple[str, date]]:
+    """A consistency check for tests and benchmarks: the days whose totals in rm_mrr_daily are
+    not the sum of the customers' movements (always none)."""
+    rows = conn.cursor(row_factory=tuple_row).execute(
+        "SELECT DISTINCT m.currency, m.day FROM (SELECT currency, day, kind, sum(amount) AS total"
+        " FROM rm_mrr_movements GROUP BY 1, 2, 3) m JOIN rm_mrr_daily d USING (currency, day)"
+        " WHERE m.total <> CASE m.kind WHEN 'new' THEN d.new"
+        " WHEN 'expansion' THEN d.expansion WHEN 'contraction' THEN d.contraction"
+        " WHEN 'churn' THEN d.churn ELSE d.reactivation END ORDER BY 1, 2"
+    )
+    return [(currency, day) for currency, day in rows.fetchall()]

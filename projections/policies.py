@@ -37,7 +37,7 @@ from domain.metrics import THRESHOLD_SEVERITY, thresholds_reached
 from infra.background import BackgroundLoop
 from projections.checkpoints import STORE_PARTITION, applied_position, lock_checkpoint, save_checkpoint
 from projections.core import StoredEventRow
-from projections.metric_queries import quota_row
+from projections.metric_queries import quotas
 from projections.queries import get_customer
 from projections.runner import read_range
 
@@ -77,12 +77,13 @@ class Policies:
             checkpoint = lock_checkpoint(conn, POLICIES, STORE_PARTITION)
             if checkpoint.position >= ready:
                 return 0
-            events = read_range(conn, checkpoint.position, min(ready, checkpoint.position + BATCH))
+            upto = min(ready, checkpoint.position + BATCH)
+            events = read_range(conn, checkpoint.position, upto)
             for event in events:
                 handler = self.handlers.get(event.type)
                 if handler is not None:
                     handler(event)
-            checkpoint.position = checkpoint.watermark = min(ready, checkpoint.position + BATCH)
+            checkpoint.position = checkpoint.watermark = upto
             save_checkpoint(conn, POLICIES, checkpoint)
             return len(events) or 1
 
@@ -216,19 +217,12 @@ class Policies:
         )
         if record is None:
             return
-        row = self._one(
-            "SELECT u.*, pl.quotas -> u.metric AS quota FROM rm_usage_periods u"
-            " LEFT JOIN rm_subscriptions s ON s.id = u.subscription_id"
-            " LEFT JOIN rm_plans pl ON pl.code = s.plan_code"
-            " WHERE u.customer_id = %s AND u.metric = %s AND u.period_start <= %s AND %s < u.period_end",
-            record["customer_id"],
-            record["metric"],
-            record["occurred_at"],
-            record["occurred_at"],
-        )
-        if row is None:
+        # The quota exactly as GET /v1/usage/quotas answers it for the record's period.
+        with self.pool.connection() as conn:
+            rows, _ = quotas(conn, record["customer_id"], record["metric"], record["occurred_at"], None, 1)
+        if not rows:
             return
-        quota = quota_row(row)
+        quota = rows[0]
         if quota["limit"] is None:
             return
         used, limit = Decimal(str(quota["used"])), Decimal(str(quota["limit"]))
