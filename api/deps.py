@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
@@ -15,17 +15,21 @@ from psycopg import Connection
 from api.errors import ApiProblem
 from application.commands import CommandContext
 from application.ledger import Ledger, Outcome
+from domain.business_time import check_business_time
 from infra.bootstrap import CORE_PROJECTION, Container
 from infra.keys import Principal
 from projections.runner import wait_for_position
 from projections.snapshots import known_at_snapshot, reading_snapshot
 
-MAX_CLOCK_SKEW = timedelta(minutes=5)
-
 
 def get_container(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
+
+
+def ledger_now(request: Request) -> datetime:
+    """The ledger's now (a test clock's, where one moved it): what business time is checked against."""
+    return get_container(request).ledger.now()
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
@@ -153,18 +157,9 @@ def command_context(
     *,
     source: str = "api",
 ) -> CommandContext:
-    now = datetime.now(UTC)
+    now = ledger_now(request)
     if effective_at is not None:
-        if effective_at.tzinfo is None:
-            effective_at = effective_at.replace(tzinfo=UTC)
-        if effective_at - now > MAX_CLOCK_SKEW:
-            raise ApiProblem(
-                422,
-                "Invalid request",
-                "effective_at cannot be in the future",
-                code="validation_error",
-                errors=[{"field": "effective_at", "message": "is in the future"}],
-            )
+        effective_at = check_business_time(effective_at, now)
     key = request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= 255:
         raise ApiProblem(

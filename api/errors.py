@@ -16,6 +16,7 @@ from domain.errors import (
     IdempotencyKeyReused,
     InvalidTransition,
     NotFound,
+    TimeOutOfRange,
 )
 
 PROBLEM_TYPE_BASE = "https://ledger.dev/problems/"
@@ -77,6 +78,8 @@ def _status_of(error: DomainError) -> tuple[int, str]:
         return 409, "Conflict"
     if isinstance(error, InvalidTransition):
         return 409, "Not allowed in the current state"
+    if isinstance(error, TimeOutOfRange):
+        return 422, "Time out of range"
     if isinstance(error, IdempotencyKeyReused):
         return 422, "Idempotency key reused"
     return 422, "Invalid request"

@@ -59,6 +59,10 @@ class Ledger(Application[UUID]):
         super().__init__(env)
         self.invoice_prefix = invoice_prefix
 
+    def now(self) -> datetime:
+        """The ledger's now: the wall clock (UTC)."""
+        return datetime.now(UTC)
+
     def construct_mapper(self) -> Mapper[UUID]:
         return LedgerMapper()
 

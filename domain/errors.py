@@ -90,3 +90,10 @@ class IdempotencyKeyReused(DomainError):
     """The same idempotency key came back with a different request."""
 
     code = "idempotency_key_reused"
+
+
+class TimeOutOfRange(DomainError):
+    """A business time outside [2000-01-01, now + 5 minutes]: nothing is recorded in the future,
+    and nothing before the ledger's epoch."""
+
+    code = "time_out_of_range"
