@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
@@ -30,6 +30,15 @@ def get_container(request: Request) -> Container:
 def ledger_now(request: Request) -> datetime:
     """The ledger's now (a test clock's, where one moved it): what business time is checked against."""
     return get_container(request).ledger.now()
+
+
+def ledger_today(request: Request) -> date:
+    """The UTC day of the ledger's now: what "today" means in queries."""
+    return ledger_now(request).date()
+
+
+Now = Annotated[datetime, Depends(ledger_now)]
+Today = Annotated[date, Depends(ledger_today)]
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]

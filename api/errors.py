@@ -16,6 +16,7 @@ from domain.errors import (
     IdempotencyKeyReused,
     InvalidTransition,
     NotFound,
+    TestClockDisabled,
     TimeOutOfRange,
 )
 
@@ -78,6 +79,8 @@ def _status_of(error: DomainError) -> tuple[int, str]:
         return 409, "Conflict"
     if isinstance(error, InvalidTransition):
         return 409, "Not allowed in the current state"
+    if isinstance(error, TestClockDisabled):
+        return 403, "Test clock disabled"
     if isinstance(error, TimeOutOfRange):
         return 422, "Time out of range"
     if isinstance(error, IdempotencyKeyReused):

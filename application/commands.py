@@ -185,3 +185,10 @@ class ResolveAlert:
 @dataclass(frozen=True)
 class RecordClockTick:
     day: date
+
+
+@dataclass(frozen=True)
+class Advance:
+    """Record what fell due on a time-driven aggregate by the command's moment."""
+
+    aggregate_id: UUID

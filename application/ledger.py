@@ -3,15 +3,19 @@ changed aggregate in one atomic append, with the command's envelope on each even
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextvars
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Mapper
+from psycopg import OperationalError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from application import commands as c
@@ -19,15 +23,18 @@ from application import receipts
 from application.idempotency import CommandRecord
 from domain import ids
 from domain.alert import Alert
-from domain.base import LedgerAggregate, ensure_utc
-from domain.clock import ClockTick
+from domain.base import LedgerAggregate, TimeDriven, ensure_utc
+from domain.business_time import check_business_time
+from domain.clock import ClockTick, TestClock
 from domain.customer import Customer
 from domain.errors import (
     AlreadyExists,
     CurrencyMismatch,
+    DomainError,
     IdempotencyKeyReused,
     InvalidValue,
     NotFound,
+    TestClockDisabled,
 )
 from domain.invoice import Invoice, InvoiceNumberAssigned, assign_invoice_number
 from domain.payment import Payment
@@ -35,7 +42,10 @@ from domain.plan import Plan
 from domain.subscription import ACTIVE, PAST_DUE, Subscription
 from infra.eventstore import Envelope, LedgerMapper, LedgerRecorder, current_envelope
 
+log = logging.getLogger(__name__)
+
 A = TypeVar("A", bound=Aggregate)
+Receipt = dict[str, Any] | Callable[[Any], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,36 @@ class Outcome:
     created: bool = False
 
 
+_simulated_now: contextvars.ContextVar[Callable[[], datetime] | None] = contextvars.ContextVar(
+    "simulated_now", default=None
+)
+
+
+@contextmanager
+def simulated_time(now: Callable[[], datetime]) -> Iterator[None]:
+    """Within the block (this thread or task only), the ledger's now is `now()`: a simulation
+    writing a backdated history catches each subscription up to the simulated moment, not to
+    the wall clock."""
+    token = _simulated_now.set(now)
+    try:
+        yield
+    finally:
+        _simulated_now.reset(token)
+
+
+@dataclass
+class ClockRun:
+    """What one run of the ledger's clock recorded."""
+
+    advanced: int = 0
+    position: int = 0
+
+    def note(self, position: int) -> None:
+        if position:
+            self.advanced += 1
+            self.position = max(self.position, position)
+
+
 class ConcurrentChange(Exception):
     """Another command changed the same aggregate first; the use case is run again."""
 
@@ -55,13 +95,28 @@ class ConcurrentChange(Exception):
 class Ledger(Application[UUID]):
     name = "Ledger"
 
-    def __init__(self, env: dict[str, str] | None = None, *, invoice_prefix: str = "INV") -> None:
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        invoice_prefix: str = "INV",
+        allow_test_clock: bool = False,
+    ) -> None:
         super().__init__(env)
         self.invoice_prefix = invoice_prefix
+        self.allow_test_clock = allow_test_clock
 
     def now(self) -> datetime:
-        """The ledger's now: the wall clock (UTC)."""
-        return datetime.now(UTC)
+        """The ledger's now: the wall clock (UTC), unless a test clock moved it forward, or the
+        caller writes a history in a world of its own (`simulated_time`)."""
+        simulated = _simulated_now.get()
+        if simulated is not None:
+            return simulated()
+        wall = datetime.now(UTC)
+        if not self.allow_test_clock:
+            return wall
+        test_clock = self._find(ids.TEST_CLOCK_ID)
+        return max(wall, test_clock.to) if isinstance(test_clock, TestClock) else wall
 
     def construct_mapper(self) -> Mapper[UUID]:
         return LedgerMapper()
@@ -89,6 +144,13 @@ class Ledger(Application[UUID]):
         except AggregateNotFoundError:
             return None
 
+    def _subscription(self, subscription_id: UUID, at: datetime) -> Subscription:
+        """The subscription with what fell due by `at` recorded: a command decides on the state
+        the subscription was in at the moment it takes effect."""
+        sub = self._get(Subscription, subscription_id, "subscription")
+        sub.advance(at)
+        return sub
+
     def _plan(self, code: str) -> Plan:
         plan = self._find(ids.plan_id(code))
         if not isinstance(plan, Plan):
@@ -99,18 +161,30 @@ class Ledger(Application[UUID]):
         self,
         ctx: c.CommandContext,
         resource: LedgerAggregate,
-        receipt: dict[str, Any],
+        receipt: Receipt,
         *others: LedgerAggregate | InvoiceNumberAssigned | None,
         created: bool = False,
+        now: datetime | None = None,
     ) -> Outcome:
-        """Append the pending events of `resource` and `others` (and the command record) at once."""
+        """Append the pending events of `resource` and `others` (and the command record) at once.
+
+        First every time-driven aggregate among them records what fell due up to now, so a
+        backdated command answers with its aggregates caught up (a subscription started 90 days
+        ago is in its third period when the write answers); their timers are written with the
+        events. `receipt` may be a function of the resource, built once it is caught up."""
+        moment = now or self.now()
+        touched = [a for a in (resource, *others) if isinstance(a, LedgerAggregate)]
+        timed = [a for a in touched if isinstance(a, TimeDriven)]
+        for aggregate in timed:
+            aggregate.advance(moment)
+        answer = receipt(resource) if callable(receipt) else receipt
         record: CommandRecord | None = None
         if ctx.idempotency_key:
             record = CommandRecord(
                 id=ids.idempotency_record_id("command", ctx.idempotency_key),
                 idempotency_key=ctx.idempotency_key,
                 request_hash=ctx.request_hash or "",
-                receipt=receipt,
+                receipt=answer,
                 resource_id=str(resource.id),
                 occurred_at=ctx.occurred_at,
             )
@@ -122,6 +196,7 @@ class Ledger(Application[UUID]):
             causation_id=record.id if record else None,
             reason=ctx.reason,
             customers={a.id: a.owner_customer_id for a in aggregates if isinstance(a, LedgerAggregate)},
+            timers={a.id: a.next_due_at for a in timed},
         )
         token = current_envelope.set(envelope)
         try:
@@ -134,7 +209,7 @@ class Ledger(Application[UUID]):
             position = max(r.notification.id for r in recordings)
         else:
             position = self.store.position_of(resource.id) or 0
-        return Outcome(resource.id, receipt, position, created)
+        return Outcome(resource.id, answer, position, created)
 
     def _replayed(self, ctx: c.CommandContext) -> Outcome | None:
         """The stored answer of an already executed command with this idempotency key."""
@@ -150,7 +225,8 @@ class Ledger(Application[UUID]):
         return Outcome(UUID(record.resource_id), record.receipt, position, created=True)
 
     def _run(self, ctx: c.CommandContext, use_case: Callable[[c.CommandContext], Outcome]) -> Outcome:
-        ctx = c.CommandContext(**{**vars(ctx), "occurred_at": ensure_utc(ctx.occurred_at)})
+        occurred_at = check_business_time(ensure_utc(ctx.occurred_at), self.now())
+        ctx = c.CommandContext(**{**vars(ctx), "occurred_at": occurred_at})
 
         @retry(
             retry=retry_if_exception_type(ConcurrentChange),
@@ -268,35 +344,35 @@ class Ledger(Application[UUID]):
                 trial_days=cmd.trial_days,
                 occurred_at=ctx.occurred_at,
             )
-            return self._commit(ctx, sub, receipts.subscription_receipt(sub), created=True)
+            return self._commit(ctx, sub, receipts.subscription_receipt, created=True)
 
         return self._run(ctx, use_case)
 
     def change_subscription(self, cmd: c.ChangeSubscription, ctx: c.CommandContext) -> Outcome:
         def use_case(ctx: c.CommandContext) -> Outcome:
-            sub = self._get(Subscription, cmd.subscription_id, "subscription")
+            sub = self._subscription(cmd.subscription_id, ctx.occurred_at)
             plan = self._plan(cmd.plan_code) if cmd.plan_code else None
             sub.change(plan=plan, quantity=cmd.quantity, occurred_at=ctx.occurred_at)
-            return self._commit(ctx, sub, receipts.subscription_receipt(sub))
+            return self._commit(ctx, sub, receipts.subscription_receipt)
 
         return self._run(ctx, use_case)
 
     def cancel_subscription(self, cmd: c.CancelSubscription, ctx: c.CommandContext) -> Outcome:
         def use_case(ctx: c.CommandContext) -> Outcome:
-            sub = self._get(Subscription, cmd.subscription_id, "subscription")
+            sub = self._subscription(cmd.subscription_id, ctx.occurred_at)
             if cmd.at_period_end:
                 sub.schedule_cancellation(occurred_at=ctx.occurred_at)
             else:
                 sub.cancel_now(occurred_at=ctx.occurred_at)
-            return self._commit(ctx, sub, receipts.subscription_receipt(sub))
+            return self._commit(ctx, sub, receipts.subscription_receipt)
 
         return self._run(ctx, use_case)
 
     def withdraw_cancellation(self, subscription_id: UUID, ctx: c.CommandContext) -> Outcome:
         def use_case(ctx: c.CommandContext) -> Outcome:
-            sub = self._get(Subscription, subscription_id, "subscription")
+            sub = self._subscription(subscription_id, ctx.occurred_at)
             sub.withdraw_cancellation(occurred_at=ctx.occurred_at)
-            return self._commit(ctx, sub, receipts.subscription_receipt(sub))
+            return self._commit(ctx, sub, receipts.subscription_receipt)
 
         return self._run(ctx, use_case)
 
@@ -312,11 +388,11 @@ class Ledger(Application[UUID]):
 
     def end_trial(self, cmd: c.EndTrial, ctx: c.CommandContext) -> Outcome:
         def use_case(ctx: c.CommandContext) -> Outcome:
-            sub = self._get(Subscription, cmd.subscription_id, "subscription")
+            sub = self._subscription(cmd.subscription_id, ctx.occurred_at)
             # Converted at trial_end, or earlier when the command says so (a provider did it).
             early = ctx.occurred_at if sub.trial_end and ctx.occurred_at < sub.trial_end else None
             sub.end_trial(occurred_at=early)
-            return self._commit(ctx, sub, receipts.subscription_receipt(sub))
+            return self._commit(ctx, sub, receipts.subscription_receipt)
 
         return self._run(ctx, use_case)
 
@@ -326,7 +402,7 @@ class Ledger(Application[UUID]):
         def use_case(ctx: c.CommandContext) -> Outcome:
             sub = self._get(Subscription, cmd.subscription_id, "subscription")
             sub.end_at_period_end(now=ctx.occurred_at)
-            return self._commit(ctx, sub, receipts.subscription_receipt(sub))
+            return self._commit(ctx, sub, receipts.subscription_receipt)
 
         return self._run(ctx, use_case)
 
@@ -425,13 +501,15 @@ class Ledger(Application[UUID]):
 
         return self._run(ctx, use_case)
 
-    def _invoice_and_subscription(self, payment: Payment) -> tuple[Invoice | None, Subscription | None]:
+    def _invoice_and_subscription(
+        self, payment: Payment, at: datetime
+    ) -> tuple[Invoice | None, Subscription | None]:
         if payment.invoice_id is None:
             return None, None
         invoice = self._get(Invoice, payment.invoice_id, "invoice")
         sub = None
         if invoice.subscription_id is not None:
-            sub = self._get(Subscription, invoice.subscription_id, "subscription")
+            sub = self._subscription(invoice.subscription_id, at)
         return invoice, sub
 
     def succeed_payment(self, cmd: c.SucceedPayment, ctx: c.CommandContext) -> Outcome:
@@ -441,7 +519,7 @@ class Ledger(Application[UUID]):
         def use_case(ctx: c.CommandContext) -> Outcome:
             payment = self._get(Payment, cmd.payment_id, "payment")
             payment.succeed(occurred_at=ctx.occurred_at)
-            invoice, sub = self._invoice_and_subscription(payment)
+            invoice, sub = self._invoice_and_subscription(payment, ctx.occurred_at)
             if invoice is not None:
                 invoice.apply_payment(
                     payment_id=payment.id, amount=payment.amount, occurred_at=ctx.occurred_at
@@ -467,7 +545,7 @@ class Ledger(Application[UUID]):
                 failure_message=cmd.failure_message,
                 occurred_at=ctx.occurred_at,
             )
-            invoice, sub = self._invoice_and_subscription(payment)
+            invoice, sub = self._invoice_and_subscription(payment, ctx.occurred_at)
             if (
                 invoice is not None
                 and sub is not None
@@ -531,6 +609,81 @@ class Ledger(Application[UUID]):
             return self._commit(ctx, tick, receipts.clock_tick_receipt(tick), created=True)
 
         return self._run(ctx, use_case)
+
+    def advance_due(self, now: datetime | None = None, *, limit: int = 500) -> ClockRun:
+        """The ledger's clock: record every time-driven transition due by `now` (the ledger's now
+        by default), each at the moment it fell due, and the UTC days begun by then. Runs until
+        nothing is due; an aggregate that fails is logged and left for the next run."""
+        moment = now or self.now()
+        run = ClockRun()
+        tried: set[UUID] = set()
+        while True:
+            due = [i for i in self.store.due_timers(moment, limit + len(tried)) if i not in tried]
+            if not due:
+                return run
+            for aggregate_id in due[:limit]:
+                tried.add(aggregate_id)
+                try:
+                    if aggregate_id == ids.DAILY_CLOCK_TIMER_ID:
+                        self._record_days(moment, run)
+                    else:
+                        self._advance_one(aggregate_id, moment, run)
+                except (DomainError, ConcurrentChange, OperationalError) as failed:
+                    log.warning("the clock could not advance %s: %s", aggregate_id, failed)
+
+    def _advance_one(self, aggregate_id: UUID, moment: datetime, run: ClockRun) -> None:
+        ctx = c.CommandContext(occurred_at=moment, source="system", actor="clock")
+        run.note(self.advance(c.Advance(aggregate_id), ctx).position)
+
+    def advance(self, cmd: c.Advance, ctx: c.CommandContext) -> Outcome:
+        """Record what fell due on one aggregate by the command's moment (position 0: nothing)."""
+
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            aggregate = self._find(cmd.aggregate_id)
+            if not isinstance(aggregate, LedgerAggregate) or not isinstance(aggregate, TimeDriven):
+                self.store.set_timers({cmd.aggregate_id: None})
+                return Outcome(cmd.aggregate_id, {}, 0)
+            receipt = receipts.receipt_of(aggregate)
+            aggregate.advance(ctx.occurred_at)
+            if not aggregate.pending_events:
+                # Nothing was due after all (the timer was stale): just move the timer.
+                self.store.set_timers({cmd.aggregate_id: aggregate.next_due_at})
+                return Outcome(cmd.aggregate_id, receipt, 0)
+            return self._commit(ctx, aggregate, receipts.receipt_of, now=ctx.occurred_at)
+
+        return self._run(ctx, use_case)
+
+    def _record_days(self, moment: datetime, run: ClockRun) -> None:
+        """A ClockTick for each UTC day begun since the daily timer fell due, up to `moment`."""
+        due = self.store.timer(ids.DAILY_CLOCK_TIMER_ID) or moment
+        day = due.date()
+        while day <= moment.date():
+            midnight = datetime.combine(day, time(), tzinfo=UTC)
+            outcome = self.record_clock_tick(
+                c.RecordClockTick(day), c.CommandContext(occurred_at=midnight, source="system", actor="clock")
+            )
+            run.note(outcome.position)
+            day += timedelta(days=1)
+        self.store.set_timers({ids.DAILY_CLOCK_TIMER_ID: datetime.combine(day, time(), tzinfo=UTC)})
+
+    def advance_test_clock(self, to: datetime, ctx: c.CommandContext) -> Outcome:
+        """Move the ledger's now forward to `to` (test clocks only; never back). What falls due by
+        then is recorded before this answers, so the answer's position covers it."""
+        if not self.allow_test_clock:
+            raise TestClockDisabled("the test clock is off (LEDGER_ALLOW_TEST_CLOCK is not true)")
+        to = ensure_utc(to, "advance_to")
+
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            clock = self._find(ids.TEST_CLOCK_ID)
+            if isinstance(clock, TestClock):
+                clock.advance(to=to, now=self.now())
+            else:
+                clock = TestClock.start(to=to, now=self.now())
+            return self._commit(ctx, clock, {"now": to.isoformat()})
+
+        moved = self._run(c.CommandContext(**{**vars(ctx), "occurred_at": self.now()}), use_case)
+        run = self.advance_due(to)
+        return Outcome(moved.resource_id, moved.receipt, max(moved.position, run.position))
 
     def resolve_alert(self, cmd: c.ResolveAlert, ctx: c.CommandContext) -> Outcome:
         def use_case(ctx: c.CommandContext) -> Outcome:

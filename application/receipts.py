@@ -59,6 +59,7 @@ def subscription_receipt(sub: Subscription) -> dict[str, Any]:
         "current_period_end": _time(sub.current_period_end),
         "trial_end": _time(sub.trial_end),
         "cancel_at_period_end": sub.cancel_at_period_end,
+        "cancel_at": _time(sub.cancel_at),
         "canceled_at": _time(sub.canceled_at),
         "ended_at": _time(sub.ended_at),
         "started_at": _time(sub.started_at),
@@ -120,3 +121,12 @@ def alert_receipt(alert: Alert) -> dict[str, Any]:
 
 def clock_tick_receipt(tick: ClockTick) -> dict[str, Any]:
     return {"id": str(tick.id), "day": tick.day.isoformat(), "recorded_for": _time(tick.occurred_at)}
+
+
+def receipt_of(aggregate: object) -> dict[str, Any]:
+    """The receipt of whatever aggregate the clock advanced."""
+    if isinstance(aggregate, Subscription):
+        return subscription_receipt(aggregate)
+    if isinstance(aggregate, Invoice):
+        return invoice_receipt(aggregate)
+    return {"id": str(getattr(aggregate, "id", ""))}

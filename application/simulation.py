@@ -16,7 +16,7 @@ What a customer does (rates per month unless said otherwise, see the constants b
 - registers (currency EUR 45% / USD 35% / GBP 12% / JPY 8%; VAT for some), then starts a
   subscription minutes later: starter / pro / business, monthly (80%) or yearly (20%); the
   monthly starter and pro plans have a 14-day trial;
-- a trial converts at trial_end (end_trial) or is abandoned (20%): canceled now, or set to
+- a trial converts at trial_end or is abandoned (20%): canceled now, or set to
   cancel at its end (then ended there);
 - each period starts with an invoice (one line: quantity x the subscription's amount, the
   period; plus proration lines of upgrades; downgrade credits as a discount), drafted at the
@@ -33,7 +33,8 @@ What a customer does (rates per month unless said otherwise, see the constants b
 - voluntary churn 1.5% of monthly periods (70% at period end, 30% at once, some refunded pro
   rata; never while a payment of theirs is failing), 20% of yearly subscriptions not renewed;
   12% of scheduled cancellations are withdrawn;
-- at each period end: renew, or end the subscription if a cancellation is scheduled;
+- at each period end the ledger's clock renews, converts a trial or ends a scheduled cancellation
+  (the simulation's now is the simulated moment, so each write catches up to it, not further);
 - a churned paying customer comes back (a new subscription, no trial) 1 to 8 months later with
   probability 30% (20% after a write-off): a reactivation.
 With involuntary churn (about 1.7% of invoices never paid), about 3% of paying customers churn a
@@ -55,7 +56,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from application import commands as c
-from application.ledger import Ledger, Outcome
+from application.ledger import Ledger, Outcome, simulated_time
 from domain import ids
 from domain.base import ensure_utc
 from domain.errors import InvalidValue
@@ -238,6 +239,7 @@ class Simulation:
             until = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         self.until = ensure_utc(until, field="until")
         self.start = add_months(self.until, -months)
+        self.moment = self.start  # the simulated now
         self.stats = SimulationStats()
 
     def external_id(self, index: int) -> str:
@@ -251,18 +253,21 @@ class Simulation:
         return [self.start + timedelta(seconds=offset) for offset in offsets]
 
     def run(self, on_customer_done: Callable[[], None] | None = None) -> SimulationStats:
-        self._define_plans()
-        shard, shards = self.shard
-        for index, signup in enumerate(self.signup_moments(), start=1):
-            if (index - 1) % shards != shard:
-                continue
-            external_id = self.external_id(index)
-            if self.ledger.store.position_of(ids.customer_id(external_id)) is not None:
-                self.stats.customers_skipped += 1
-            else:
-                _CustomerHistory(self, index, external_id, signup).run()
-            if on_customer_done is not None:
-                on_customer_done()
+        # The ledger's now is the simulated moment: each command catches its subscription up to
+        # the moment it happens in the simulated world, not to the wall clock.
+        with simulated_time(lambda: self.moment):
+            self._define_plans()
+            shard, shards = self.shard
+            for index, signup in enumerate(self.signup_moments(), start=1):
+                if (index - 1) % shards != shard:
+                    continue
+                external_id = self.external_id(index)
+                if self.ledger.store.position_of(ids.customer_id(external_id)) is not None:
+                    self.stats.customers_skipped += 1
+                else:
+                    _CustomerHistory(self, index, external_id, signup).run()
+                if on_customer_done is not None:
+                    on_customer_done()
         return self.stats
 
     def _define_plans(self) -> None:
@@ -273,6 +278,7 @@ class Simulation:
             self.stats.plans += 1
 
     def context(self, moment: datetime) -> c.CommandContext:
+        self.moment = moment
         return c.CommandContext(occurred_at=moment, source=SOURCE, actor=ACTOR)
 
 
@@ -461,27 +467,19 @@ class _CustomerHistory:
             sub.ended = True
 
     def period_ends(self, sub: _Subscription, period: int, moment: datetime) -> None:
-        """At the end of a period: end a scheduled cancellation, convert a trial, or renew."""
+        """At the end of a period the ledger's clock ends a scheduled cancellation, converts a
+        trial or renews: recorded here at the simulated moment, as the clock would have."""
         if not self.alive(sub, period):
             return
+        outcome = self.issue(self.ledger.advance, c.Advance(sub.id), moment)
         if sub.cancel_scheduled:
-            self.issue(
-                self.ledger.end_subscription_at_period_end,
-                c.EndSubscriptionAtPeriodEnd(subscription_id=sub.id),
-                moment,
-            )
             sub.ended = True
             if not sub.trialing:
                 self.maybe_come_back(moment, REACTIVATION)
             return
         if sub.trialing:
-            outcome = self.issue(self.ledger.end_trial, c.EndTrial(subscription_id=sub.id), moment)
             sub.trialing = False
             self.stats.trials_converted += 1
-        else:
-            outcome = self.issue(
-                self.ledger.renew_subscription, c.RenewSubscription(subscription_id=sub.id), moment
-            )
         sub.follow(outcome.receipt)
         sub.period += 1
         self.begin_period(sub, moment)

@@ -42,7 +42,6 @@ from ingest import stripe as s
 
 SOURCE = ACTOR = "stripe"
 MAX_ATTEMPTS = 8
-MAX_RENEWALS = 240
 
 A = TypeVar("A", bound=LedgerAggregate)
 
@@ -339,16 +338,9 @@ class StripeSync:
             sub.end_trial(occurred_at=converted)
         if plan.id != sub.plan_id or snap.quantity != sub.quantity:
             sub.change(plan=plan, quantity=snap.quantity, occurred_at=at)
-        renewals = 0
-        while (
-            snap.current_period_start is not None
-            and sub.status in (ACTIVE, PAST_DUE)
-            and not sub.cancel_at_period_end
-            and sub.current_period_end <= snap.current_period_start
-            and renewals < MAX_RENEWALS
-        ):
-            sub.renew(occurred_at=sub.current_period_end)
-            renewals += 1
+        if snap.current_period_start is not None and sub.status in (ACTIVE, PAST_DUE):
+            # Stripe says which period runs: record the transitions due by its start.
+            sub.advance(snap.current_period_start)
         if not ended:
             if snap.cancel_at_period_end and not sub.cancel_at_period_end:
                 sub.schedule_cancellation(occurred_at=snap.canceled_at or at)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any, Protocol, Self, runtime_checkable
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -35,3 +35,18 @@ class LedgerAggregate(Aggregate):
         if aggregate_id is None:
             return cls(**kwargs)
         return cls._create(getattr(cls, created_event), id=aggregate_id, **kwargs)
+
+
+@runtime_checkable
+class TimeDriven(Protocol):
+    """An aggregate with transitions that fall due with time (a trial ending, a period renewing):
+    `advance(now)` records each one due by `now` at the moment it fell due, and `next_due_at`
+    says when the next one will (None: never again). The ledger's clock keeps the latter in its
+    timers and calls the former."""
+
+    id: UUID
+
+    @property
+    def next_due_at(self) -> datetime | None: ...
+
+    def advance(self, now: datetime) -> int: ...

@@ -97,3 +97,16 @@ class TimeOutOfRange(DomainError):
     and nothing before the ledger's epoch."""
 
     code = "time_out_of_range"
+
+
+class ChangeOutOfOrder(InvalidTransition):
+    """A backdated command would take effect before a change already recorded on the aggregate."""
+
+    code = "change_out_of_order"
+
+
+class TestClockDisabled(DomainError):
+    """The test clock may move only where LEDGER_ALLOW_TEST_CLOCK=true (never in production)."""
+
+    __test__ = False
+    code = "test_clock_disabled"

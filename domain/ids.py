@@ -67,3 +67,8 @@ INVOICE_NUMBERING_ID = _uuid5("invoice-numbering")
 
 def clock_tick_id(day: date) -> UUID:
     return _uuid5(f"clock:{day.isoformat()}")
+
+
+TEST_CLOCK_ID = _uuid5("test-clock")
+# The key of the daily clock's timer: the next UTC midnight to record as a ClockTick.
+DAILY_CLOCK_TIMER_ID = _uuid5("daily-clock")

@@ -43,3 +43,25 @@ def trial_end(start: datetime, trial_days: int) -> datetime:
     if trial_days < 0:
         raise InvalidValue("trial_days cannot be negative", field="trial_days")
     return start + timedelta(days=trial_days)
+
+
+def period_containing(
+    anchor: datetime, months_per_period: int, moment: datetime
+) -> tuple[datetime, datetime]:
+    """The period [start, end) of the anchor's grid that holds `moment`: a pure function of the
+    anchor and time, whatever renewals happen to be recorded. A moment before the anchor falls
+    in the grid's first period."""
+    if moment < anchor:
+        return anchor, add_months(anchor, months_per_period)
+    months_apart = (moment.year - anchor.year) * 12 + moment.month - anchor.month
+    index = max(0, months_apart // months_per_period)
+    start = add_months(anchor, months_per_period * index)
+    # The estimate is off by one at most where a clamped day or the time of day moves the boundary.
+    while start > moment:
+        index -= 1
+        start = add_months(anchor, months_per_period * index)
+    end = add_months(anchor, months_per_period * (index + 1))
+    while end <= moment:
+        index += 1
+        start, end = end, add_months(anchor, months_per_period * (index + 1))
+    return start, end

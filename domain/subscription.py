@@ -9,8 +9,14 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from domain.base import LedgerAggregate
-from domain.errors import CurrencyMismatch, InvalidTransition, InvalidValue, SubscriptionCanceled
-from domain.periods import months_in, period_end, trial_end
+from domain.errors import (
+    ChangeOutOfOrder,
+    CurrencyMismatch,
+    InvalidTransition,
+    InvalidValue,
+    SubscriptionCanceled,
+)
+from domain.periods import months_in, period_containing, period_end, trial_end
 from domain.plan import Plan
 
 TRIALING, ACTIVE, PAST_DUE, CANCELED = "trialing", "active", "past_due", "canceled"
@@ -88,7 +94,8 @@ class Subscription(LedgerAggregate):
         self.current_period_end = period_end
         # Periods are counted from the anchor so month-end clamping never drifts.
         self.billing_anchor = trial_end or occurred_at
-        self.period_index = 0
+        # The latest change decided by a command (not by the clock): nothing may take effect before it.
+        self.last_changed_at = occurred_at
         self.cancel_at_period_end = False
         # When a scheduled cancellation takes effect: the end of the period it was requested in.
         self.cancel_at: datetime | None = None
@@ -100,9 +107,69 @@ class Subscription(LedgerAggregate):
     def months_per_period(self) -> int:
         return months_in(self.interval, self.interval_count)
 
+    # ------------------------------------------------------------------ time
+
+    def in_trial_at(self, moment: datetime) -> bool:
+        return self.trial_end is not None and moment < self.trial_end
+
+    def period_at(self, moment: datetime) -> tuple[datetime, datetime]:
+        """The billing period holding `moment`, a pure function of the terms in force and time:
+        the trial, then periods anniversary-based from the billing anchor."""
+        if self.trial_end is not None and moment < self.trial_end:
+            return self.started_at, self.trial_end
+        return period_containing(self.billing_anchor, self.months_per_period, moment)
+
+    @property
+    def next_due_at(self) -> datetime | None:
+        """When the next time-driven transition falls due (None once canceled)."""
+        if self.status == CANCELED:
+            return None
+        if self.status == TRIALING:
+            return self.trial_end
+        if self.cancel_at is not None and self.cancel_at <= self.current_period_end:
+            return self.cancel_at
+        return self.current_period_end
+
+    def advance(self, now: datetime) -> int:
+        """Record every time-driven transition due by `now`, each at the moment it fell due: the
+        trial ending (or its scheduled cancellation), scheduled cancellations taking effect, periods
+        renewing. Returns how many were recorded."""
+        recorded = 0
+        while (due := self.next_due_at) is not None and due <= now:
+            if self.status == TRIALING:
+                if self.cancel_at is not None:
+                    self._cancel(ended_at=due, occurred_at=due)
+                else:
+                    start, end = period_containing(due, self.months_per_period, due)
+                    self._end_trial(period_start=start, period_end=end, occurred_at=due)
+            elif self.cancel_at is not None and self.cancel_at == due:
+                self._cancel(ended_at=due, occurred_at=due)
+            else:
+                start, end = period_containing(self.billing_anchor, self.months_per_period, due)
+                self._renew(period_start=start, period_end=end, occurred_at=due)
+            recorded += 1
+        return recorded
+
+    def check_effective(self, moment: datetime) -> None:
+        """A change takes effect in the subscription's lifetime, and not before its last change:
+        what a backdated command decides must not depend on terms that came later."""
+        if moment < self.started_at:
+            raise InvalidValue(
+                f"the subscription started at {self.started_at.isoformat()}; effective_at is before it",
+                field="effective_at",
+            )
+        if moment < self.last_changed_at:
+            raise ChangeOutOfOrder(
+                f"the subscription last changed at {self.last_changed_at.isoformat()};"
+                " a change cannot take effect before it",
+                field="effective_at",
+            )
+
     def check_not_canceled(self) -> None:
         if self.status == CANCELED:
             raise SubscriptionCanceled("the subscription is canceled")
+
+    # ------------------------------------------------------------------ commands
 
     def end_trial(self, *, occurred_at: datetime | None = None) -> None:
         """Convert the trial: the subscription is active from trial_end (or earlier if told)."""
@@ -111,6 +178,7 @@ class Subscription(LedgerAggregate):
         if self.cancel_at_period_end:
             raise InvalidTransition("the trial is set to cancel at its end; it does not convert")
         at = occurred_at or self.trial_end
+        self.check_effective(at)
         self._end_trial(
             period_start=at,
             period_end=period_end(at, self.months_per_period, 0),
@@ -119,16 +187,18 @@ class Subscription(LedgerAggregate):
 
     @event("TrialEnded")
     def _end_trial(self, period_start: datetime, period_end: datetime, occurred_at: datetime) -> None:
+        if self.trial_end is not None and occurred_at < self.trial_end:
+            self.last_changed_at = occurred_at  # converted early: a decision, not the clock
         self.status = ACTIVE
         self.trial_end = occurred_at
-        self.billing_anchor = period_start
-        self.period_index = 0
+        self.billing_anchor = occurred_at
         self.current_period_start = period_start
         self.current_period_end = period_end
 
     def change(self, *, plan: Plan | None, quantity: int | None, occurred_at: datetime) -> bool:
         """Change plan and/or quantity; returns False (and records nothing) if nothing changes."""
         self.check_not_canceled()
+        self.check_effective(occurred_at)
         if quantity is not None:
             check_quantity(quantity)
         if plan is not None:
@@ -145,8 +215,14 @@ class Subscription(LedgerAggregate):
             return False
         _, target_amount, target_interval, target_count = target
         new_months = months_in(target_interval, target_count)
-        # A new billing interval restarts the billing cycle, as Stripe does.
-        restarts = new_months != self.months_per_period and self.status != TRIALING
+        period_start, period_end_ = self.current_period_start, self.current_period_end
+        if new_months != self.months_per_period:
+            if self.in_trial_at(occurred_at):
+                # The trial runs on; periods after it follow the new interval from its end.
+                period_start, period_end_ = self.period_at(occurred_at)
+            else:
+                # A new billing interval restarts the billing cycle, as Stripe does.
+                period_start, period_end_ = occurred_at, period_end(occurred_at, new_months, 0)
         self._change(
             plan_id=plan.id if plan else self.plan_id,
             plan_code=plan.code if plan else self.plan_code,
@@ -154,8 +230,8 @@ class Subscription(LedgerAggregate):
             interval=target_interval,
             interval_count=target_count,
             quantity=new_quantity,
-            period_start=occurred_at if restarts else self.current_period_start,
-            period_end=period_end(occurred_at, new_months, 0) if restarts else self.current_period_end,
+            period_start=period_start,
+            period_end=period_end_,
             occurred_at=occurred_at,
         )
         return True
@@ -173,10 +249,11 @@ class Subscription(LedgerAggregate):
         period_end: datetime,
         occurred_at: datetime,
     ) -> None:
-        # A restarted cycle may begin exactly at the current period's start: its end moves.
-        if period_start != self.current_period_start or period_end != self.current_period_end:
+        restarted = months_in(interval, interval_count) != self.months_per_period and not self.in_trial_at(
+            occurred_at
+        )
+        if restarted:
             self.billing_anchor = period_start
-            self.period_index = 0
         self.plan_id = plan_id
         self.plan_code = plan_code
         self.amount = amount
@@ -185,31 +262,25 @@ class Subscription(LedgerAggregate):
         self.quantity = quantity
         self.current_period_start = period_start
         self.current_period_end = period_end
+        self.last_changed_at = occurred_at
 
-    def renew(self, *, occurred_at: datetime | None = None, now: datetime | None = None) -> None:
-        """Start the next period at the end of the current one. `now`, when given, is when the
-        renewal is asked for: a period cannot be renewed before it ends."""
+    def renew(self, *, now: datetime) -> None:
+        """Record the renewals due by `now`; refused when no period has ended yet."""
         self.check_not_canceled()
-        if now is not None and now < self.current_period_end:
-            raise InvalidTransition(
-                f"the current period ends at {self.current_period_end.isoformat()}; renew it then"
-            )
         if self.status == TRIALING:
             raise InvalidTransition("a trialing subscription converts at trial_end, it does not renew")
         if self.cancel_at_period_end:
             raise InvalidTransition(
                 "the subscription is set to cancel at period end; withdraw the cancellation first"
             )
-        next_index = self.period_index + 1
-        self._renew(
-            period_start=self.current_period_end,
-            period_end=period_end(self.billing_anchor, self.months_per_period, next_index),
-            occurred_at=occurred_at or self.current_period_end,
-        )
+        if now < self.current_period_end:
+            raise InvalidTransition(
+                f"the current period ends at {self.current_period_end.isoformat()}; renew it then"
+            )
+        self.advance(now)
 
     @event("Renewed")
     def _renew(self, period_start: datetime, period_end: datetime, occurred_at: datetime) -> None:
-        self.period_index += 1
         self.current_period_start = period_start
         self.current_period_end = period_end
 
@@ -247,19 +318,23 @@ class Subscription(LedgerAggregate):
         self.past_due_invoice_ids = [i for i in self.past_due_invoice_ids if i != str(invoice_id)]
 
     def schedule_cancellation(self, *, occurred_at: datetime) -> None:
+        """Cancel at the end of the period holding `occurred_at` (the trial's end during a trial)."""
         self.check_not_canceled()
+        self.check_effective(occurred_at)
         if self.cancel_at_period_end:
             raise InvalidTransition("the cancellation is already scheduled")
-        self._schedule_cancellation(ends_at=self.current_period_end, occurred_at=occurred_at)
+        self._schedule_cancellation(ends_at=self.period_at(occurred_at)[1], occurred_at=occurred_at)
 
     @event("CancellationScheduled")
     def _schedule_cancellation(self, ends_at: datetime, occurred_at: datetime) -> None:
         self.cancel_at_period_end = True
         self.cancel_at = ends_at
         self.canceled_at = occurred_at
+        self.last_changed_at = occurred_at
 
     def withdraw_cancellation(self, *, occurred_at: datetime) -> None:
         self.check_not_canceled()
+        self.check_effective(occurred_at)
         if not self.cancel_at_period_end:
             raise InvalidTransition("no cancellation is scheduled")
         self._withdraw_cancellation(occurred_at=occurred_at)
@@ -269,20 +344,23 @@ class Subscription(LedgerAggregate):
         self.cancel_at_period_end = False
         self.cancel_at = None
         self.canceled_at = None
+        self.last_changed_at = occurred_at
 
     def cancel_now(self, *, occurred_at: datetime) -> None:
         self.check_not_canceled()
+        self.check_effective(occurred_at)
         self._cancel(ended_at=occurred_at, occurred_at=occurred_at)
 
-    def end_at_period_end(self, *, now: datetime | None = None) -> None:
-        """Carry out a scheduled cancellation when the period it was requested in ends."""
+    def end_at_period_end(self, *, now: datetime) -> None:
+        """Carry out a scheduled cancellation once the period it was requested in has ended."""
         self.check_not_canceled()
-        if not self.cancel_at_period_end:
+        if not self.cancel_at_period_end or self.cancel_at is None:
             raise InvalidTransition("no cancellation is scheduled")
-        ends_at = self.cancel_at or self.current_period_end
-        if now is not None and now < ends_at:
-            raise InvalidTransition(f"the cancellation takes effect at {ends_at.isoformat()}, not before")
-        self._cancel(ended_at=ends_at, occurred_at=ends_at)
+        if now < self.cancel_at:
+            raise InvalidTransition(
+                f"the cancellation takes effect at {self.cancel_at.isoformat()}, not before"
+            )
+        self.advance(now)
 
     @event("Canceled")
     def _cancel(self, ended_at: datetime, occurred_at: datetime) -> None:
@@ -291,3 +369,4 @@ class Subscription(LedgerAggregate):
         self.ended_at = ended_at
         self.cancel_at_period_end = False
         self.past_due_invoice_ids = []
+        self.last_changed_at = max(self.last_changed_at, occurred_at)

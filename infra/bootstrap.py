@@ -118,6 +118,7 @@ def bootstrap(
             ledger = Ledger(
                 env=event_store_env(address, settings.database_schema, settings.database_pool_size),
                 invoice_prefix=settings.invoice_number_prefix,
+                allow_test_clock=settings.allow_test_clock,
             )
         finally:
             conn.execute("SELECT pg_advisory_unlock(7429002)")
@@ -168,14 +169,16 @@ def bootstrap(
 
 
 def start_policies(container: Container) -> None:
-    """The daily clock and the policies that follow the log (alerts, trials, renewals)."""
-    from projections.policies import BackgroundPolicies, Policies, record_today
+    """The ledger's clock (trials ending, periods renewing, scheduled cancellations, the days) and
+    the policies that follow the log (alerts)."""
+    from projections.policies import BackgroundPolicies, Policies
 
-    def tick() -> int:
-        record_today(container.ledger)
+    def run_clock() -> int:
+        container.ledger.advance_due()
         return 0
 
-    container.clock = BackgroundLoop("clock", tick, poll_seconds=60.0, max_idle_seconds=60.0)
+    interval = container.settings.clock_interval_seconds
+    container.clock = BackgroundLoop("clock", run_clock, poll_seconds=interval, max_idle_seconds=interval)
     container.clock.start()
     policies = BackgroundPolicies(
         Policies(container.pool, container.ledger, CORE_PROJECTION),

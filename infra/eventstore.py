@@ -22,7 +22,9 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.utils import get_topic, resolve_topic
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
+
+from domain.ids import DAILY_CLOCK_TIMER_ID
 
 SOURCES = ("api", "ingest", "stripe", "policy", "system")
 
@@ -37,6 +39,9 @@ class Envelope:
     causation_id: UUID | None = None
     reason: str | None = None
     customers: dict[UUID, UUID | None] = field(default_factory=dict)
+    # When each saved time-driven aggregate next falls due (None: never again), kept in
+    # `ledger_timers` in the same transaction as the events, so the clock finds what is due.
+    timers: dict[UUID, datetime | None] = field(default_factory=dict)
 
 
 current_envelope: contextvars.ContextVar[Envelope | None] = contextvars.ContextVar(
@@ -261,6 +266,25 @@ class LedgerRecorder(PostgresApplicationRecorder):
                     "CREATE OR REPLACE TRIGGER ledger_events_no_truncate BEFORE TRUNCATE "
                     "ON {schema}.{table} FOR EACH STATEMENT EXECUTE FUNCTION {schema}.ledger_refuse_change()"
                 ).format(schema=schema, table=table),
+                # The ledger's clock: when each time-driven aggregate next falls due. Written with the
+                # events that change it; created once, seeded with every subscription so a store
+                # written before the table existed is caught up by the first sweep.
+                SQL(
+                    "DO $$ BEGIN IF to_regclass({qualified}) IS NULL THEN "
+                    "CREATE TABLE {schema}.ledger_timers (aggregate_id uuid PRIMARY KEY, "
+                    "due_at timestamptz NOT NULL); "
+                    "CREATE INDEX ledger_timers_due ON {schema}.ledger_timers (due_at); "
+                    "INSERT INTO {schema}.ledger_timers SELECT DISTINCT originator_id, "
+                    "timestamptz '2000-01-01 00:00+00' FROM {schema}.{table} "
+                    "WHERE event_type = 'Subscription.Started'; "
+                    "INSERT INTO {schema}.ledger_timers VALUES ({daily}, date_trunc('day', now())); "
+                    "END IF; END $$"
+                ).format(
+                    schema=schema,
+                    table=table,
+                    qualified=Literal(f"{self.datastore.schema}.ledger_timers"),
+                    daily=Literal(str(DAILY_CLOCK_TIMER_ID)),
+                ),
                 SQL(
                     "CREATE OR REPLACE VIEW {schema}.events AS SELECT notification_id AS position, "
                     "originator_id AS stream_id, originator_version AS version, event_type AS type, "
@@ -325,6 +349,20 @@ class LedgerRecorder(PostgresApplicationRecorder):
             "FROM {schema}.{table} e WHERE e.originator_id = s.id AND e.event_type = ANY(%s::text[]) "
             "OFFSET 0) e GROUP BY s.id"
         ).format(schema=schema, table=table)
+        self._set_timers_sql = SQL(
+            "INSERT INTO {schema}.ledger_timers (aggregate_id, due_at) "
+            "SELECT * FROM unnest(%s::uuid[], %s::timestamptz[]) "
+            "ON CONFLICT (aggregate_id) DO UPDATE SET due_at = excluded.due_at"
+        ).format(schema=schema)
+        self._clear_timers_sql = SQL(
+            "DELETE FROM {schema}.ledger_timers WHERE aggregate_id = ANY(%s::uuid[])"
+        ).format(schema=schema)
+        self._due_timers_sql = SQL(
+            "SELECT aggregate_id FROM {schema}.ledger_timers WHERE due_at <= %s ORDER BY due_at LIMIT %s"
+        ).format(schema=schema)
+        self._timer_sql = SQL("SELECT due_at FROM {schema}.ledger_timers WHERE aggregate_id = %s").format(
+            schema=schema
+        )
         self._version_sql = SQL(
             "SELECT max(originator_version) AS version FROM {schema}.{table} WHERE originator_id = %s"
         ).format(schema=schema, table=table)
@@ -364,6 +402,37 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 [e.schema_version for e in events],
             ),
         )
+        envelope = current_envelope.get()
+        if envelope is not None and envelope.timers:
+            # Another cursor of the same transaction: the library reads the positions of the
+            # inserted events from this one afterwards.
+            with curs.connection.cursor() as timers:
+                self._write_timers(timers, envelope.timers)
+
+    def _write_timers(self, curs: Cursor[Any], timers: dict[UUID, datetime | None]) -> None:
+        due = [(aggregate_id, at) for aggregate_id, at in timers.items() if at is not None]
+        never = [aggregate_id for aggregate_id, at in timers.items() if at is None]
+        if due:
+            curs.execute(self._set_timers_sql, ([i for i, _ in due], [at for _, at in due]))
+        if never:
+            curs.execute(self._clear_timers_sql, (never,))
+
+    def set_timers(self, timers: dict[UUID, datetime | None]) -> None:
+        """Set timers outside an append (an aggregate with nothing to record whose timer was stale)."""
+        with self.datastore.transaction(commit=True) as curs:
+            self._write_timers(curs, timers)
+
+    def timer(self, aggregate_id: UUID) -> datetime | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._timer_sql, (aggregate_id,))
+            row = curs.fetchone()
+            return None if row is None else row["due_at"]
+
+    def due_timers(self, now: datetime, limit: int) -> list[UUID]:
+        """The aggregates whose next transition is due by `now`, the longest due first."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._due_timers_sql, (now, limit))
+            return [row["aggregate_id"] for row in curs]
 
     def append_new_streams(self, rows: Sequence[NewStreamRow]) -> NewStreams:
         """Append the first event of each of these streams, skipping every stream that already

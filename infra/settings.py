@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     read_wait_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     projection_poll_seconds: float = Field(default=0.05, gt=0, le=5)
     invoice_number_prefix: str = "INV"
+    clock_interval_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="a time-driven transition is recorded at the latest this long after it falls due",
+    )
+    allow_test_clock: bool = Field(
+        default=False,
+        description="let an admin move the ledger's now forward (POST /v1/ops/clock); never in production",
+    )
     ingest_auto_create_customers: bool = Field(
         default=False, description="usage for an unknown customer registers it instead of being rejected"
     )

@@ -473,3 +473,12 @@ def alert_resolved(cur: Executor, e: StoredEventRow) -> None:
         "UPDATE rm_alerts SET status='resolved', resolved_at=%s, note=%s WHERE id=%s",
         (e.occurred_at, e.payload["note"], e.stream_id),
     )
+
+
+@handles("Alert.Reopened")
+def alert_reopened(cur: Executor, e: StoredEventRow) -> None:
+    cur.execute(
+        "UPDATE rm_alerts SET status='open', message=%s, raised_at=%s, resolved_at=NULL, note=NULL"
+        " WHERE id=%s",
+        (e.payload["message"], e.occurred_at, e.stream_id),
+    )

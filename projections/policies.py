@@ -1,20 +1,25 @@
 """Policies (process managers): they follow the log and issue commands.
 
 - a failed payment raises a critical `payment_failed` alert (subject: its invoice); a later
-  success for that invoice resolves it;
-- a subscription going past_due raises `customer_at_risk`; recovering resolves it;
+  success for that invoice, or the invoice being paid, voided or written off, resolves it;
+- `customer_at_risk` follows the customer's health (SPEC 4: a past_due subscription, an overdue
+  invoice or an unresolved failed payment): every event that can change it raises or resolves it;
 - a canceled subscription raises `subscription_canceled` (churn);
 - usage crossing 80%, 95% and 100% of a quota raises one `quota_threshold` alert each per period;
-- each daily clock tick converts trials, ends scheduled cancellations and renews periods that
-  are due, and raises `invoice_overdue` for open invoices past their due date (paying, voiding
-  or writing the invoice off resolves it).
+- each daily clock tick raises `invoice_overdue` for open invoices past their due date (paying,
+  voiding or writing the invoice off resolves it).
+Time-driven transitions (trials, renewals, scheduled cancellations) are not policies: the
+subscriptions record them themselves, through the ledger's clock (`Ledger.advance_due`).
 
 Every command carries an idempotency key derived from the triggering event's position and the
 action, so an event handled twice (a crash before the checkpoint moved) changes nothing. Alerts
 have one id per type and subject: a condition that comes back reopens its alert, so at most one
-is open. The policies act only on events the core read models have applied (they read them for
-invoices, subscriptions and usage), and the checkpoint is the `policies` row of the projector
-checkpoints."""
+is open. Whether an alert is open is decided by the alert itself (the use case loads it), never
+by the alerts read model, which has not yet applied what this very batch raised. The policies act
+only on events the core read models have applied, so the rows they read for invoices,
+subscriptions and usage are at least as new as the event handled; a later event that changes a
+condition is handled later and decides again, so an alert always ends up following its condition.
+The checkpoint is the `policies` row of the projector checkpoints."""
 
 from __future__ import annotations
 
@@ -22,7 +27,6 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
-from functools import partial
 from typing import Any, cast
 from uuid import UUID
 
@@ -46,7 +50,6 @@ log = logging.getLogger(__name__)
 POLICIES = "policies"
 SOURCE = "policy"
 BATCH = 500
-MAX_RENEWALS_PER_TICK = 36  # a subscription far behind catches up over a few ticks at most
 
 
 class Policies:
@@ -57,8 +60,10 @@ class Policies:
         self.handlers: dict[str, Callable[[StoredEventRow], None]] = {
             "Payment.Failed": self.payment_failed,
             "Payment.Succeeded": self.payment_succeeded,
-            "Subscription.PastDue": self.subscription_past_due,
-            "Subscription.Recovered": self.subscription_recovered,
+            "Payment.Retried": self.health_may_change,
+            "Subscription.PastDue": self.health_may_change,
+            "Subscription.Recovered": self.health_may_change,
+            "Subscription.PastDueInvoiceSettled": self.health_may_change,
             "Subscription.Canceled": self.subscription_canceled,
             "Invoice.Paid": self.invoice_settled,
             "Invoice.Voided": self.invoice_settled,
@@ -135,16 +140,10 @@ class Policies:
         self._try(lambda: self.ledger.raise_alert(cmd, ctx))
 
     def resolve_alert(self, trigger: StoredEventRow, alert_type: str, subject: str, note: str) -> None:
+        """Resolve the alert if it is open; the alert itself refuses when it is not (or never was)."""
         alert_id = ids.alert_id(alert_type, subject)
-        if self._open_alert(alert_id):
-            ctx = self._ctx(trigger, f"resolve:{alert_type}:{subject}")
-            self._try(lambda: self.ledger.resolve_alert(c.ResolveAlert(alert_id, note), ctx))
-
-    def _open_alert(self, alert_id: UUID) -> bool:
-        return (
-            self._one("SELECT 1 AS open FROM rm_alerts WHERE id = %s AND status = 'open'", alert_id)
-            is not None
-        )
+        ctx = self._ctx(trigger, f"resolve:{alert_type}:{subject}")
+        self._try(lambda: self.ledger.resolve_alert(c.ResolveAlert(alert_id, note), ctx))
 
     def _one(self, query: str, *params: Any) -> dict[str, Any] | None:
         with self.pool.connection() as conn:
@@ -156,43 +155,42 @@ class Policies:
 
     # ------------------------------------------------------------------ payments and subscriptions
 
-    def payment_failed(self, e: StoredEventRow) -> None:
+    def _payment_subject(self, e: StoredEventRow) -> str:
         payment = self._one("SELECT invoice_id FROM rm_payments WHERE id = %s", e.stream_id)
         invoice = payment["invoice_id"] if payment else None
-        subject = f"invoice:{invoice}" if invoice else f"payment:{e.stream_id}"
+        return f"invoice:{invoice}" if invoice else f"payment:{e.stream_id}"
+
+    def payment_failed(self, e: StoredEventRow) -> None:
         reason = e.payload.get("failure_message") or e.payload.get("failure_code") or "no reason given"
         self.raise_alert(
-            e, "payment_failed", subject, f"payment {e.stream_id} failed: {reason}", e.customer_id
+            e,
+            "payment_failed",
+            self._payment_subject(e),
+            f"payment {e.stream_id} failed: {reason}",
+            e.customer_id,
         )
-        self.customer_at_risk(e, e.customer_id, f"payment {e.stream_id} failed")
+        self.health_may_change(e)
 
     def payment_succeeded(self, e: StoredEventRow) -> None:
-        payment = self._one("SELECT invoice_id FROM rm_payments WHERE id = %s", e.stream_id)
-        invoice = payment["invoice_id"] if payment else None
-        subject = f"invoice:{invoice}" if invoice else f"payment:{e.stream_id}"
-        self.resolve_alert(e, "payment_failed", subject, f"payment {e.stream_id} succeeded")
-        self.customer_recovered(e, e.customer_id)
+        self.resolve_alert(e, "payment_failed", self._payment_subject(e), f"payment {e.stream_id} succeeded")
+        self.health_may_change(e)
 
-    def subscription_past_due(self, e: StoredEventRow) -> None:
-        self.customer_at_risk(e, e.customer_id, f"subscription {e.stream_id} is past due")
+    def health_may_change(self, e: StoredEventRow) -> None:
+        self.follow_health(e, e.customer_id)
 
-    def subscription_recovered(self, e: StoredEventRow) -> None:
-        self.customer_recovered(e, e.customer_id)
-
-    def customer_at_risk(
-        self, e: StoredEventRow, customer_id: UUID | None, why: str, at: datetime | None = None
-    ) -> None:
-        if customer_id is not None:
-            self.raise_alert(e, "customer_at_risk", f"customer:{customer_id}", why, customer_id, at=at)
-
-    def customer_recovered(self, e: StoredEventRow, customer_id: UUID | None) -> None:
-        """Resolve `customer_at_risk` once none of its conditions holds (SPEC 4, customer health)."""
+    def follow_health(self, e: StoredEventRow, customer_id: UUID | None, at: datetime | None = None) -> None:
+        """Raise `customer_at_risk` while the customer's health says at_risk, resolve it otherwise
+        (SPEC 4, customer health, as GET /v1/customers/{id} answers it)."""
         if customer_id is None:
             return
         with self.pool.connection() as conn:
-            health = get_customer(conn, customer_id, e.occurred_at.date())
-        if health is not None and health["status"] != "at_risk":
-            self.resolve_alert(e, "customer_at_risk", f"customer:{customer_id}", "no longer at risk")
+            health = get_customer(conn, customer_id, self.ledger.now().date())
+        subject = f"customer:{customer_id}"
+        if health is not None and health["status"] == "at_risk":
+            why = f"customer {customer_id} is at risk after {e.type} of {e.stream_id}"
+            self.raise_alert(e, "customer_at_risk", subject, why, customer_id, at=at)
+        else:
+            self.resolve_alert(e, "customer_at_risk", subject, "no longer at risk")
 
     def subscription_canceled(self, e: StoredEventRow) -> None:
         self.raise_alert(
@@ -202,12 +200,13 @@ class Policies:
             f"subscription {e.stream_id} ended at {e.payload.get('ended_at')}",
             e.customer_id,
         )
+        self.health_may_change(e)
 
     def invoice_settled(self, e: StoredEventRow) -> None:
-        self.resolve_alert(
-            e, "invoice_overdue", f"invoice:{e.stream_id}", f"invoice {e.type.split('.')[1].lower()}"
-        )
-        self.customer_recovered(e, e.customer_id)
+        outcome = e.type.split(".")[1].lower()
+        self.resolve_alert(e, "invoice_overdue", f"invoice:{e.stream_id}", f"invoice {outcome}")
+        self.resolve_alert(e, "payment_failed", f"invoice:{e.stream_id}", f"invoice {outcome}")
+        self.health_may_change(e)
 
     # ------------------------------------------------------------------ usage quotas
 
@@ -244,36 +243,6 @@ class Policies:
     def clock_ticked(self, e: StoredEventRow) -> None:
         day = date.fromisoformat(str(e.payload["day"]))
         moment = datetime.combine(day, time(), tzinfo=UTC)
-        for sub in self._all(
-            "SELECT id FROM rm_subscriptions WHERE status = 'trialing' AND trial_end <= %s"
-            " AND NOT cancel_at_period_end",
-            moment,
-        ):
-            ctx = self._ctx(e, f"end_trial:{sub['id']}")
-            self._try(partial(self.ledger.end_trial, c.EndTrial(sub["id"]), ctx))
-        for sub in self._all(
-            "SELECT id FROM rm_subscriptions WHERE status <> 'canceled' AND cancel_at_period_end"
-            " AND current_period_end <= %s",
-            moment,
-        ):
-            ctx = self._ctx(e, f"end:{sub['id']}")
-            self._try(
-                partial(
-                    self.ledger.end_subscription_at_period_end, c.EndSubscriptionAtPeriodEnd(sub["id"]), ctx
-                )
-            )
-        for sub in self._all(
-            "SELECT id FROM rm_subscriptions WHERE status IN ('active', 'past_due')"
-            " AND NOT cancel_at_period_end AND current_period_end <= %s",
-            moment,
-        ):
-            for n in range(MAX_RENEWALS_PER_TICK):
-                ctx = self._ctx(e, f"renew:{sub['id']}:{n}")
-                if (
-                    self._try(partial(self.ledger.renew_subscription, c.RenewSubscription(sub["id"]), ctx))
-                    is None
-                ):
-                    break
         for invoice in self._all(
             "SELECT id, customer_id, number, due_date, amount_remaining, currency FROM rm_invoices"
             " WHERE status = 'open' AND amount_remaining > 0 AND due_date < %s",
@@ -288,9 +257,7 @@ class Policies:
                 invoice["customer_id"],
                 at=moment,
             )
-            self.customer_at_risk(
-                e, invoice["customer_id"], f"invoice {invoice['number']} is overdue", at=moment
-            )
+            self.follow_health(e, invoice["customer_id"], at=moment)
 
 
 class BackgroundPolicies(BackgroundLoop):

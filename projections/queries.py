@@ -84,7 +84,8 @@ def get_plan(conn: Connection[Any], code: str) -> dict[str, Any] | None:
 
 
 # Customer health (SPEC 4): churned when it had MRR and has none; at_risk with a past_due
-# subscription, an overdue invoice or a failed payment not yet recovered; active otherwise.
+# subscription, an overdue invoice or an unresolved failed payment (failed, not retried since, and
+# its invoice, if any, not settled by another payment, a void or a write-off); active otherwise.
 # MRR is the customer's as of today by the MRR definition (its latest movement: a movement to 0
 # means it had MRR and lost it).
 CUSTOMER_SELECT = """
@@ -95,7 +96,9 @@ SELECT * FROM (
       WHEN EXISTS (SELECT 1 FROM rm_subscriptions s WHERE s.customer_id = c.id AND s.status = 'past_due')
         OR EXISTS (SELECT 1 FROM rm_invoices i WHERE i.customer_id = c.id AND i.status = 'open'
                    AND i.amount_remaining > 0 AND i.due_date < %(today)s)
-        OR EXISTS (SELECT 1 FROM rm_payments p WHERE p.customer_id = c.id AND p.status = 'failed')
+        OR EXISTS (SELECT 1 FROM rm_payments p WHERE p.customer_id = c.id AND p.status = 'failed'
+                   AND NOT EXISTS (SELECT 1 FROM rm_invoices pi WHERE pi.id = p.invoice_id
+                                   AND pi.status IN ('paid', 'void', 'uncollectible')))
       THEN 'at_risk'
       ELSE 'active'
     END AS status

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, status
 
-from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, command_context, written
+from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, Today, command_context, written
 from api.schemas.common import ListOf
 from api.schemas.resources import CustomerRegister, CustomerUpdate, CustomerView, CustomerWritten
 from application import commands as c
@@ -48,18 +47,18 @@ def update_customer(
 @router.get("", response_model=ListOf[CustomerView])
 def list_customers(
     conn: ReadConn,
+    today: Today,
     status_: Annotated[str | None, Query(alias="status", pattern="^(active|at_risk|churned)$")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    today = datetime.now(UTC).date()
     page = queries.list_customers(conn, status=status_, today=today, cursor=cursor, limit=limit)
     return {"data": page.items, "next_cursor": page.next_cursor}
 
 
 @router.get("/{customer_id}", response_model=CustomerView)
-def get_customer(customer_id: UUID, conn: ReadConn) -> dict[str, Any]:
-    row = queries.get_customer(conn, customer_id, datetime.now(UTC).date())
+def get_customer(customer_id: UUID, conn: ReadConn, today: Today) -> dict[str, Any]:
+    row = queries.get_customer(conn, customer_id, today)
     if row is None:
         raise NotFound(f"no customer with id {customer_id}")
     return row

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api.deps import KnownAtConn, ReadConn
+from api.deps import KnownAtConn, ReadConn, Today
 from api.errors import ApiProblem
 from api.responses import json_response
 from api.schemas.metrics import ChurnOut, MovementsOut, MrrSeries, SummaryOut
@@ -18,10 +18,6 @@ router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
 
 CurrencyQuery = Annotated[str | None, Query(pattern="^[A-Z]{3}$", description="ISO 4217 code")]
 FromQuery = Annotated[date | None, Query(alias="from", description="first day (UTC)")]
-
-
-def today() -> date:
-    return datetime.now(UTC).date()
 
 
 def pick_currency(conn: Any, currency: str | None) -> str:
@@ -46,20 +42,21 @@ def pick_currency(conn: Any, currency: str | None) -> str:
 
 
 @router.get("/summary", response_model=SummaryOut)
-def get_summary(conn: ReadConn, currency: CurrencyQuery = None) -> dict[str, Any]:
+def get_summary(conn: ReadConn, today: Today, currency: CurrencyQuery = None) -> dict[str, Any]:
     chosen = pick_currency(conn, currency)
-    return {**mq.summary(conn, chosen, today()), "currencies": mq.currencies(conn)}
+    return {**mq.summary(conn, chosen, today), "currencies": mq.currencies(conn)}
 
 
 @router.get("/mrr", response_model=MrrSeries)
 def get_mrr(
     conn: KnownAtConn,
+    today: Today,
     first: FromQuery = None,
     to: Annotated[date | None, Query(description="last day, inclusive (UTC); default today")] = None,
     currency: CurrencyQuery = None,
 ) -> Response:
     """Daily rows: MRR at the end of each day and that day's movements."""
-    last = to or today()
+    last = to or today
     chosen = pick_currency(conn, currency)
     rows = mq.mrr_series(conn, chosen, first or last - timedelta(days=29), last)
     # Plain rows straight to JSON: a year of days is the hot path of the dashboard, and the
@@ -91,11 +88,12 @@ def get_mrr_movements(
 @router.get("/churn", response_model=ChurnOut, response_model_by_alias=True)
 def get_churn(
     conn: KnownAtConn,
+    today: Today,
     first: FromQuery = None,
     to: Annotated[date | None, Query(description="end of the window, exclusive; default tomorrow")] = None,
     currency: CurrencyQuery = None,
 ) -> dict[str, Any]:
     """Churn over [from, to): default the last 30 days including today."""
-    end = to or today() + timedelta(days=1)
+    end = to or today + timedelta(days=1)
     chosen = pick_currency(conn, currency)
     return mq.churn(conn, chosen, first or end - timedelta(days=30), end)

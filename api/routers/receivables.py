@@ -9,9 +9,9 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api.deps import KnownAtConn
+from api.deps import KnownAtConn, Today
 from api.responses import json_response
-from api.routers.metrics import CurrencyQuery, today
+from api.routers.metrics import CurrencyQuery
 from api.schemas.metrics import ReceivablesOut
 from projections import metric_queries as mq
 
@@ -21,6 +21,7 @@ router = APIRouter(prefix="/v1/receivables", tags=["receivables"])
 @router.get("", response_model=ReceivablesOut)
 def get_receivables(
     conn: KnownAtConn,
+    today: Today,
     as_of: Annotated[
         date | None, Query(description="end of this UTC day, by business time; default today")
     ] = None,
@@ -29,4 +30,4 @@ def get_receivables(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
-    return json_response(mq.receivables(conn, as_of or today(), currency, customer_id, cursor, limit))
+    return json_response(mq.receivables(conn, as_of or today, currency, customer_id, cursor, limit))

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from api.deps import EntitledConn, KnownAtConn
+from api.deps import EntitledConn, KnownAtConn, Now
 from api.schemas.common import ListOf
 from api.schemas.metrics import EntitlementOut, QuotaOut
 from projections import metric_queries as mq
@@ -19,18 +18,19 @@ router = APIRouter(tags=["usage"])
 @router.get("/v1/usage/quotas", response_model=ListOf[QuotaOut])
 def list_quotas(
     conn: KnownAtConn,
+    now: Now,
     customer_id: UUID | None = None,
     metric: Annotated[str | None, Query(max_length=100)] = None,
     current: Annotated[bool, Query(description="only the period containing now")] = False,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    at = datetime.now(UTC) if current else None
+    at = now if current else None
     rows, next_cursor = mq.quotas(conn, customer_id, metric, at, cursor, limit)
     return {"data": rows, "next_cursor": next_cursor}
 
 
 @router.get("/v1/customers/{customer_id}/entitlements/{metric}", response_model=EntitlementOut)
-def get_entitlement(customer_id: UUID, metric: str, conn: EntitledConn) -> dict[str, Any]:
+def get_entitlement(customer_id: UUID, metric: str, conn: EntitledConn, now: Now) -> dict[str, Any]:
     """May the customer use more of this metric now? A hard quota says no once exceeded."""
-    return mq.entitlement(conn, customer_id, metric, datetime.now(UTC))
+    return mq.entitlement(conn, customer_id, metric, now)

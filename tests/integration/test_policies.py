@@ -11,6 +11,7 @@ import pytest
 
 from application import commands as c
 from application.ingestion import EventKey, IngestContext, RecordUsage
+from domain.periods import add_months
 from infra.bootstrap import CORE_PROJECTION, Container
 from projections.policies import Policies, record_today
 from projections.runner import head_position, wait_for_position
@@ -135,7 +136,7 @@ def test_crossing_80_percent_twice_in_a_period_raises_one_alert_then_95_and_100_
     assert len(alerts(container)) == 4
 
 
-def test_the_daily_tick_converts_trials_renews_periods_and_flags_overdue_invoices(
+def test_the_daily_tick_flags_overdue_invoices_while_backdated_subscriptions_are_already_caught_up(
     container: Container, policies: Policies
 ) -> None:
     customer, trial = customer_with_plan(
@@ -159,9 +160,13 @@ def test_the_daily_tick_converts_trials_renews_periods_and_flags_overdue_invoice
             r["id"]: r
             for r in conn.execute("SELECT id, status, current_period_start FROM rm_subscriptions").fetchall()
         }
+    # Nothing waited for a tick: each write caught its subscription up to now.
     assert subs[trial]["status"] == "active"
     assert subs[leaving.resource_id]["status"] == "canceled"
-    assert subs[monthly.resource_id]["current_period_start"] == datetime(2025, 4, 10, 9, tzinfo=UTC)
+    now = container.ledger.now()
+    this_month = now.replace(day=10, hour=9, minute=0, second=0, microsecond=0)
+    expected_start = this_month if now >= this_month else add_months(this_month, -1)
+    assert subs[monthly.resource_id]["current_period_start"] == expected_start
     kinds = {(a["type"], a["subject"]) for a in alerts(container)}
     assert ("invoice_overdue", f"invoice:{invoice}") in kinds
     assert ("subscription_canceled", f"subscription:{leaving.resource_id}") in kinds

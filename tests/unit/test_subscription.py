@@ -168,7 +168,7 @@ def test_a_trial_set_to_cancel_at_its_end_does_not_convert() -> None:
     sub = trialing_subscription(14)
     sub.schedule_cancellation(occurred_at=at(2025, 2, 3))
     assert_refused(sub, InvalidTransition, sub.end_trial)
-    sub.end_at_period_end()
+    sub.advance(at(2025, 3, 1))
     assert event_names(sub) == ["Canceled"]
     assert sub.status == CANCELED
     assert sub.ended_at == at(2025, 2, 14)
@@ -180,7 +180,7 @@ def test_a_trial_set_to_cancel_at_its_end_does_not_convert() -> None:
 def test_renewing_starts_the_next_period_at_the_end_of_the_current_one() -> None:
     sub = start_subscription()
     sub.collect_events()
-    sub.renew()
+    sub.renew(now=at(2025, 2, 28))
     (renewed,) = sub.collect_events()
     assert type(renewed).__name__ == "Renewed"
     assert renewed.occurred_at == at(2025, 2, 28)  # type: ignore[attr-defined]
@@ -191,41 +191,41 @@ def test_renewals_follow_the_anchor_day_clamped_to_each_month_end() -> None:
     sub = start_subscription(occurred_at=at(2025, 1, 31))
     ends = [sub.current_period_end]
     for _ in range(4):
-        sub.renew()
+        sub.advance(sub.current_period_end)
         ends.append(sub.current_period_end)
     assert ends == [at(2025, 2, 28), at(2025, 3, 31), at(2025, 4, 30), at(2025, 5, 31), at(2025, 6, 30)]
 
 
-def test_a_renewal_may_record_a_later_business_time() -> None:
+def test_a_renewal_recorded_late_occurs_when_it_fell_due() -> None:
     sub = start_subscription()
     sub.collect_events()
-    sub.renew(occurred_at=at(2025, 3, 1, 2))
+    sub.advance(at(2025, 3, 1, 2))
     (renewed,) = sub.collect_events()
-    assert renewed.occurred_at == at(2025, 3, 1, 2)  # type: ignore[attr-defined]
+    assert renewed.occurred_at == at(2025, 2, 28)  # type: ignore[attr-defined]
     assert sub.current_period_start == at(2025, 2, 28)
 
 
 def test_a_past_due_subscription_still_renews() -> None:
     sub = past_due_subscription()
-    sub.renew()
+    sub.advance(at(2025, 3, 1))
     assert sub.status == PAST_DUE
     assert sub.current_period_end == at(2025, 3, 31)
 
 
 def test_renewing_a_trialing_subscription_is_refused() -> None:
     sub = trialing_subscription()
-    assert_refused(sub, InvalidTransition, sub.renew)
+    assert_refused(sub, InvalidTransition, lambda: sub.renew(now=at(2025, 2, 1)))
 
 
 def test_renewing_a_subscription_set_to_cancel_is_refused() -> None:
     sub = start_subscription()
     sub.schedule_cancellation(occurred_at=MID_PERIOD)
-    assert_refused(sub, InvalidTransition, sub.renew)
+    assert_refused(sub, InvalidTransition, lambda: sub.renew(now=at(2025, 3, 1)))
 
 
 def test_renewing_a_canceled_subscription_is_refused() -> None:
     sub = canceled_subscription()
-    assert_refused(sub, SubscriptionCanceled, sub.renew)
+    assert_refused(sub, SubscriptionCanceled, lambda: sub.renew(now=at(2025, 3, 1)))
 
 
 @settings(deadline=None, max_examples=50)
@@ -242,7 +242,7 @@ def test_renewed_periods_are_contiguous_and_computed_from_the_anchor(
     months = plan.months_per_period
     for index in range(1, renewals + 1):
         previous_end = sub.current_period_end
-        sub.renew()
+        sub.advance(previous_end)
         assert sub.current_period_start == previous_end
         assert sub.current_period_end == period_end(start, months, index)
         assert sub.current_period_end > sub.current_period_start
@@ -262,12 +262,12 @@ def test_changing_the_quantity_keeps_the_current_period() -> None:
 
 def test_changing_to_a_plan_with_the_same_interval_keeps_the_billing_cycle() -> None:
     sub = start_subscription()
-    sub.renew()
+    sub.advance(at(2025, 3, 10))
     premium = make_plan("premium", amount=9900, name="Premium")
     assert sub.change(plan=premium, quantity=None, occurred_at=at(2025, 3, 10))
     assert (sub.plan_id, sub.plan_code, sub.amount) == (premium.id, "premium", 9900)
     assert (sub.current_period_start, sub.current_period_end) == (at(2025, 2, 28), at(2025, 3, 31))
-    sub.renew()
+    sub.advance(at(2025, 3, 31))
     assert sub.current_period_end == at(2025, 4, 30)
 
 
@@ -278,17 +278,17 @@ def test_changing_the_interval_restarts_the_billing_cycle() -> None:
     assert (sub.interval, sub.amount, sub.quantity) == ("year", 29000, 2)
     assert (sub.current_period_start, sub.current_period_end) == (MID_PERIOD, at(2026, 2, 10))
     assert sub.billing_anchor == MID_PERIOD
-    sub.renew()
+    sub.advance(at(2026, 2, 10))
     assert (sub.current_period_start, sub.current_period_end) == (at(2026, 2, 10), at(2027, 2, 10))
 
 
 def test_an_interval_change_at_the_exact_period_start_restarts_the_cycle_from_there() -> None:
     sub = start_subscription(occurred_at=at(2025, 1, 31))
-    sub.renew()  # [Feb 28, Mar 31], counted from the Jan 31 anchor
+    sub.advance(at(2025, 2, 28))  # [Feb 28, Mar 31], counted from the Jan 31 anchor
     yearly = make_plan("pro-yearly", interval="year")
     sub.change(plan=yearly, quantity=None, occurred_at=sub.current_period_start)
     assert (sub.current_period_start, sub.current_period_end) == (at(2025, 2, 28), at(2026, 2, 28))
-    sub.renew()
+    sub.advance(at(2026, 2, 28))
     assert (sub.current_period_start, sub.current_period_end) == (at(2026, 2, 28), at(2027, 2, 28))
 
 
@@ -434,7 +434,7 @@ def test_a_scheduled_cancellation_ends_the_subscription_at_the_period_end() -> N
     sub = start_subscription()
     sub.schedule_cancellation(occurred_at=MID_PERIOD)
     sub.collect_events()
-    sub.end_at_period_end()
+    sub.end_at_period_end(now=at(2025, 3, 5))
     (canceled,) = sub.collect_events()
     assert type(canceled).__name__ == "Canceled"
     assert canceled.occurred_at == at(2025, 2, 28)  # type: ignore[attr-defined]
@@ -452,8 +452,9 @@ def test_withdrawing_a_scheduled_cancellation_keeps_the_subscription() -> None:
     assert event_names(sub) == ["CancellationWithdrawn"]
     assert not sub.cancel_at_period_end
     assert sub.canceled_at is None
-    sub.renew()
+    sub.advance(at(2025, 3, 1))
     assert sub.status == ACTIVE
+    assert sub.current_period_start == at(2025, 2, 28)
 
 
 def test_cancelling_now_ends_the_subscription_at_effective_at() -> None:
@@ -519,14 +520,14 @@ def test_withdrawing_the_cancellation_of_a_canceled_subscription_is_refused() ->
 
 def test_ending_at_period_end_without_a_scheduled_cancellation_is_refused() -> None:
     sub = start_subscription()
-    assert_refused(sub, InvalidTransition, sub.end_at_period_end)
+    assert_refused(sub, InvalidTransition, lambda: sub.end_at_period_end(now=at(2025, 3, 1)))
 
 
 def test_ending_a_canceled_subscription_at_period_end_is_refused() -> None:
     sub = start_subscription()
     sub.schedule_cancellation(occurred_at=MID_PERIOD)
-    sub.end_at_period_end()
-    assert_refused(sub, SubscriptionCanceled, sub.end_at_period_end)
+    sub.end_at_period_end(now=at(2025, 3, 1))
+    assert_refused(sub, SubscriptionCanceled, lambda: sub.end_at_period_end(now=at(2025, 3, 1)))
 
 
 # ---------------------------------------------------------------- history
@@ -536,7 +537,7 @@ def test_a_subscription_rebuilt_from_its_events_has_the_same_state() -> None:
     sub = trialing_subscription(14)
     sub.end_trial()
     sub.change(plan=None, quantity=4, occurred_at=at(2025, 2, 20))
-    sub.renew()
+    sub.advance(at(2025, 3, 14))
     failed_invoice = uuid4()
     sub.mark_past_due(invoice_id=failed_invoice, occurred_at=at(2025, 3, 16))
     sub.recover(invoice_id=failed_invoice, occurred_at=at(2025, 3, 18))
@@ -544,7 +545,7 @@ def test_a_subscription_rebuilt_from_its_events_has_the_same_state() -> None:
     sub.schedule_cancellation(occurred_at=at(2025, 4, 1))
     sub.withdraw_cancellation(occurred_at=at(2025, 4, 2))
     sub.schedule_cancellation(occurred_at=at(2025, 4, 3))
-    sub.end_at_period_end()
+    sub.advance(at(2026, 6, 1))
     copy = assert_rebuilds_identically(sub)
     assert copy.status == CANCELED
     assert copy.ended_at == at(2026, 3, 20)
