@@ -273,12 +273,14 @@ def subscription_recovered(cur: Executor, e: StoredEventRow) -> None:
 
 @handles("Subscription.CancellationScheduled")
 def subscription_cancellation_scheduled(cur: Executor, e: StoredEventRow) -> None:
-    _set_subscription(cur, e, "cancel_at_period_end=true, canceled_at=%s", e.occurred_at)
+    _set_subscription(
+        cur, e, "cancel_at_period_end=true, canceled_at=%s, cancel_at=%s", e.occurred_at, e.payload["ends_at"]
+    )
 
 
 @handles("Subscription.CancellationWithdrawn")
 def subscription_cancellation_withdrawn(cur: Executor, e: StoredEventRow) -> None:
-    _set_subscription(cur, e, "cancel_at_period_end=false, canceled_at=NULL")
+    _set_subscription(cur, e, "cancel_at_period_end=false, canceled_at=NULL, cancel_at=NULL")
 
 
 @handles("Subscription.Canceled")

@@ -73,8 +73,9 @@ CREATE TABLE IF NOT EXISTS rm_subscriptions (
     current_period_start timestamptz NOT NULL, current_period_end timestamptz NOT NULL,
     trial_end timestamptz, cancel_at_period_end boolean NOT NULL DEFAULT false,
     canceled_at timestamptz, ended_at timestamptz, started_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL
+    updated_at timestamptz NOT NULL, cancel_at timestamptz
 );
+ALTER TABLE rm_subscriptions ADD COLUMN IF NOT EXISTS cancel_at timestamptz;
 CREATE INDEX IF NOT EXISTS rm_subscriptions_customer ON rm_subscriptions (customer_id, seq);
 CREATE INDEX IF NOT EXISTS rm_subscriptions_status ON rm_subscriptions (status, seq);
 CREATE TABLE IF NOT EXISTS rm_invoices (

@@ -152,6 +152,7 @@ class SubscriptionOut(BaseModel):
     current_period_end: datetime
     trial_end: datetime | None
     cancel_at_period_end: bool
+    cancel_at: datetime | None = Field(description="when a scheduled cancellation takes effect")
     canceled_at: datetime | None
     ended_at: datetime | None
     started_at: datetime
