@@ -13,7 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from domain.periods import add_months
+from domain.periods import BillingGrid, add_months
 
 # ------------------------------------------------------------------------------- MRR
 
@@ -217,45 +217,19 @@ def thresholds_reached(used: Decimal, limit: Decimal) -> list[int]:
     return [t for t in QUOTA_THRESHOLDS if used * 100 >= limit * t]
 
 
-@dataclass(frozen=True)
-class KnownPeriod:
-    subscription_id: str
-    start: datetime
-    end: datetime
-    months: int  # months per period, to extend past the last recorded one
-    ended_at: datetime | None  # when the subscription ended, if it did
-
-
 def calendar_month(moment: datetime) -> tuple[datetime, datetime]:
     start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     return start, add_months(start, 1)
 
 
-def billing_period_of(
-    moment: datetime, periods: Sequence[KnownPeriod]
-) -> tuple[datetime, datetime, str | None]:
-    """The billing period a usage record at `moment` counts in: the latest-starting recorded
-    period that contains it; else the continuation of a subscription's last recorded period (a
-    renewal the clock has not recorded yet), unless the subscription ended before; else the
-    calendar month (UTC). Continuations count whole periods from the last recorded start."""
-    containing = [p for p in periods if p.start <= moment < p.end]
-    if containing:
-        best = max(containing, key=lambda p: (p.start, p.subscription_id))
-        return best.start, best.end, best.subscription_id
-    last_of: dict[str, KnownPeriod] = {}
-    for p in periods:
-        if p.subscription_id not in last_of or p.start > last_of[p.subscription_id].start:
-            last_of[p.subscription_id] = p
-    for last in sorted(last_of.values(), key=lambda p: (p.start, p.subscription_id), reverse=True):
-        if moment < last.end or (last.ended_at is not None and moment >= last.ended_at):
-            continue
-        step = 1
-        while add_months(last.start, last.months * step) <= moment:
-            step += 1
-        return (
-            add_months(last.start, last.months * (step - 1)),
-            add_months(last.start, last.months * step),
-            last.subscription_id,
-        )
+def usage_period_of(moment: datetime, grids: Sequence[BillingGrid]) -> tuple[datetime, datetime, str | None]:
+    """The billing period a usage record at `moment` counts in (SPEC 4): the period, by its
+    billing grid, of the subscription live at that moment (the latest started, if several);
+    else the calendar month (UTC)."""
+    live = [g for g in grids if g.live_at(moment)]
+    if live:
+        grid = max(live, key=lambda g: (g.started_at, g.subscription_id))
+        start, end = grid.period_at(moment)
+        return start, end, grid.subscription_id
     start, end = calendar_month(moment)
     return start, end, None

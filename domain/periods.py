@@ -7,6 +7,8 @@ previous boundary, so a short month does not shift later periods.
 from __future__ import annotations
 
 import calendar
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -65,3 +67,81 @@ def period_containing(
         index += 1
         start, end = end, add_months(anchor, months_per_period * (index + 1))
     return start, end
+
+
+# ------------------------------------------------------------------ a subscription's billing grid
+
+GridFactKind = Literal["started", "trial_ended", "changed", "canceled"]
+
+
+@dataclass(frozen=True)
+class GridFact:
+    """What one subscription event says about its billing periods. `months` is the months per
+    period after a start or change; `moment` the trial end (started) or the end (canceled)."""
+
+    position: int
+    occurred_at: datetime
+    kind: GridFactKind
+    months: int | None = None
+    moment: datetime | None = None
+
+
+@dataclass(frozen=True)
+class GridSegment:
+    """From `effective_from` on, periods run from `anchor` every `months` months, after the
+    trial (if it ends later)."""
+
+    effective_from: datetime
+    anchor: datetime
+    months: int
+    trial_end: datetime | None
+
+
+@dataclass
+class BillingGrid:
+    """A subscription's billing periods over its whole life, as a pure function of its facts and
+    time: the trial, then anniversary periods from the billing anchor; a new interval restarts the
+    cycle where it takes effect (within a trial, the periods after it follow the new interval
+    from the trial's end). Whatever renewals happen to be recorded play no part."""
+
+    subscription_id: str
+    started_at: datetime
+    segments: list[GridSegment] = field(default_factory=list)
+    ended_at: datetime | None = None
+
+    def live_at(self, moment: datetime) -> bool:
+        return self.started_at <= moment and (self.ended_at is None or moment < self.ended_at)
+
+    def period_at(self, moment: datetime) -> tuple[datetime, datetime]:
+        segment = self.segments[0]
+        for candidate in self.segments[1:]:
+            if candidate.effective_from > moment:
+                break
+            segment = candidate
+        if segment.trial_end is not None and moment < segment.trial_end:
+            return self.started_at, segment.trial_end
+        return period_containing(segment.anchor, segment.months, moment)
+
+
+def billing_grid(subscription_id: str, facts: Iterable[GridFact]) -> BillingGrid | None:
+    """Fold a subscription's facts in business-time order (ties by log position)."""
+    grid: BillingGrid | None = None
+    for fact in sorted(facts, key=lambda f: (f.occurred_at, f.position)):
+        if fact.kind == "started" and fact.months is not None:
+            anchor = fact.moment or fact.occurred_at
+            grid = BillingGrid(subscription_id, fact.occurred_at)
+            grid.segments.append(GridSegment(fact.occurred_at, anchor, fact.months, fact.moment))
+            continue
+        if grid is None:
+            continue
+        last = grid.segments[-1]
+        at = fact.occurred_at
+        if fact.kind == "trial_ended":
+            grid.segments.append(GridSegment(at, at, last.months, at))
+        elif fact.kind == "changed" and fact.months is not None and fact.months != last.months:
+            in_trial = last.trial_end is not None and at < last.trial_end
+            anchor = last.anchor if in_trial else at
+            grid.segments.append(GridSegment(at, anchor, fact.months, last.trial_end))
+        elif fact.kind == "canceled":
+            grid.ended_at = fact.moment or at
+    return grid

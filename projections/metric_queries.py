@@ -227,16 +227,32 @@ def unpaid_total(conn: Connection[Any], currency: str, as_of: date) -> int:
 
 # ------------------------------------------------------------------------------------ usage quotas
 
+# A quota row per customer, metric and period with usage; and, for each quota of the plan of a
+# live subscription, a row for its current period even before any usage (used 0), so a quota
+# reads the same through the list as through the entitlement.
 _QUOTA_SELECT = """
-SELECT u.customer_id, u.metric, u.period_start, u.period_end, u.used_sum, u.used_max, u.used_last,
-       pl.quotas -> u.metric AS quota
-FROM rm_usage_periods u
-LEFT JOIN LATERAL (
-    SELECT s.plan_code FROM rm_subscriptions s
-    WHERE s.id = u.subscription_id OR (u.subscription_id IS NULL AND s.customer_id = u.customer_id)
-    ORDER BY (s.id = u.subscription_id) DESC, s.seq DESC LIMIT 1
-) s ON true
-LEFT JOIN rm_plans pl ON pl.code = s.plan_code
+SELECT * FROM (
+  SELECT u.customer_id, u.metric, u.period_start, u.period_end, u.used_sum, u.used_max, u.used_last,
+         pl.quotas -> u.metric AS quota
+  FROM rm_usage_periods u
+  LEFT JOIN LATERAL (
+      SELECT s.plan_code FROM rm_subscriptions s
+      WHERE s.id = u.subscription_id OR (u.subscription_id IS NULL AND s.customer_id = u.customer_id)
+      ORDER BY (s.id = u.subscription_id) DESC, s.seq DESC LIMIT 1
+  ) s ON true
+  LEFT JOIN rm_plans pl ON pl.code = s.plan_code
+  UNION ALL
+  (SELECT DISTINCT ON (s.customer_id, q.metric)
+          s.customer_id, q.metric, s.current_period_start, s.current_period_end, 0, 0, 0,
+          pl.quotas -> q.metric
+   FROM rm_subscriptions s
+   JOIN rm_plans pl ON pl.code = s.plan_code
+   CROSS JOIN LATERAL jsonb_object_keys(pl.quotas) AS q(metric)
+   WHERE s.status <> 'canceled' AND NOT EXISTS (
+       SELECT 1 FROM rm_usage_periods x
+       WHERE x.customer_id = s.customer_id AND x.metric = q.metric AND x.period_start = s.current_period_start)
+   ORDER BY s.customer_id, q.metric, s.seq DESC)
+) u
 """
 
 

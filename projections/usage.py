@@ -1,11 +1,13 @@
 """Usage per customer, metric and billing period (SPEC section 4).
 
-Handlers keep every usage record with its current value (a correction replaces it) and every
-billing period a subscription has had (`rm_billing_periods`). After each batch, the customers it
-touched get their period totals recomputed (`rm_usage_periods`): each record counts in the
-billing period that contains its occurred_at (`domain.metrics.billing_period_of`), so a late
-record lands in its own period. Sum, max and last are all kept; the plan's quota says
-which one applies, and its limit is read at query time (a plan revision needs no rebuild)."""
+Handlers keep every usage record with its current value (a correction replaces it) and what each
+subscription event says about its billing periods (`rm_billing_facts`: starts, trial ends,
+interval changes, ends). After each batch, the customers it touched get their period totals
+recomputed (`rm_usage_periods`): each record counts in the billing period that holds its
+occurred_at, computed from the subscription's billing grid as a pure function of time
+(`domain.metrics.usage_period_of`), so a late record lands in its own period and no renewal needs
+to be recorded first. Sum, max and last are all kept; the plan's quota says which one applies,
+and its limit is read at query time (a plan revision needs no rebuild)."""
 
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ from uuid import UUID
 from psycopg import Connection
 from psycopg.rows import tuple_row
 
-from domain.metrics import KnownPeriod, UsageValue, aggregate_usage, billing_period_of
-from domain.periods import months_in
+from domain.metrics import UsageValue, aggregate_usage, usage_period_of
+from domain.periods import BillingGrid, GridFact, GridFactKind, billing_grid, months_in
 from projections.core import Executor, StoredEventRow
 
 USAGE_DDL = """
@@ -28,11 +30,13 @@ CREATE TABLE IF NOT EXISTS rm_usage_records (
     metric text NOT NULL, occurred_at timestamptz NOT NULL, value numeric NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rm_usage_records_customer ON rm_usage_records (customer_id, metric, occurred_at);
-CREATE TABLE IF NOT EXISTS rm_billing_periods (
-    subscription_id uuid NOT NULL, customer_id uuid NOT NULL, period_start timestamptz NOT NULL,
-    period_end timestamptz NOT NULL, PRIMARY KEY (subscription_id, period_start)
+DROP TABLE IF EXISTS rm_billing_periods;
+CREATE TABLE IF NOT EXISTS rm_billing_facts (
+    subscription_id uuid NOT NULL, position bigint NOT NULL, customer_id uuid NOT NULL,
+    occurred_at timestamptz NOT NULL, kind text NOT NULL, months int, moment timestamptz,
+    PRIMARY KEY (subscription_id, position)
 );
-CREATE INDEX IF NOT EXISTS rm_billing_periods_customer ON rm_billing_periods (customer_id, period_start);
+CREATE INDEX IF NOT EXISTS rm_billing_facts_customer ON rm_billing_facts (customer_id);
 CREATE TABLE IF NOT EXISTS rm_usage_periods (
     customer_id uuid NOT NULL, metric text NOT NULL, period_start timestamptz NOT NULL,
     period_end timestamptz NOT NULL, subscription_id uuid, records int NOT NULL,
@@ -40,11 +44,14 @@ CREATE TABLE IF NOT EXISTS rm_usage_periods (
     PRIMARY KEY (customer_id, metric, period_start)
 );
 """
-USAGE_TABLES = ("rm_usage_records", "rm_billing_periods", "rm_usage_periods")
+USAGE_TABLES = ("rm_usage_records", "rm_billing_facts", "rm_usage_periods")
 
-PERIOD_EVENTS = frozenset(
-    {"Subscription.Started", "Subscription.TrialEnded", "Subscription.Changed", "Subscription.Renewed"}
-)
+GRID_FACTS: dict[str, GridFactKind] = {
+    "Subscription.Started": "started",
+    "Subscription.TrialEnded": "trial_ended",
+    "Subscription.Changed": "changed",
+    "Subscription.Canceled": "canceled",
+}
 USAGE_EVENTS = frozenset({"UsageRecord.Recorded", "UsageRecord.Corrected"})
 
 
@@ -60,12 +67,15 @@ def apply_usage_fact(cur: Executor, e: StoredEventRow) -> None:
         cur.execute(
             "UPDATE rm_usage_records SET value = %s::numeric WHERE record_id = %s", (p["value"], e.stream_id)
         )
-    elif e.type in PERIOD_EVENTS and e.customer_id is not None:
+    elif (kind := GRID_FACTS.get(e.type)) is not None and e.customer_id is not None:
+        months = months_in(p["interval"], p["interval_count"]) if kind in ("started", "changed") else None
+        moment = (
+            p.get("trial_end") if kind == "started" else p.get("ended_at") if kind == "canceled" else None
+        )
         cur.execute(
-            "INSERT INTO rm_billing_periods (subscription_id, customer_id, period_start, period_end)"
-            " VALUES (%s,%s,%s,%s) ON CONFLICT (subscription_id, period_start)"
-            " DO UPDATE SET period_end = excluded.period_end",
-            (e.stream_id, e.customer_id, p["period_start"], p["period_end"]),
+            "INSERT INTO rm_billing_facts (subscription_id, position, customer_id, occurred_at, kind,"
+            " months, moment) VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+            (e.stream_id, e.position, e.customer_id, e.occurred_at, kind, months, moment),
         )
 
 
@@ -90,19 +100,22 @@ def settle_usage(conn: Connection[Any], events: Sequence[StoredEventRow]) -> Non
     cur.execute("DELETE FROM rm_usage_periods WHERE customer_id = ANY(%s)", (customers,))
     if not records:
         return
-    periods: dict[UUID, list[KnownPeriod]] = defaultdict(list)
-    for customer_id, subscription_id, start, end, interval, count, ended_at in cur.execute(
-        "SELECT b.customer_id, b.subscription_id, b.period_start, b.period_end, s.interval,"
-        " s.interval_count, s.ended_at FROM rm_billing_periods b"
-        " JOIN rm_subscriptions s ON s.id = b.subscription_id WHERE b.customer_id = ANY(%s)",
+    facts: dict[UUID, dict[UUID, list[GridFact]]] = defaultdict(lambda: defaultdict(list))
+    for customer_id, subscription_id, position, occurred_at, kind, months, moment in cur.execute(
+        "SELECT customer_id, subscription_id, position, occurred_at, kind, months, moment"
+        " FROM rm_billing_facts WHERE customer_id = ANY(%s)",
         (sorted({r[0] for r in records}),),
     ).fetchall():
-        periods[customer_id].append(
-            KnownPeriod(str(subscription_id), start, end, months_in(interval, count), ended_at)
-        )
+        facts[customer_id][subscription_id].append(GridFact(position, occurred_at, kind, months, moment))
+    grids: dict[UUID, list[BillingGrid]] = defaultdict(list)
+    for customer_id, of_customer in facts.items():
+        for subscription_id, sub_facts in of_customer.items():
+            grid = billing_grid(str(subscription_id), sub_facts)
+            if grid is not None:
+                grids[customer_id].append(grid)
     totals: dict[tuple[UUID, str, datetime, datetime, str | None], list[UsageValue]] = defaultdict(list)
     for customer_id, metric, occurred_at, position, value in records:
-        start, end, subscription_id = billing_period_of(occurred_at, periods[customer_id])
+        start, end, subscription_id = usage_period_of(occurred_at, grids[customer_id])
         totals[(customer_id, metric, start, end, subscription_id)].append(
             UsageValue(occurred_at, position, value)
         )

@@ -63,20 +63,33 @@ def _read_model(name: str, table: str) -> View:
     return View(name, (table,), f"SELECT * FROM raw.{table}")
 
 
-# mrr(D) = mrr(D-1) + new + expansion + reactivation - contraction - churn (SPEC section 4), per
-# currency, over the days with a movement.
+# One row per currency and day, from the currency's first movement to today (UTC), like
+# GET /v1/metrics/mrr, so `WHERE date = D` finds a quiet day too:
+# mrr(D) = mrr(D-1) + new + expansion + reactivation - contraction - churn (SPEC section 4).
 MRR_DAILY = View(
     "mrr_daily",
     ("rm_mrr_daily",),
     """
+WITH bounds AS (
+    SELECT currency, min(day) AS first_day, greatest(max(day), current_date) AS last_day
+    FROM raw.rm_mrr_daily GROUP BY currency
+), days AS (
+    SELECT b.currency, CAST(unnest(generate_series(b.first_day, b.last_day, INTERVAL 1 DAY)) AS DATE) AS day
+    FROM bounds b
+)
 SELECT
-    day AS date,
-    currency,
-    CAST(sum(new + expansion + reactivation - contraction - churn) OVER (
-        PARTITION BY currency ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    d.day AS date,
+    d.currency,
+    CAST(sum(coalesce(m.new, 0) + coalesce(m.expansion, 0) + coalesce(m.reactivation, 0)
+             - coalesce(m.contraction, 0) - coalesce(m.churn, 0)) OVER (
+        PARTITION BY d.currency ORDER BY d.day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
     ) AS BIGINT) AS mrr,
-    new, expansion, contraction, churn, reactivation
-FROM raw.rm_mrr_daily
+    coalesce(m.new, 0) AS new,
+    coalesce(m.expansion, 0) AS expansion,
+    coalesce(m.contraction, 0) AS contraction,
+    coalesce(m.churn, 0) AS churn,
+    coalesce(m.reactivation, 0) AS reactivation
+FROM days d LEFT JOIN raw.rm_mrr_daily m ON m.currency = d.currency AND m.day = d.day
 """,
 )
 

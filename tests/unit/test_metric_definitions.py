@@ -9,12 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.metrics import (
-    KnownPeriod,
     SubscriptionFact,
     UsageValue,
     aggregate_usage,
     aging_bucket,
-    billing_period_of,
     classify,
     contribution,
     movements,
@@ -22,7 +20,9 @@ from domain.metrics import (
     net_change,
     quota_state,
     thresholds_reached,
+    usage_period_of,
 )
+from domain.periods import GridFact, billing_grid
 from domain.rules import monthly_recurring_amount
 
 
@@ -197,9 +197,51 @@ def test_usage_aggregations_and_quota_states() -> None:
     assert thresholds_reached(Decimal(96), Decimal(100)) == [80, 95]
 
 
-def test_a_record_after_the_last_recorded_period_counts_in_its_continuation() -> None:
-    period = KnownPeriod("s", at(10, 0), at(10, 0, month=2), 1, None)
-    assert billing_period_of(at(20), [period])[:2] == (at(10, 0), at(10, 0, month=2))
-    assert billing_period_of(at(12, month=3), [period])[:2] == (at(10, 0, month=3), at(10, 0, month=4))
-    ended = KnownPeriod("s", at(10, 0), at(10, 0, month=2), 1, at(10, 0, month=2))
-    assert billing_period_of(at(12, month=3), [ended])[:2] == (at(1, 0, month=3), at(1, 0, month=4))
+def test_a_record_counts_in_its_subscriptions_period_whatever_renewals_are_recorded() -> None:
+    grid = billing_grid("s", [GridFact(1, at(10, 0), "started", months=1)])
+    assert grid is not None
+    assert usage_period_of(at(20), [grid])[:2] == (at(10, 0), at(10, 0, month=2))
+    assert usage_period_of(at(12, month=3), [grid]) == (at(10, 0, month=3), at(10, 0, month=4), "s")
+
+
+def test_a_record_after_the_subscription_ended_counts_in_its_calendar_month() -> None:
+    ended = billing_grid(
+        "s", [GridFact(1, at(10, 0), "started", months=1), GridFact(2, at(1, 0, month=2), "canceled")]
+    )
+    assert ended is not None
+    assert usage_period_of(at(12, month=3), [ended]) == (at(1, 0, month=3), at(1, 0, month=4), None)
+
+
+def test_a_trial_is_a_period_and_the_periods_after_it_run_from_its_end() -> None:
+    grid = billing_grid("s", [GridFact(1, at(1, 0), "started", months=1, moment=at(15, 0))])
+    assert grid is not None
+    assert grid.period_at(at(3)) == (at(1, 0), at(15, 0))
+    assert grid.period_at(at(20)) == (at(15, 0), at(15, 0, month=2))
+
+
+def test_an_interval_change_restarts_the_periods_where_it_takes_effect() -> None:
+    grid = billing_grid(
+        "s",
+        [
+            GridFact(1, at(10, 0), "started", months=1),
+            GridFact(5, at(20, 0, month=2), "changed", months=12),
+            GridFact(3, at(10, 0, month=2), "changed", months=1),  # a quantity change: same grid
+        ],
+    )
+    assert grid is not None
+    assert grid.period_at(at(15, month=2)) == (at(10, 0, month=2), at(10, 0, month=3))
+    assert grid.period_at(at(15, month=4)) == (at(20, 0, month=2), datetime(2026, 2, 20, 0, tzinfo=UTC))
+
+
+def test_an_interval_change_during_a_trial_keeps_the_trial_and_runs_from_its_end() -> None:
+    grid = billing_grid(
+        "s",
+        [
+            GridFact(1, at(1, 0), "started", months=1, moment=at(15, 0)),
+            GridFact(2, at(15, 0), "trial_ended"),
+            GridFact(3, at(5, 0), "changed", months=12),  # recorded after the conversion, effective before
+        ],
+    )
+    assert grid is not None
+    assert grid.period_at(at(10)) == (at(1, 0), at(15, 0))
+    assert grid.period_at(at(20, month=6)) == (at(15, 0), datetime(2026, 1, 15, 0, tzinfo=UTC))
