@@ -110,3 +110,9 @@ class TestClockDisabled(DomainError):
 
     __test__ = False
     code = "test_clock_disabled"
+
+
+class CreditNoteExceedsInvoice(InvalidTransition):
+    """Credit notes on an invoice would total more than the invoice."""
+
+    code = "credit_note_exceeds_invoice"

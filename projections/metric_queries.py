@@ -250,7 +250,8 @@ SELECT * FROM (
    CROSS JOIN LATERAL jsonb_object_keys(pl.quotas) AS q(metric)
    WHERE s.status <> 'canceled' AND NOT EXISTS (
        SELECT 1 FROM rm_usage_periods x
-       WHERE x.customer_id = s.customer_id AND x.metric = q.metric AND x.period_start = s.current_period_start)
+       WHERE x.customer_id = s.customer_id AND x.metric = q.metric
+         AND x.period_start = s.current_period_start)
    ORDER BY s.customer_id, q.metric, s.seq DESC)
 ) u
 """
