@@ -434,6 +434,11 @@ def payment_retried(cur: Executor, e: StoredEventRow) -> None:
     _set_payment(cur, e, "status='pending', attempt=%s", e.payload["attempt"])
 
 
+@handles("Payment.AttachedToInvoice")
+def payment_attached_to_invoice(cur: Executor, e: StoredEventRow) -> None:
+    _set_payment(cur, e, "invoice_id=%s", e.payload["invoice_id"])
+
+
 @handles("Payment.Refunded")
 def payment_refunded(cur: Executor, e: StoredEventRow) -> None:
     _set_payment(
