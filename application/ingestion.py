@@ -67,10 +67,20 @@ class EventKey:
     event_id: str
     content_hash: str
     stream_id: UUID  # ids.ingested_event_id(source, event_id)
+    # The fingerprint of the event as represented when sent, which events recorded before the
+    # canonical fingerprint carry: computed only if a resend's canonical one does not match.
+    sent_hash: Callable[[], str] | None = None
 
     @classmethod
-    def of(cls, index: int, source: str, event_id: str, content_hash: str) -> EventKey:
-        return cls(index, source, event_id, content_hash, ids.ingested_event_id(source, event_id))
+    def of(
+        cls,
+        index: int,
+        source: str,
+        event_id: str,
+        content_hash: str,
+        sent_hash: Callable[[], str] | None = None,
+    ) -> EventKey:
+        return cls(index, source, event_id, content_hash, ids.ingested_event_id(source, event_id), sent_hash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +225,8 @@ def _stored_hash(state: bytes) -> str | None:
 
 def _resend(key: EventKey, position: int, state: bytes) -> EventResult:
     """The answer to an event whose key is already in the log."""
-    if _stored_hash(state) == key.content_hash:
+    stored = _stored_hash(state)
+    if stored == key.content_hash or (key.sent_hash is not None and stored == key.sent_hash()):
         return EventResult(key.index, key.event_id, DUPLICATE, position=position)
     return EventResult.rejected(
         key,

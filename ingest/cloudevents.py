@@ -72,6 +72,7 @@ class ReadEvent:
     time: datetime | None
     data: dict[str, Any]
     content_hash: str
+    sent: dict[str, Any]  # as represented when sent: what fingerprints were taken over before
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +144,7 @@ def read_event(raw: Any, index: int) -> Read:
             attributes["time"] = datetime.fromisoformat(time)
         except ValueError:
             return Rejection(index, event_id, "invalid_event", f"time '{time[:64]}' is not RFC 3339")
-    return _checked(index, event_id, attributes, data)
+    return _checked(index, event_id, attributes, data, sent=raw)
 
 
 def _read_binary(headers: Mapping[str, str], body: bytes) -> Read:
@@ -161,7 +162,9 @@ def _read_binary(headers: Mapping[str, str], body: bytes) -> Read:
     except (BaseCloudEventException, ValueError, OverflowError) as error:
         return Rejection(0, event_id, "invalid_event", _describe(error))
     attributes = dict(event.get_attributes())
-    return _checked(0, event_id, attributes, event.get_data(), validated=True)
+    data = event.get_data()
+    sent = {k: v for k, v in headers.items() if k.lower().startswith("ce-")}
+    return _checked(0, event_id, attributes, data, sent={**sent, "data": data}, validated=True)
 
 
 class _Invalid(Exception):
@@ -222,6 +225,7 @@ def _checked(
     attributes: dict[str, Any],
     data: Any,
     *,
+    sent: dict[str, Any],
     validated: bool = False,
 ) -> Read:
     if not validated:
@@ -264,6 +268,7 @@ def _checked(
         time=time,
         data=data,
         content_hash=content_hash(canonical_event(attributes, data)),
+        sent=sent,
     )
 
 
@@ -325,7 +330,9 @@ def to_command(event: ReadEvent, scope: UUID | None) -> IngestCommand | Rejectio
         )
     if scope is not None and customer != scope:
         raise OutOfScope(f"this key writes only the events of customer {scope}")
-    key = EventKey.of(event.index, event.source, event.id, event.content_hash)
+    key = EventKey.of(
+        event.index, event.source, event.id, event.content_hash, functools.partial(content_hash, event.sent)
+    )
     data = event.data
     try:
         if event.type == "usage.recorded":

@@ -9,12 +9,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from cloudevents.core.v1.event import CloudEvent
 from fastapi.testclient import TestClient
 
+from application.ingestion import EventKey, IngestContext, RecordUsage
 from domain import ids
 from infra.bootstrap import Container
+from ingest.cloudevents import content_hash
 from tests.conftest import bearer, count_events
 from tests.integration.ingest_helpers import (
     BATCH,
@@ -159,6 +162,28 @@ def test_an_extension_attribute_is_the_same_whether_sent_as_a_header_or_in_json(
     ce = CloudEvent(dict(attributes), {"metric": "api_calls", "value": 1})
     assert send_structured(client, ingest_key, ce).status_code == 202
     assert statuses(send_binary(client, ingest_key, ce)) == ["duplicate"]
+
+
+@pytest.mark.parametrize("mode", ["structured", "binary"])
+def test_an_event_recorded_under_the_former_as_sent_fingerprint_is_still_a_duplicate_when_resent(
+    client: TestClient, ingest_key: dict[str, str], acme: Any, container: Container, mode: str
+) -> None:
+    """Events recorded before the fingerprint became canonical carry the fingerprint of their
+    representation; a client retrying one after the upgrade gets `duplicate`, not a conflict."""
+    ce = usage(f"legacy-{mode}", 4)
+    body, headers = structured(ce) if mode == "structured" else binary(ce)
+    as_sent = (
+        orjson.loads(body)
+        if mode == "structured"
+        else {**{k: v for k, v in headers.items() if k.startswith("ce-")}, "data": orjson.loads(body)}
+    )
+    key = EventKey.of(0, "saas-1", f"legacy-{mode}", content_hash(as_sent))
+    command = RecordUsage(key, ids.customer_id("acme"), "acme", "api_calls", 4, {}, ce.get_time())
+    assert container.ingestion is not None
+    (first,) = container.ingestion.ingest([command], IngestContext(actor=None, correlation_id=None))
+    assert first.status == "accepted"
+    again = MODES[mode](client, ingest_key, ce)
+    assert statuses(again) == ["duplicate"]
 
 
 def test_the_same_id_with_another_value_is_still_a_conflict_across_modes(
