@@ -31,6 +31,7 @@ from application.idempotency import IngestRecord
 from application.ledger import Ledger
 from domain import ids
 from domain.base import LedgerAggregate
+from domain.business_time import check_business_time
 from domain.customer import Customer
 from domain.errors import DomainError, InvalidValue
 from domain.usage import UsageRecord, check_metric, normalize_usage_value
@@ -66,10 +67,20 @@ class EventKey:
     event_id: str
     content_hash: str
     stream_id: UUID  # ids.ingested_event_id(source, event_id)
+    # The fingerprint of the event as represented when sent, which events recorded before the
+    # canonical fingerprint carry: computed only if a resend's canonical one does not match.
+    sent_hash: Callable[[], str] | None = None
 
     @classmethod
-    def of(cls, index: int, source: str, event_id: str, content_hash: str) -> EventKey:
-        return cls(index, source, event_id, content_hash, ids.ingested_event_id(source, event_id))
+    def of(
+        cls,
+        index: int,
+        source: str,
+        event_id: str,
+        content_hash: str,
+        sent_hash: Callable[[], str] | None = None,
+    ) -> EventKey:
+        return cls(index, source, event_id, content_hash, ids.ingested_event_id(source, event_id), sent_hash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +131,19 @@ class EventResult:
     position: int | None = None
     code: str | None = None
     reason: str | None = None
+    field: str | None = None  # the part of the event at fault, where one is
 
     @classmethod
-    def rejected(cls, key: EventKey, code: str, reason: str) -> EventResult:
-        return cls(key.index, key.event_id, REJECTED, code=code, reason=reason)
+    def rejected(cls, key: EventKey, code: str, reason: str, field: str | None = None) -> EventResult:
+        return cls(key.index, key.event_id, REJECTED, code=code, reason=reason, field=field)
+
+    @classmethod
+    def refused(cls, key: EventKey, refused: DomainError) -> EventResult:
+        """The answer to an event a rule refused, naming the field and the rule's code."""
+        reason = refused.message
+        if refused.field and not reason.startswith(refused.field):
+            reason = f"{refused.field}: {reason}"
+        return cls.rejected(key, refused.code, reason, refused.field)
 
 
 @dataclass(frozen=True)
@@ -144,19 +164,26 @@ class PreparedUsage:
     row: NewStreamRow
 
 
-def prepare_usage(cmd: RecordUsage, ctx: IngestContext) -> PreparedUsage | EventResult:
+def occurred_at_of(event_time: datetime | None, now: datetime) -> datetime:
+    """When an ingested event happened: its `time`, which must lie in the business-time window
+    (else TimeOutOfRange: nothing is recorded in the future, nor before 2000), or the ledger's now."""
+    return now if event_time is None else check_business_time(event_time, now, "time")
+
+
+def prepare_usage(cmd: RecordUsage, ctx: IngestContext, now: datetime) -> PreparedUsage | EventResult:
     """Check a measurement as `UsageRecord.record` does and build the row the mapper would store
-    for its `Recorded` event, without the per-event cost of the aggregate machinery."""
+    for its `Recorded` event, without the per-event cost of the aggregate machinery. `now` is the
+    ledger's now, which the event's time may not pass."""
     try:
+        occurred_at = occurred_at_of(cmd.occurred_at, now)
         metric = check_metric(cmd.metric)
         if isinstance(cmd.value, bool) or not isinstance(cmd.value, USAGE_VALUE_TYPES):
             raise InvalidValue("a usage value is a number or a decimal string", field="value")
         value = normalize_usage_value(cmd.value)
         if not isinstance(cmd.properties, dict):
             raise InvalidValue("properties is a JSON object", field="properties")
-    except InvalidValue as refused:
-        return EventResult.rejected(cmd.key, refused.code, f"{refused.field}: {refused.message}")
-    occurred_at = cmd.occurred_at or ctx.received_at
+    except DomainError as refused:
+        return EventResult.refused(cmd.key, refused)
     state = {
         "timestamp": ctx.received_at,
         "originator_topic": USAGE_RECORD_TOPIC,
@@ -198,7 +225,8 @@ def _stored_hash(state: bytes) -> str | None:
 
 def _resend(key: EventKey, position: int, state: bytes) -> EventResult:
     """The answer to an event whose key is already in the log."""
-    if _stored_hash(state) == key.content_hash:
+    stored = _stored_hash(state)
+    if stored == key.content_hash or (key.sent_hash is not None and stored == key.sent_hash()):
         return EventResult(key.index, key.event_id, DUPLICATE, position=position)
     return EventResult.rejected(
         key,
@@ -231,11 +259,12 @@ class Ingestion:
         `append` records prepared measurements (default: at once; the API passes the group
         committer). Returns one result per command, in order."""
         append = append or self.append_usage
+        now = self.ledger.now()
         results: list[EventResult] = []
         run: list[PreparedUsage] = []
         for cmd in commands:
             if isinstance(cmd, RecordUsage):
-                prepared = prepare_usage(cmd, ctx)
+                prepared = prepare_usage(cmd, ctx, now)
                 if isinstance(prepared, EventResult):
                     results.append(prepared)
                 else:
@@ -244,7 +273,7 @@ class Ingestion:
             if run:
                 results.extend(append(run))
                 run = []
-            results.append(self._one(cmd, ctx))
+            results.append(self._one(cmd, ctx, now))
         if run:
             results.extend(append(run))
         results.sort(key=lambda r: r.index)
@@ -262,10 +291,11 @@ class Ingestion:
         usage = [cmd for cmd in commands if isinstance(cmd, RecordUsage)]
         if len(usage) != len(commands):
             return None
+        now = self.ledger.now()
         rejected: list[EventResult] = []
         prepared: list[PreparedUsage] = []
         for cmd in usage:
-            outcome = prepare_usage(cmd, ctx)
+            outcome = prepare_usage(cmd, ctx, now)
             if isinstance(outcome, EventResult):
                 rejected.append(outcome)
             else:
@@ -374,25 +404,25 @@ class Ingestion:
 
     # ------------------------------------------------------------------ other events
 
-    def _one(self, cmd: CorrectUsage | UpsertCustomer, ctx: IngestContext) -> EventResult:
+    def _one(self, cmd: CorrectUsage | UpsertCustomer, ctx: IngestContext, now: datetime) -> EventResult:
         key = cmd.key
         for _ in range(MAX_ATTEMPTS):
             found = self.ledger.store.existing_streams([key.stream_id])
             if key.stream_id in found:
                 return _resend(key, *found[key.stream_id])
             try:
-                return self._apply(cmd, ctx)
+                return self._apply(cmd, ctx, occurred_at_of(cmd.occurred_at, now))
             except DomainError as refused:
-                reason = f"{refused.field}: {refused.message}" if refused.field else refused.message
-                return EventResult.rejected(key, refused.code, reason)
+                return EventResult.refused(key, refused)
             except IntegrityError:
                 continue  # a concurrent append: look again
         return EventResult.rejected(
             key, "concurrent_change", "the customer kept changing; send the event again"
         )
 
-    def _apply(self, cmd: CorrectUsage | UpsertCustomer, ctx: IngestContext) -> EventResult:
-        occurred_at = cmd.occurred_at or ctx.received_at
+    def _apply(
+        self, cmd: CorrectUsage | UpsertCustomer, ctx: IngestContext, occurred_at: datetime
+    ) -> EventResult:
         target: LedgerAggregate | None
         if isinstance(cmd, CorrectUsage):
             target = self._correct(cmd, occurred_at)

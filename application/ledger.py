@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -172,11 +172,8 @@ class Ledger(Application[UUID]):
         backdated command answers with its aggregates caught up (a subscription started 90 days
         ago is in its third period when the write answers); their timers are written with the
         events. `receipt` may be a function of the resource, built once it is caught up."""
-        moment = now or self.now()
         touched = [a for a in (resource, *others) if isinstance(a, LedgerAggregate)]
-        timed = [a for a in touched if isinstance(a, TimeDriven)]
-        for aggregate in timed:
-            aggregate.advance(moment)
+        timers = self.catch_up(touched, now or self.now())
         answer = receipt(resource) if callable(receipt) else receipt
         record: CommandRecord | None = None
         if ctx.idempotency_key:
@@ -196,7 +193,7 @@ class Ledger(Application[UUID]):
             causation_id=record.id if record else None,
             reason=ctx.reason,
             customers={a.id: a.owner_customer_id for a in aggregates if isinstance(a, LedgerAggregate)},
-            timers={a.id: a.next_due_at for a in timed},
+            timers=timers,
         )
         token = current_envelope.set(envelope)
         try:
@@ -210,6 +207,15 @@ class Ledger(Application[UUID]):
         else:
             position = self.store.position_of(resource.id) or 0
         return Outcome(resource.id, answer, position, created)
+
+    @staticmethod
+    def catch_up(aggregates: Iterable[object], now: datetime) -> dict[UUID, datetime | None]:
+        """Record what fell due up to `now` on every time-driven aggregate about to be saved;
+        answer their timers (when each next falls due), to be written with their events."""
+        timed = [a for a in aggregates if isinstance(a, TimeDriven)]
+        for aggregate in timed:
+            aggregate.advance(now)
+        return {a.id: a.next_due_at for a in timed}
 
     def _replayed(self, ctx: c.CommandContext) -> Outcome | None:
         """The stored answer of an already executed command with this idempotency key."""

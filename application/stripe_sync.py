@@ -14,14 +14,28 @@ one emits only the events needed to reach its state, creating what is missing (c
 from the price, subscription, invoice, payment) under ids derived from Stripe's ids (uuid5). So
 `invoice.paid` before `invoice.finalized`, or `customer.subscription.updated` before `created`,
 end in the same state as the natural order. Times come from the objects (start_date,
-status_transitions...) rather than from delivery, for the same reason."""
+status_transitions...) rather than from delivery, for the same reason.
+
+One real charge is one payment, keyed by its PaymentIntent, whichever of `invoice.paid`,
+`invoice_payment.paid` and `payment_intent.succeeded` arrives first. Since API 2025-03-31 only an
+`invoice_payment` says which PaymentIntent paid which invoice; what it said is kept per invoice
+(`StripeInvoicePayments`), and the invoice is settled (its payments created if missing, attached,
+succeeded and applied) whenever both the invoice and the link are known. An invoice of such a
+version that Stripe reports paid before any `invoice_payment` named its payment waits for it,
+rather than inventing a second payment.
+
+Nothing is recorded outside business time: the event's `created` and every moment taken from an
+object must lie in [2000-01-01, the ledger's now + 5 min] (a trial's end or a due date, which may
+be ahead, within five years), and every event about to be appended is checked again; else
+TimeOutOfRange (422), and nothing of the event is recorded, not even verbatim. So are values
+beyond the ledger's limits (`ingest.stripe.BeyondLimits`)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -31,8 +45,9 @@ from eventsourcing.persistence import IntegrityError
 from application.ledger import Ledger
 from domain import ids
 from domain.base import LedgerAggregate
+from domain.business_time import EPOCH, check_business_time
 from domain.customer import Customer
-from domain.errors import DomainError
+from domain.errors import DomainError, TimeOutOfRange
 from domain.invoice import DRAFT, OPEN, Invoice
 from domain.payment import FAILED, PENDING, REFUNDED, SUCCEEDED, Payment
 from domain.plan import Plan
@@ -42,6 +57,8 @@ from ingest import stripe as s
 
 SOURCE = ACTOR = "stripe"
 MAX_ATTEMPTS = 8
+# How far ahead a moment still to come may lie (a trial's end: Stripe allows two years; a due date).
+SCHEDULE_HORIZON = timedelta(days=5 * 366)
 
 A = TypeVar("A", bound=LedgerAggregate)
 
@@ -105,6 +122,51 @@ class StripeObjectSync(LedgerAggregate):
         self.snapshot = snapshot if snapshot is not None else self.snapshot
 
 
+class StripeInvoicePayments(LedgerAggregate):
+    """The payments Stripe said paid one invoice (`invoice_payment` objects, or an invoice of an
+    API version before 2025-03-31 naming its PaymentIntent): per payment reference (pi_..., or a
+    lone charge's id), the amount, when it was created and paid, and whether the ledger's invoice
+    has had it applied. Kept under an id derived from the invoice's."""
+
+    @event("Linked")
+    def __init__(self, id: UUID, stripe_invoice: str, occurred_at: datetime) -> None:
+        self.stripe_invoice = stripe_invoice
+        self.payments: dict[str, dict[str, Any]] = {}
+
+    def link(self, *, reference: str, amount: int, created: int, paid_at: int, occurred_at: datetime) -> None:
+        if reference not in self.payments:
+            self._add(
+                reference=reference, amount=amount, created=created, paid_at=paid_at, occurred_at=occurred_at
+            )
+
+    @event("PaymentAdded")
+    def _add(self, reference: str, amount: int, created: int, paid_at: int, occurred_at: datetime) -> None:
+        self.payments[reference] = {
+            "amount": amount,
+            "created": created,
+            "paid_at": paid_at,
+            "applied": False,
+        }
+
+    def mark_applied(self, *, reference: str, occurred_at: datetime) -> None:
+        if not self.payments[reference]["applied"]:
+            self._applied(reference=reference, occurred_at=occurred_at)
+
+    @event("PaymentApplied")
+    def _applied(self, reference: str, occurred_at: datetime) -> None:
+        self.payments[reference] = {**self.payments[reference], "applied": True}
+
+
+def _payments_id(stripe_invoice: str) -> UUID:
+    return ids.stripe_sync_id(f"{stripe_invoice}#payments")  # '#' is never in a Stripe id
+
+
+class _Snapshot(Protocol):
+    def occurred(self) -> s.Moments: ...
+
+    def scheduled(self) -> s.Moments: ...
+
+
 @dataclass(frozen=True)
 class StripeOutcome:
     status: Literal["accepted", "duplicate"]
@@ -145,22 +207,29 @@ class StripeSync:
         self.default_currency = default_currency
 
     def receive(self, stripe_event: s.StripeEvent) -> StripeOutcome:
+        """Record a verified Stripe event once. TimeOutOfRange or BeyondLimits (both 422) if it
+        carries a moment or a value the ledger cannot hold: then nothing is recorded."""
+        now = self.ledger.now()
+        check_business_time(stripe_event.created_at, now, "created")
         record_id = ids.stripe_event_id(stripe_event.id)
         for _ in range(MAX_ATTEMPTS):
             found = self.ledger.store.existing_streams([record_id])
             if record_id in found:
                 return StripeOutcome("duplicate", found[record_id][0], translated=False)
             try:
-                return self._apply(stripe_event, record_id)
+                return self._apply(stripe_event, record_id, now)
             except IntegrityError:
                 continue  # another delivery changed the same objects: reconcile again
         raise ConcurrentStripeChange("the Stripe objects kept changing; Stripe will retry")
 
-    def _apply(self, stripe_event: s.StripeEvent, record_id: UUID) -> StripeOutcome:
+    def _apply(self, stripe_event: s.StripeEvent, record_id: UUID, now: datetime) -> StripeOutcome:
         work = _Work(self.ledger)
         note: str | None = None
         try:
-            translated = self._translate(work, stripe_event)
+            translated = self._translate(work, stripe_event, now)
+            _check_recorded_times(work, now)
+        except (TimeOutOfRange, s.BeyondLimits):
+            raise  # beyond the ledger's limits: refused, and nothing of it recorded
         except (s.UnreadableObject, DomainError) as refused:
             work = _Work(self.ledger)  # nothing of a half translation is kept
             translated, note = False, f"not translated: {refused}"
@@ -176,6 +245,8 @@ class StripeSync:
             customer_id=ids.customer_id(customer_ref) if customer_ref else None,
             occurred_at=stripe_event.created_at,
         )
+        # Mirrored subscriptions follow the ledger's clock too: caught up to now, timers kept.
+        timers = self.ledger.catch_up(work.changed(), now)
         aggregates = [*work.changed(), record]
         envelope = Envelope(
             source=SOURCE,
@@ -184,6 +255,7 @@ class StripeSync:
             causation_id=record_id,
             reason=stripe_event.type,
             customers={a.id: a.owner_customer_id for a in aggregates},
+            timers=timers,
         )
         token = current_envelope.set(envelope)
         try:
@@ -195,18 +267,24 @@ class StripeSync:
 
     # ------------------------------------------------------------------ dispatch
 
-    def _translate(self, work: _Work, e: s.StripeEvent) -> bool:
+    def _translate(self, work: _Work, e: s.StripeEvent, now: datetime) -> bool:
         at = e.created_at
         if e.type in s.CUSTOMER_TYPES:
-            self._customer(work, e, s.CustomerSnapshot.read(e.object), at)
+            customer = s.CustomerSnapshot.read(e.object)
+            self._customer(work, e, _within_time(customer, now), at)
         elif e.type in s.SUBSCRIPTION_TYPES:
-            self._subscription(work, e, s.SubscriptionSnapshot.read(e.object), at)
+            subscription = s.SubscriptionSnapshot.read(e.object)
+            self._subscription(work, e, _within_time(subscription, now), at)
         elif e.type in s.INVOICE_TYPES:
-            self._invoice(work, e, s.InvoiceSnapshot.read(e.object), at)
+            self._invoice(work, e, _within_time(s.InvoiceSnapshot.read(e.object), now), at)
         elif e.type in s.PAYMENT_INTENT_TYPES:
-            self._payment_intent(work, e, s.PaymentIntentSnapshot.read(e.object), at)
+            intent = s.PaymentIntentSnapshot.read(e.object)
+            self._payment_intent(work, e, _within_time(intent, now), at)
         elif e.type in s.CHARGE_TYPES:
-            self._charge(work, e, s.ChargeSnapshot.read(e.object), at)
+            self._charge(work, e, _within_time(s.ChargeSnapshot.read(e.object), now), at)
+        elif e.type in s.INVOICE_PAYMENT_TYPES:
+            link = s.InvoicePaymentSnapshot.read(e.object)
+            self._invoice_payment_paid(work, e, _within_time(link, now), at)
         else:
             return False
         return True
@@ -393,18 +471,18 @@ class StripeSync:
                 occurred_at=finalized_at,
             )
         sub = work.find(Subscription, invoice.subscription_id) if invoice.subscription_id else None
+        reference = self._payment_of(work, snap)
         if snap.status == "paid":
             paid_at = snap.paid_at or at
-            due = snap.amount_paid - invoice.amount_paid
-            if due > 0 and invoice.status == OPEN:
-                payment = self._invoice_payment(work, snap, invoice, SUCCEEDED, paid_at)
-                invoice.apply_payment(
-                    payment_id=payment.id, amount=min(due, invoice.amount_remaining), occurred_at=paid_at
+            if reference is not None and snap.amount_paid > 0:
+                self._link(
+                    work, snap.id, reference, snap.amount_paid, snap.finalized_at or snap.created, paid_at
                 )
-            if sub is not None and sub.status == PAST_DUE and str(invoice.id) in sub.past_due_invoice_ids:
-                sub.recover(invoice_id=invoice.id, occurred_at=paid_at)
+            self._settle(work, snap.id, attempts=snap.attempt_count)
+            self._recover(work, invoice, paid_at)
         elif snap.status == "open" and snap.attempted and snap.attempt_count > 0:
-            self._invoice_payment(work, snap, invoice, FAILED, at)
+            if reference is not None:  # else the failed PaymentIntent records the failure
+                self._invoice_payment(work, snap, invoice, reference, FAILED, at)
             if (
                 sub is not None
                 and sub.status in (ACTIVE, PAST_DUE)
@@ -415,13 +493,98 @@ class StripeSync:
             invoice.void(occurred_at=snap.voided_at or at)
         elif snap.status == "uncollectible" and invoice.status == OPEN:
             invoice.mark_uncollectible(occurred_at=snap.marked_uncollectible_at or at)
+        if snap.status == "open":
+            self._settle(work, snap.id)  # an invoice_payment that came before the invoice
+
+    def _payment_of(self, work: _Work, snap: s.InvoiceSnapshot) -> str | None:
+        """The reference of the payment of an invoice: the PaymentIntent it names (API versions
+        before 2025-03-31, or its payments where included), else one an `invoice_payment` named;
+        an older invoice that names none was paid without one (out of band, a lone charge) and
+        its payment is keyed by the invoice. None: a newer invoice whose payment is not known yet."""
+        if snap.payment_intent is not None:
+            return snap.payment_intent
+        links = work.find(StripeInvoicePayments, _payments_id(snap.id))
+        if links is not None and links.payments:
+            return min(links.payments)
+        return f"{snap.id}/payment" if snap.names_its_payment_intent else None
+
+    def _link(
+        self,
+        work: _Work,
+        stripe_invoice: str,
+        reference: str,
+        amount: int,
+        created: datetime,
+        paid_at: datetime,
+    ) -> None:
+        links = work.find(StripeInvoicePayments, _payments_id(stripe_invoice))
+        if links is None:
+            links = work.add(
+                StripeInvoicePayments(
+                    id=_payments_id(stripe_invoice), stripe_invoice=stripe_invoice, occurred_at=paid_at
+                )
+            )
+        links.link(
+            reference=reference,
+            amount=amount,
+            created=int(created.timestamp()),
+            paid_at=int(paid_at.timestamp()),
+            occurred_at=paid_at,
+        )
+
+    def _settle(self, work: _Work, stripe_invoice: str, attempts: int = 0) -> None:
+        """Apply to the ledger's invoice every payment Stripe linked to it that is not applied
+        yet: the payment (keyed by its PaymentIntent) is created if no event made it yet,
+        attached to the invoice if it was made without one, and brought to succeeded. Needs
+        both the invoice and the links; whichever arrives last settles."""
+        links = work.find(StripeInvoicePayments, _payments_id(stripe_invoice))
+        invoice = work.find(Invoice, ids.stripe_object_id(stripe_invoice))
+        if links is None or invoice is None or invoice.status == DRAFT:
+            return
+        for reference, link in sorted(links.payments.items()):
+            if link["applied"]:
+                continue
+            paid_at = datetime.fromtimestamp(link["paid_at"], UTC)
+            payment = work.find(Payment, ids.stripe_object_id(reference))
+            if payment is None:
+                payment = work.add(
+                    Payment.initiate(
+                        customer_id=invoice.customer_id,
+                        invoice_id=invoice.id,
+                        amount=link["amount"],
+                        currency=invoice.currency,
+                        provider_reference=reference,
+                        occurred_at=datetime.fromtimestamp(link["created"], UTC),
+                        payment_id=ids.stripe_object_id(reference),
+                    )
+                )
+            elif payment.invoice_id is None:
+                payment.attach_to_invoice(invoice_id=invoice.id, occurred_at=paid_at)
+            self._bring_payment_to(payment, SUCCEEDED, max(attempts, 1), paid_at, None, None)
+            amount = min(link["amount"], invoice.amount_remaining)
+            if invoice.status == OPEN and amount > 0:
+                invoice.apply_payment(payment_id=payment.id, amount=amount, occurred_at=paid_at)
+            links.mark_applied(reference=reference, occurred_at=paid_at)
+            self._recover(work, invoice, paid_at)
+
+    @staticmethod
+    def _recover(work: _Work, invoice: Invoice, at: datetime) -> None:
+        """A paid invoice no longer holds its subscription past_due."""
+        sub = work.find(Subscription, invoice.subscription_id) if invoice.subscription_id else None
+        if sub is not None and sub.status == PAST_DUE and str(invoice.id) in sub.past_due_invoice_ids:
+            sub.recover(invoice_id=invoice.id, occurred_at=at)
 
     def _invoice_payment(
-        self, work: _Work, snap: s.InvoiceSnapshot, invoice: Invoice, target: str, at: datetime
+        self,
+        work: _Work,
+        snap: s.InvoiceSnapshot,
+        invoice: Invoice,
+        reference: str,
+        target: str,
+        at: datetime,
     ) -> Payment:
         """The payment of an invoice (its payment intent), brought to `target` after
         `attempt_count` attempts: the failed ones before are recorded if they were not."""
-        reference = snap.payment_intent or f"{snap.id}/payment"
         payment = work.find(Payment, ids.stripe_object_id(reference))
         if payment is None:
             payment = work.add(
@@ -454,6 +617,25 @@ class StripeSync:
             if payment.status == FAILED:
                 payment.retry(occurred_at=at)
             payment.succeed(occurred_at=at)
+
+    def _invoice_payment_paid(
+        self, work: _Work, e: s.StripeEvent, snap: s.InvoicePaymentSnapshot, at: datetime
+    ) -> None:
+        """An invoice was paid by a payment (API 2025-03-31 and later): remember the link, and
+        settle the invoice if the ledger has it. A payment made before the ledger knew its
+        invoice is attached to it and succeeded at once."""
+        if not self._newer(work, snap.id, e, 1 if snap.status == "paid" else 0):
+            return
+        if snap.status != "paid" or snap.payment is None or snap.amount_paid <= 0:
+            return
+        paid_at = snap.paid_at or at
+        self._link(work, snap.invoice, snap.payment, snap.amount_paid, snap.created, paid_at)
+        payment = work.find(Payment, ids.stripe_object_id(snap.payment))
+        if payment is not None and work.find(Invoice, ids.stripe_object_id(snap.invoice)) is None:
+            if payment.invoice_id is None:
+                payment.attach_to_invoice(invoice_id=ids.stripe_object_id(snap.invoice), occurred_at=paid_at)
+            self._bring_payment_to(payment, SUCCEEDED, payment.attempt, paid_at, None, None)
+        self._settle(work, snap.invoice)
 
     def _payment_intent(
         self, work: _Work, e: s.StripeEvent, snap: s.PaymentIntentSnapshot, at: datetime
@@ -513,3 +695,32 @@ class StripeSync:
 
 class ConcurrentStripeChange(Exception):
     """Reconciling kept conflicting with other deliveries; Stripe retries the webhook."""
+
+
+S = TypeVar("S", bound=_Snapshot)
+
+
+def _within_time(snapshot: S, now: datetime) -> S:
+    """The snapshot, if every moment the ledger would take from it lies in business time: what
+    happened in [2000-01-01, now + 5 min], what is still to come within five years."""
+    for name, moment in snapshot.occurred().items():
+        if moment is not None:
+            check_business_time(moment, now, name)
+    horizon = now + SCHEDULE_HORIZON
+    for name, moment in snapshot.scheduled().items():
+        if moment is not None and not EPOCH <= moment <= horizon:
+            raise TimeOutOfRange(
+                f"{name} {moment.isoformat()} is not between {EPOCH.date()} and five years from now",
+                field=name,
+            )
+    return snapshot
+
+
+def _check_recorded_times(work: _Work, now: datetime) -> None:
+    """The last guard: no event about to be appended happened outside business time, whatever
+    a rule derived it from (a renewal at a period's end, a trial's conversion)."""
+    for aggregate in work.changed():
+        for pending in aggregate.pending_events:
+            occurred_at = getattr(pending, "occurred_at", None)
+            if isinstance(occurred_at, datetime):
+                check_business_time(occurred_at, now, f"{type(aggregate).__name__}.occurred_at")

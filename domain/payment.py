@@ -95,6 +95,18 @@ class Payment(LedgerAggregate):
         self.status = PENDING
         self.attempt = attempt
 
+    def attach_to_invoice(self, *, invoice_id: UUID, occurred_at: datetime) -> None:
+        """Name the invoice a payment made without one was for. A provider may say so only
+        later: since Stripe's API 2025-03-31 a PaymentIntent does not name its invoice, an
+        `invoice_payment` links them, and it may arrive after the payment."""
+        if self.invoice_id is not None:
+            raise InvalidTransition("the payment already names its invoice")
+        self._attach_to_invoice(invoice_id=invoice_id, occurred_at=occurred_at)
+
+    @event("AttachedToInvoice")
+    def _attach_to_invoice(self, invoice_id: UUID, occurred_at: datetime) -> None:
+        self.invoice_id = invoice_id
+
     def refund(self, *, amount: int, occurred_at: datetime) -> None:
         if self.status not in (SUCCEEDED, REFUNDED):
             raise InvalidTransition(f"a {self.status} payment cannot be refunded")

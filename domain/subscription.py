@@ -3,7 +3,7 @@ applying, so a later plan revision never rewrites what a customer was billed und
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from eventsourcing.domain import event
@@ -20,6 +20,7 @@ from domain.periods import months_in, period_containing, period_end, trial_end
 from domain.plan import Plan
 
 TRIALING, ACTIVE, PAST_DUE, CANCELED = "trialing", "active", "past_due", "canceled"
+LAST_INSTANT = timedelta(microseconds=1)  # a period [start, end) holds end - LAST_INSTANT
 
 
 def check_quantity(quantity: int) -> None:
@@ -138,12 +139,12 @@ class Subscription(LedgerAggregate):
         while (due := self.next_due_at) is not None and due <= now:
             if self.status == TRIALING:
                 if self.cancel_at is not None:
-                    self._cancel(ended_at=due, occurred_at=due)
+                    self._end(due)
                 else:
                     start, end = period_containing(due, self.months_per_period, due)
                     self._end_trial(period_start=start, period_end=end, occurred_at=due)
             elif self.cancel_at is not None and self.cancel_at == due:
-                self._cancel(ended_at=due, occurred_at=due)
+                self._end(due)
             else:
                 start, end = period_containing(self.billing_anchor, self.months_per_period, due)
                 self._renew(period_start=start, period_end=end, occurred_at=due)
@@ -349,7 +350,8 @@ class Subscription(LedgerAggregate):
     def cancel_now(self, *, occurred_at: datetime) -> None:
         self.check_not_canceled()
         self.check_effective(occurred_at)
-        self._cancel(ended_at=occurred_at, occurred_at=occurred_at)
+        start, end = self.period_at(occurred_at)
+        self._cancel(ended_at=occurred_at, occurred_at=occurred_at, period_start=start, period_end=end)
 
     def end_at_period_end(self, *, now: datetime) -> None:
         """Carry out a scheduled cancellation once the period it was requested in has ended."""
@@ -362,8 +364,22 @@ class Subscription(LedgerAggregate):
             )
         self.advance(now)
 
+    def _end(self, at: datetime) -> None:
+        """A scheduled cancellation takes effect at the end of its period (the trial's, in a trial)."""
+        start, end = self.period_at(at - LAST_INSTANT)
+        self._cancel(ended_at=at, occurred_at=at, period_start=start, period_end=end)
+
     @event("Canceled")
-    def _cancel(self, ended_at: datetime, occurred_at: datetime) -> None:
+    def _cancel(
+        self,
+        ended_at: datetime,
+        occurred_at: datetime,
+        period_start: datetime | None = None,
+        period_end: datetime | None = None,
+    ) -> None:
+        # The period it ended in (events recorded before this rule carry none).
+        if period_start is not None and period_end is not None:
+            self.current_period_start, self.current_period_end = period_start, period_end
         self.status = CANCELED
         self.canceled_at = self.canceled_at or occurred_at
         self.ended_at = ended_at

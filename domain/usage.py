@@ -11,7 +11,9 @@ from eventsourcing.domain import event
 from domain.base import LedgerAggregate
 from domain.errors import InvalidValue
 
-MAX_INTEGER_DIGITS = 30
+# A measurement is a quantity: at most 10^9, like every quantity the ledger accepts (SPEC
+# section 5, "Limits that hold on every path"), with at most 18 decimals.
+MAX_USAGE_VALUE = 10**9
 MAX_DECIMALS = 18
 
 
@@ -19,20 +21,21 @@ def normalize_usage_value(value: str | int | float | Decimal) -> str:
     """Usage values are exact decimals kept as strings (never floats) in the log."""
     if isinstance(value, bool):
         raise InvalidValue("a usage value is a number", field="value")
-    if type(value) is int and 0 <= value < 10**MAX_INTEGER_DIGITS:
+    if type(value) is int and 0 <= value <= MAX_USAGE_VALUE:
         return str(value)  # the common case, already normal
+    if isinstance(value, str) and len(value) > 64:  # never parse a huge string to refuse it
+        raise InvalidValue("a usage value is a number of at most 64 characters", field="value")
     try:
         number = Decimal(str(value))
     except InvalidOperation:
         raise InvalidValue(f"'{value}' is not a number", field="value") from None
     if not number.is_finite() or number < 0:
         raise InvalidValue("a usage value is a finite number of at least 0", field="value")
-    # Bound the size of what is stored: an exponent like 1E+999999999 would expand to a GB string.
-    if number.adjusted() >= MAX_INTEGER_DIGITS or -number.as_tuple().exponent > MAX_DECIMALS:  # type: ignore[operator]
-        raise InvalidValue(
-            f"a usage value has at most {MAX_INTEGER_DIGITS} integer digits and {MAX_DECIMALS} decimals",
-            field="value",
-        )
+    # Compared by its exponent first: 1E+999999999 is refused without being expanded.
+    if number.adjusted() > 9 or number > MAX_USAGE_VALUE:
+        raise InvalidValue(f"a usage value is at most 10^9 ({MAX_USAGE_VALUE})", field="value")
+    if -number.as_tuple().exponent > MAX_DECIMALS:  # type: ignore[operator]
+        raise InvalidValue(f"a usage value has at most {MAX_DECIMALS} decimals", field="value")
     # Normalize with as many digits as the value has (the default context would round it to
     # 28), and drop the sign of a negative zero.
     exact = Context(prec=max(len(number.as_tuple().digits), 1))

@@ -8,9 +8,13 @@ but is wrong becomes a `Rejection` with a machine-readable code and a reason, so
 never drops the good ones of its batch.
 
 Attributes are checked by the `cloudevents` SDK; `time` is occurred_at, `subject` the customer's
-external_id, and (`source`, `id`) the permanent idempotency key. `content_hash` fingerprints the
-event as sent (attributes and data, keys sorted), so a resend with the same key and another
-content is told apart from a duplicate."""
+external_id, and (`source`, `id`) the permanent idempotency key, required in every mode (the SDK
+would make up an id for a binary event without `ce-id`, and a retry would then count twice).
+`content_hash` fingerprints the canonical event, not its representation: the attributes as the
+SDK reads them (time in UTC, extension values as their CloudEvents string form, since a header
+can only carry text) and the data as parsed, keys sorted. So the same event sent in binary and
+then in structured mode is a duplicate, and a resend with the same key and another content is
+told apart from it."""
 
 from __future__ import annotations
 
@@ -44,7 +48,12 @@ _FORMAT = JSONFormat()
 
 
 class UnreadableRequest(Exception):
-    """The body is not a CloudEvent, nor a list of them."""
+    """The body is not a CloudEvent, nor a list of them (`field`: the part at fault, if one)."""
+
+    def __init__(self, message: str, *, code: str = "malformed_json", field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
 
 
 class UnsupportedMediaType(Exception):
@@ -63,6 +72,7 @@ class ReadEvent:
     time: datetime | None
     data: dict[str, Any]
     content_hash: str
+    sent: dict[str, Any]  # as represented when sent: what fingerprints were taken over before
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +81,7 @@ class Rejection:
     id: str | None
     code: str
     reason: str
+    field: str | None = None
 
 
 Read = ReadEvent | Rejection
@@ -133,11 +144,17 @@ def read_event(raw: Any, index: int) -> Read:
             attributes["time"] = datetime.fromisoformat(time)
         except ValueError:
             return Rejection(index, event_id, "invalid_event", f"time '{time[:64]}' is not RFC 3339")
-    return _checked(index, event_id, attributes, data, fingerprint=raw)
+    return _checked(index, event_id, attributes, data, sent=raw)
 
 
 def _read_binary(headers: Mapping[str, str], body: bytes) -> Read:
     event_id = next((v for k, v in headers.items() if k.lower() == "ce-id"), None)
+    if not event_id:
+        raise UnreadableRequest(
+            "a binary-mode event needs a ce-id header: its id is the idempotency key",
+            code="missing_id",
+            field="ce-id",
+        )
     try:
         event = from_binary(HTTPMessage(headers=dict(headers), body=body), _FORMAT, _factory)
     except _Invalid as invalid:
@@ -147,7 +164,7 @@ def _read_binary(headers: Mapping[str, str], body: bytes) -> Read:
     attributes = dict(event.get_attributes())
     data = event.get_data()
     sent = {k: v for k, v in headers.items() if k.lower().startswith("ce-")}
-    return _checked(0, event_id, attributes, data, validated=True, fingerprint={**sent, "data": data})
+    return _checked(0, event_id, attributes, data, sent={**sent, "data": data}, validated=True)
 
 
 class _Invalid(Exception):
@@ -208,7 +225,7 @@ def _checked(
     attributes: dict[str, Any],
     data: Any,
     *,
-    fingerprint: dict[str, Any],
+    sent: dict[str, Any],
     validated: bool = False,
 ) -> Read:
     if not validated:
@@ -228,7 +245,7 @@ def _checked(
     if time is not None:
         if time.tzinfo is None or time.utcoffset() is None:
             return Rejection(index, event_id, "invalid_event", "time must carry a UTC offset")
-        time = time.astimezone(UTC)
+        time = attributes["time"] = time.astimezone(UTC)
     subject = attributes.get("subject")
     if subject is not None and (not isinstance(subject, str) or not subject.strip()):
         return Rejection(index, event_id, "invalid_event", "subject is a customer's external_id")
@@ -250,12 +267,39 @@ def _checked(
         subject=subject,
         time=time,
         data=data,
-        content_hash=content_hash(fingerprint),
+        content_hash=content_hash(canonical_event(attributes, data)),
+        sent=sent,
     )
 
 
+def canonical_event(attributes: dict[str, Any], data: Any) -> dict[str, Any]:
+    """The event whatever its content mode: what the fingerprint is taken over. `datacontenttype`
+    is left out (the data is JSON in every mode, parsed), `time` is in UTC, and an extension's
+    value is its CloudEvents canonical string (a binary-mode header is text: `12`, `true`)."""
+    canonical: dict[str, Any] = {"data": data}
+    for name, value in attributes.items():
+        if name == "datacontenttype":
+            continue
+        if isinstance(value, datetime):
+            value = value.astimezone(UTC).isoformat()
+        elif name not in _KNOWN:
+            value = _canonical_string(value)
+        canonical[name] = value
+    return canonical
+
+
+def _canonical_string(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower()  # the SDK writes a boolean header as Python's `True`
+    return value
+
+
 def content_hash(sent: dict[str, Any]) -> str:
-    """The fingerprint of an event as sent: its attributes and data, keys sorted."""
+    """The fingerprint of an event: its canonical attributes and data, keys sorted."""
     try:
         encoded = orjson.dumps(sent, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     except TypeError:  # a value orjson refuses (an integer beyond 64 bits): canonical repr instead
@@ -286,7 +330,9 @@ def to_command(event: ReadEvent, scope: UUID | None) -> IngestCommand | Rejectio
         )
     if scope is not None and customer != scope:
         raise OutOfScope(f"this key writes only the events of customer {scope}")
-    key = EventKey.of(event.index, event.source, event.id, event.content_hash)
+    key = EventKey.of(
+        event.index, event.source, event.id, event.content_hash, functools.partial(content_hash, event.sent)
+    )
     data = event.data
     try:
         if event.type == "usage.recorded":

@@ -285,12 +285,17 @@ def subscription_cancellation_withdrawn(cur: Executor, e: StoredEventRow) -> Non
 
 @handles("Subscription.Canceled")
 def subscription_canceled(cur: Executor, e: StoredEventRow) -> None:
+    p = e.payload
     _set_subscription(
         cur,
         e,
-        "status='canceled', cancel_at_period_end=false, canceled_at=coalesce(canceled_at, %s), ended_at=%s",
+        "status='canceled', cancel_at_period_end=false, canceled_at=coalesce(canceled_at, %s), ended_at=%s,"
+        " current_period_start=coalesce(%s, current_period_start),"
+        " current_period_end=coalesce(%s, current_period_end)",
         e.occurred_at,
-        e.payload["ended_at"],
+        p["ended_at"],
+        p.get("period_start"),
+        p.get("period_end"),
     )
 
 
@@ -434,6 +439,11 @@ def payment_failed(cur: Executor, e: StoredEventRow) -> None:
 @handles("Payment.Retried")
 def payment_retried(cur: Executor, e: StoredEventRow) -> None:
     _set_payment(cur, e, "status='pending', attempt=%s", e.payload["attempt"])
+
+
+@handles("Payment.AttachedToInvoice")
+def payment_attached_to_invoice(cur: Executor, e: StoredEventRow) -> None:
+    _set_payment(cur, e, "invoice_id=%s", e.payload["invoice_id"])
 
 
 @handles("Payment.Refunded")

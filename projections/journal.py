@@ -193,6 +193,15 @@ def payment_initiated(cur: Executor, e: StoredEventRow) -> None:
     )
 
 
+@books("Payment.AttachedToInvoice")
+def payment_attached_to_invoice(cur: Executor, e: StoredEventRow) -> None:
+    """Nothing moves: a later refund of the payment is booked as an invoiced one's."""
+    cur.execute(
+        "UPDATE journal_payments SET invoice_id = %s::uuid WHERE id = %s::uuid",
+        (e.payload["invoice_id"], e.stream_id),
+    )
+
+
 @books("Payment.Succeeded")
 def payment_succeeded(cur: Executor, e: StoredEventRow) -> None:
     _book(cur, PAYMENT_RECEIVED, e, e.stream_id)

@@ -73,12 +73,14 @@ IngestContainer = Annotated[Container, Depends(_container)]
     openapi_extra=CLOUDEVENTS_REQUEST,
     responses={
         207: {"model": IngestAnswer, "description": "a batch in which some events were rejected"},
-        400: {"description": "malformed JSON, or not CloudEvents"},
+        400: {"description": "malformed JSON, not CloudEvents, or a binary-mode event without ce-id"},
         403: {"description": "a scoped key sent another customer's event"},
         409: {"description": "a single event whose id was used with another content"},
         413: {"description": "over 1,000 events or 5 MB"},
         415: {"description": "not a CloudEvents content mode"},
-        422: {"description": "a single event that was rejected"},
+        422: {
+            "description": "a single event that was rejected (a time outside the window is time_out_of_range)"
+        },
         503: {"description": "too many events waiting for a commit; retry"},
     },
 )
@@ -98,7 +100,10 @@ async def ingest_events(request: Request, container: IngestContainer, principal:
             415, "Unsupported media type", str(unsupported), code="unsupported_media_type"
         ) from None
     except ce.UnreadableRequest as unreadable:
-        raise ApiProblem(400, "Malformed request", str(unreadable), code="malformed_json") from None
+        errors = [{"field": unreadable.field, "message": str(unreadable)}] if unreadable.field else None
+        raise ApiProblem(
+            400, "Malformed request", str(unreadable), code=unreadable.code, errors=errors
+        ) from None
     if len(reads) > settings.ingest_max_batch_events:
         raise ApiProblem(
             413,
@@ -115,7 +120,7 @@ async def ingest_events(request: Request, container: IngestContainer, principal:
         raise ApiProblem(403, "Forbidden", str(outside), code="forbidden") from None
     commands = [c for c in translated if not isinstance(c, ce.Rejection)]
     results = [
-        EventResult(r.index, r.id or "", REJECTED, None, r.code, r.reason)
+        EventResult(r.index, r.id or "", REJECTED, None, r.code, r.reason, r.field)
         for r in translated
         if isinstance(r, ce.Rejection)
     ]
@@ -170,7 +175,7 @@ def _answer(results: list[EventResult], batch: bool, reads: list[ce.Read]) -> Re
             "Event rejected",
             only.reason or "the event was rejected",
             only.code or "rejected",
-            errors=[{"field": only.code or "event", "message": only.reason or ""}],
+            errors=[{"field": only.field or only.code or "event", "message": only.reason or ""}],
         )
     body = orjson.dumps({"results": items, "position": max(positions, default=0)})
     return Response(body, status_code=207 if rejected else 202, media_type="application/json")

@@ -3,7 +3,8 @@
 Thin: read the body within its limit, verify the signature with the `stripe` library, and run
 the Stripe use case. A bad signature, a stale timestamp or a body that is not a Stripe event is
 400 and stores nothing; a verified event of a type the ledger does not translate is kept
-verbatim and answered 200, so Stripe does not retry it."""
+verbatim and answered 200, so Stripe does not retry it. One carrying a time or an amount the
+ledger cannot hold is 422 (the use case raises TimeOutOfRange or InvalidValue) and stores nothing."""
 
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ async def _container(request: Request) -> Container:
         400: {"description": "bad or missing signature, stale timestamp, or not a Stripe event"},
         413: {"description": "body too large"},
         415: {"description": "not application/json"},
+        422: {
+            "description": "a time outside [2000-01-01, now + 5 min] (time_out_of_range) or an amount"
+            " beyond the ledger's limits (invalid_value): nothing is recorded"
+        },
         503: {"description": "no webhook secret is configured, or the objects kept changing (retry)"},
     },
 )

@@ -5,86 +5,24 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 
-from api.app import create_app
-from application import receipts
 from domain import ids
-from infra.bootstrap import Container, bootstrap
-from infra.settings import Settings
+from infra.bootstrap import Container
 from tests.conftest import count_events
-from tests.integration.stripe_helpers import SECRET, body_of, customer, envelope, lifecycle, sign
-
-
-@pytest.fixture
-def stripe_container(settings: Settings, database_url: str) -> Iterator[Container]:
-    built = bootstrap(
-        settings.model_copy(update={"stripe_webhook_secret": SecretStr(SECRET)}),
-        database_url,
-        run_projection=False,
-    )
-    try:
-        yield built
-    finally:
-        built.close()
-
-
-@pytest.fixture
-def stripe(stripe_container: Container) -> Iterator[TestClient]:
-    with TestClient(create_app(lambda: stripe_container), raise_server_exceptions=False) as test_client:
-        yield test_client
-
-
-def deliver(client: TestClient, event: dict[str, Any], **sign_kwargs: Any) -> Any:
-    body = body_of(event)
-    return client.post(
-        "/v1/webhooks/stripe",
-        content=body,
-        headers={
-            "Content-Type": "application/json; charset=utf-8",
-            "Stripe-Signature": sign(body, **sign_kwargs),
-        },
-    )
-
-
-def ledger_state(container: Container, suffix: str) -> dict[str, Any]:
-    """What the ledger holds for one lifecycle, as its receipts (the read side of a write)."""
-    get = container.ledger.repository.get
-    cus = get(ids.customer_id(f"cus_{suffix}"))
-    sub = get(ids.stripe_object_id(f"sub_{suffix}"))
-    inv = get(ids.stripe_object_id(f"in_{suffix}"))
-    pay = get(ids.stripe_object_id(f"pi_{suffix}"))
-    customer_state = receipts.customer_receipt(cus)
-    customer_state.pop("created_at")  # when the mirror was first needed, which depends on the order
-    state = {
-        "customer": customer_state,
-        "plan": receipts.plan_receipt(get(ids.plan_id("price_1MowQULkdIwHu7ixraBm864M"))),
-        "subscription": {**receipts.subscription_receipt(sub), "past_due_invoices": sub.past_due_invoice_ids},
-        "invoice": receipts.invoice_receipt(inv),
-        "payment": receipts.payment_receipt(pay),
-    }
-    return _without(state, suffix)
-
-
-def _without(value: Any, suffix: str) -> Any:
-    """The state with this lifecycle's own ids made generic, so two lifecycles compare."""
-    if isinstance(value, dict):
-        return {k: _without(v, suffix) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without(v, suffix) for v in value]
-    if isinstance(value, str):
-        for stripe_id in (f"cus_{suffix}", f"sub_{suffix}", f"in_{suffix}", f"pi_{suffix}"):
-            value = value.replace(str(ids.stripe_object_id(stripe_id)), stripe_id[:3])
-        return value.replace(str(ids.customer_id(f"cus_{suffix}")), "cus").replace(suffix, "X")
-    return value
-
+from tests.integration.stripe_helpers import (
+    body_of,
+    customer,
+    deliver,
+    envelope,
+    ledger_state,
+    lifecycle,
+    sign,
+)
 
 # ---------------------------------------------------------------------------- the lifecycle
 

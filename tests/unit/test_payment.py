@@ -64,6 +64,22 @@ def test_a_payment_need_not_name_an_invoice() -> None:
     assert initiate_payment(invoice_id=None, provider_reference=None).invoice_id is None
 
 
+def test_a_payment_made_without_an_invoice_is_attached_to_it_once_the_provider_names_it() -> None:
+    invoice_id = uuid4()
+    payment = initiate_payment(invoice_id=None)
+    payment.succeed(occurred_at=LATER)
+    payment.attach_to_invoice(invoice_id=invoice_id, occurred_at=LATER)
+    assert [type(e).__name__ for e in payment.pending_events] == [
+        "Initiated",
+        "Succeeded",
+        "AttachedToInvoice",
+    ]
+    assert (payment.invoice_id, payment.status) == (invoice_id, SUCCEEDED)
+    assert assert_rebuilds_identically(payment).invoice_id == invoice_id
+    with pytest.raises(InvalidTransition):
+        payment.attach_to_invoice(invoice_id=uuid4(), occurred_at=LATER)
+
+
 @pytest.mark.parametrize("amount", [0, -1])
 def test_a_payment_amount_that_is_not_positive_is_refused(amount: int) -> None:
     with pytest.raises(InvalidValue) as caught:

@@ -46,8 +46,9 @@ def record(**overrides: Any) -> UsageRecord:
         (0.1, "0.1"),
         ("-0", "0"),
         ("-0.00", "0"),
-        (10**29 + 1, "100000000000000000000000000001"),
-        ("12345678901234567890.123456789012345678", "12345678901234567890.123456789012345678"),
+        (10**9, "1000000000"),
+        ("1E+9", "1000000000"),
+        ("123456789.123456789012345678", "123456789.123456789012345678"),
     ],
     ids=repr,
 )
@@ -55,7 +56,7 @@ def test_usage_values_are_kept_as_exact_canonical_decimal_strings(value: Any, te
     assert normalize_usage_value(value) == text
 
 
-@given(st.decimals(min_value=0, max_value=10**12, allow_nan=False, allow_infinity=False, places=6))
+@given(st.decimals(min_value=0, max_value=10**9, allow_nan=False, allow_infinity=False, places=6))
 def test_a_normalized_value_is_numerically_equal_and_stable(value: Decimal) -> None:
     text = normalize_usage_value(value)
     assert Decimal(text) == value
@@ -64,7 +65,7 @@ def test_a_normalized_value_is_numerically_equal_and_stable(value: Decimal) -> N
     assert not text.startswith("-")
 
 
-@given(st.integers(min_value=0, max_value=10**30 - 1))
+@given(st.integers(min_value=0, max_value=10**9))
 def test_integer_usage_is_kept_digit_for_digit(value: int) -> None:
     assert normalize_usage_value(value) == str(value)
 
@@ -164,7 +165,11 @@ def test_a_usage_record_rebuilt_from_its_events_has_the_same_state() -> None:
     assert copy.occurred_at == T0
 
 
-@pytest.mark.parametrize("value", ["1E+999999999", "1" * 31, "0." + "1" * 19])
-def test_a_usage_value_too_large_to_store_is_refused(value: str) -> None:
+@pytest.mark.parametrize(
+    "value",
+    ["1E+999999999", "1" * 31, "0." + "1" * 19, 10**9 + 1, "1000000000.000001", 2**64, "1e10", "9" * 100],
+    ids=repr,
+)
+def test_a_usage_value_beyond_10_to_the_9_or_too_precise_is_refused(value: str) -> None:
     with pytest.raises(InvalidValue):
         normalize_usage_value(value)
