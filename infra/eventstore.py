@@ -17,12 +17,12 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from eventsourcing.persistence import InterfaceError, Mapper, OperationalError, StoredEvent, Transcoder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from eventsourcing.utils import get_topic, resolve_topic
+from eventsourcing.utils import get_topic, resolve_topic, retry
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 
 SOURCES = ("api", "ingest", "stripe", "policy", "system")
 
@@ -228,7 +228,17 @@ class LedgerRecorder(PostgresApplicationRecorder):
 
     Appends still take the library's EXCLUSIVE table lock, so positions are handed out in
     commit order and a reader tailing by position never passes over a gap filled later.
-    No NOTIFY is sent inside append transactions: it would serialise commits."""
+    No NOTIFY is sent inside append transactions: it would serialise commits.
+
+    An append is one call of a server-side function (`<table>_append`), sent outside pipeline
+    mode: PostgreSQL runs it only once the whole message, events included, has arrived, and the
+    function takes the lock, inserts and returns, so the lock is held for server-side work only,
+    never while bytes are still on their way. The library's pipelined append sent the LOCK
+    before the INSERT's parameters; psycopg's pipeline loop (3.3.9) stops flushing when its
+    queue is empty although libpq still holds unsent bytes (`PQflush` returned 1), then waits
+    for results: with an event larger than the socket accepts at once (900 KB over a Unix
+    socket, a few MB over TCP) the server sat in ClientRead holding the lock for ever, and
+    every other write timed out behind it."""
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
@@ -270,14 +280,35 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 ).format(schema=schema, table=table),
             ]
         )
-        self._insert_sql = SQL(
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state, "
-            "event_type, occurred_at, customer_id, source, actor, correlation_id, causation_id, "
-            "reason, schema_version) "
-            "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[], %s::text[], "
+        append = Identifier(f"{self.events_table_name}_append")
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE OR REPLACE FUNCTION {schema}.{append}(originator_ids uuid[], versions bigint[], "
+                "topics text[], states bytea[], event_types text[], occurred timestamptz[], "
+                "customers uuid[], sources text[], actors text[], correlations uuid[], causations uuid[], "
+                "reasons text[], schema_versions int[]) RETURNS SETOF bigint LANGUAGE plpgsql AS $$ "
+                "BEGIN "
+                "PERFORM set_config('lock_timeout', {lock_timeout}, true); "
+                "LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
+                "RETURN QUERY INSERT INTO {schema}.{table} (originator_id, originator_version, topic, "
+                "state, event_type, occurred_at, customer_id, source, actor, correlation_id, "
+                "causation_id, reason, schema_version) "
+                "SELECT * FROM unnest(originator_ids, versions, topics, states, event_types, occurred, "
+                "customers, sources, actors, correlations, causations, reasons, schema_versions) "
+                "RETURNING notification_id; "
+                "END $$"
+            ).format(
+                schema=schema,
+                table=table,
+                append=append,
+                lock_timeout=Literal(f"{self.datastore.lock_timeout}s"),
+            )
+        )
+        self._append_sql = SQL(
+            "SELECT {schema}.{append}(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[], %s::text[], "
             "%s::timestamptz[], %s::uuid[], %s::text[], %s::text[], %s::uuid[], %s::uuid[], "
-            "%s::text[], %s::int[]) RETURNING notification_id"
-        ).format(schema=schema, table=table)
+            "%s::text[], %s::int[]) AS notification_id"
+        ).format(schema=schema, append=append)
         staging = Identifier(f"{self.events_table_name}_staged")
         columns = SQL(
             "originator_id, originator_version, topic, state, event_type, occurred_at, customer_id, "
@@ -339,31 +370,35 @@ class LedgerRecorder(PostgresApplicationRecorder):
     def _notify_channel(self, curs: Cursor[DictRow]) -> None:
         return None
 
-    def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any
-    ) -> None:
-        self._lock_table(curs)
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """Append in one statement (see the class docstring); the positions, in order."""
+        if not stored_events:
+            return []
         events = [
             e if isinstance(e, LedgerStoredEvent) else LedgerStoredEvent(**vars(e)) for e in stored_events
         ]
-        curs.execute(
-            self._insert_sql,
-            (
-                [e.originator_id for e in events],
-                [e.originator_version for e in events],
-                [e.topic for e in events],
-                [e.state for e in events],
-                [e.event_type or event_type_name(e.topic) for e in events],
-                [e.occurred_at for e in events],
-                [e.customer_id for e in events],
-                [e.source for e in events],
-                [e.actor for e in events],
-                [e.correlation_id for e in events],
-                [e.causation_id for e in events],
-                [e.reason for e in events],
-                [e.schema_version for e in events],
-            ),
-        )
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            # Autocommit: the statement is its own transaction, so the lock ends with it.
+            curs.execute(
+                self._append_sql,
+                (
+                    [e.originator_id for e in events],
+                    [e.originator_version for e in events],
+                    [e.topic for e in events],
+                    [e.state for e in events],
+                    [e.event_type or event_type_name(e.topic) for e in events],
+                    [e.occurred_at for e in events],
+                    [e.customer_id for e in events],
+                    [e.source for e in events],
+                    [e.actor for e in events],
+                    [e.correlation_id for e in events],
+                    [e.causation_id for e in events],
+                    [e.reason for e in events],
+                    [e.schema_version for e in events],
+                ),
+            )
+            return [row["notification_id"] for row in curs.fetchall()]
 
     def append_new_streams(self, rows: Sequence[NewStreamRow]) -> NewStreams:
         """Append the first event of each of these streams, skipping every stream that already
