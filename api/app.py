@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.body_limit import BodyLimitMiddleware
 from api.errors import install_error_handlers
 from api.routers import (
     alerts,
@@ -48,6 +49,7 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware)
     for router in (
         health.router,
         api_keys.router,

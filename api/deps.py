@@ -101,6 +101,16 @@ def read_connection(
 def wait_for_read_models(container: Container, min_position: int | None) -> None:
     """Read-your-writes: wait (bounded) until the read models have applied `min_position`."""
     if min_position is not None and min_position > 0:
+        head = container.ledger.store.max_notification_id() or 0
+        if min_position > head:
+            # Nothing was ever written there: waiting could only end in a 503.
+            raise ApiProblem(
+                422,
+                "Position not found",
+                f"position {min_position} is beyond the log's head ({head}): pass one a write answered",
+                code="position_not_found",
+                errors=[{"field": "min_position", "message": f"at most {head}, the log's head"}],
+            )
         container.wake_projection()
         timeout = container.settings.read_wait_timeout_seconds
         if not wait_for_position(container.pool, CORE_PROJECTION, min_position, timeout):

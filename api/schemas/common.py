@@ -3,13 +3,37 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema
+
+from domain.money import CURRENCY_EXPONENTS, MAX_AMOUNT, MAX_QUANTITY
 
 T = TypeVar("T")
 
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-MinorUnits = Annotated[int, Field(ge=0, le=10**15, description="integer count of minor units")]
-PositiveMinorUnits = Annotated[int, Field(gt=0, le=10**15, description="integer count of minor units")]
+CURRENCY_CODES = sorted(CURRENCY_EXPONENTS)
+
+
+def _iso_4217(code: str) -> str:
+    if code not in CURRENCY_EXPONENTS:
+        raise ValueError("is not an active ISO 4217 currency code (EUR, USD, JPY...)")
+    return code
+
+
+# An active ISO 4217 code; the OpenAPI document lists them all (an enum), the validator says
+# which field is wrong without reciting the list.
+Currency = Annotated[
+    str,
+    AfterValidator(_iso_4217),
+    WithJsonSchema({"type": "string", "enum": CURRENCY_CODES, "description": "ISO 4217 code"}),
+]
+
+# Money is a JSON integer (strict: "2000" and 2000.0 are refused, not coerced), at most 10^15.
+MinorUnits = Annotated[
+    StrictInt, Field(ge=0, le=MAX_AMOUNT, description="integer count of minor units, at most 10^15")
+]
+PositiveMinorUnits = Annotated[
+    StrictInt, Field(gt=0, le=MAX_AMOUNT, description="integer count of minor units, at most 10^15")
+]
+Quantity = Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY, description="a whole number, at most 10^9")]
 
 
 class Request(BaseModel):
