@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from eventsourcing.persistence import DataError as PersistenceDataError
 from eventsourcing.persistence import OperationalError as PersistenceOperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg import DataError as PsycopgDataError
 from psycopg import OperationalError as PsycopgOperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -70,6 +72,11 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def _not_json(request: Request) -> bool:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return not (media == "application/json" or (media.startswith("application/") and media.endswith("+json")))
+
+
 def _field(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -106,6 +113,17 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             return problem(400, "Malformed JSON", "the request body is not valid JSON", "malformed_json")
+        if _not_json(request) and any(
+            tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing" for e in errors
+        ):
+            # FastAPI hands a body of another media type over as bytes, which no model accepts.
+            return problem(
+                415,
+                "Unsupported media type",
+                "the body must be JSON: send Content-Type: application/json",
+                "unsupported_media_type",
+                errors=[{"field": "Content-Type", "message": "application/json"}],
+            )
         fields = [{"field": _field(tuple(e.get("loc", ()))), "message": str(e.get("msg"))} for e in errors]
         return problem(
             422,
@@ -149,6 +167,18 @@ def install_error_handlers(app: FastAPI) -> None:
             "the event store did not answer in time; retry the request (with its Idempotency-Key)",
             "store_unavailable",
             headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(PsycopgDataError)
+    @app.exception_handler(PersistenceDataError)
+    async def value_the_store_cannot_hold(request: Request, exc: Exception) -> JSONResponse:
+        # SQLSTATE class 22 (a NUL character in a query parameter, a number out of range):
+        # the statement failed, so nothing was recorded.
+        return problem(
+            422,
+            "Invalid request",
+            "a value in the request cannot be stored or compared (NUL character, number out of range)",
+            "invalid_value",
         )
 
     @app.exception_handler(Exception)

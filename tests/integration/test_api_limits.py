@@ -45,7 +45,7 @@ def customer(client: TestClient, admin: dict[str, str]) -> dict[str, Any]:
     return created
 
 
-# ---------------------------------------------------------------- observation 2: one request stops every write
+# ------------------------------------------------------- observation 2: one request stops every write
 
 
 def test_an_event_larger_than_the_socket_buffers_is_appended_and_writes_go_on(container: Container) -> None:
