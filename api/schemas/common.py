@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from datetime import date, datetime
+import math
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema, field_validator
@@ -40,6 +41,23 @@ def _queryable_day(day: date) -> date:
 # arithmetic (the day before, a window's end) inside the calendar.
 QueryDay = Annotated[date, AfterValidator(_queryable_day)]
 
+
+def _utc_moment(moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        moment = moment.replace(tzinfo=UTC)  # a moment without an offset is read as UTC
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"a moment between {FIRST_DAY} and {LAST_DAY}") from None
+    if not FIRST_DAY <= moment.date() <= LAST_DAY:
+        raise ValueError(f"a moment between {FIRST_DAY} and {LAST_DAY}")
+    return moment
+
+
+# A moment a command describes (an invoice line's period), in UTC within the days above, so it
+# compares with any other and every read model can hold it.
+Moment = Annotated[datetime, AfterValidator(_utc_moment)]
+
 # Money is a JSON integer (strict: "2000" and 2000.0 are refused, not coerced), at most 10^15.
 MinorUnits = Annotated[
     StrictInt, Field(ge=0, le=MAX_AMOUNT, description="integer count of minor units, at most 10^15")
@@ -50,14 +68,17 @@ PositiveMinorUnits = Annotated[
 Quantity = Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY, description="a whole number, at most 10^9")]
 
 
-def _holds_nul(value: Any) -> bool:
+def _unstorable(value: Any) -> str | None:
+    """Why PostgreSQL or JSON could not hold this value as given, if it could not."""
     if isinstance(value, str):
-        return "\x00" in value
+        return "may not contain the NUL character (U+0000)" if "\x00" in value else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "numbers are finite (1e400 is not)"
     if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+        return next((w for k, v in value.items() if (w := _unstorable(k) or _unstorable(v))), None)
     if isinstance(value, list | tuple):
-        return any(_holds_nul(v) for v in value)
-    return False
+        return next((w for v in value if (w := _unstorable(v))), None)
+    return None
 
 
 class Request(BaseModel):
@@ -67,11 +88,12 @@ class Request(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def no_nul_characters(cls, value: Any) -> Any:
-        # PostgreSQL text and jsonb cannot hold U+0000: an event carrying one would be recorded
-        # and then stop every read model that copies the string. Refused at the door instead.
-        if _holds_nul(value):
-            raise PydanticCustomError("nul_character", "may not contain the NUL character (U+0000)")
+    def storable(cls, value: Any) -> Any:
+        # PostgreSQL text and jsonb cannot hold U+0000, and JSON has no Infinity: an event
+        # carrying either would be recorded and then stop (or silently change in) every read
+        # model that copies it. Refused at the door instead.
+        if (why := _unstorable(value)) is not None:
+            raise PydanticCustomError("unstorable_value", why)
         return value
 
 

@@ -13,6 +13,7 @@ from api.schemas.common import (
     Command,
     Currency,
     MinorUnits,
+    Moment,
     PositiveMinorUnits,
     Quantity,
     Request,
@@ -192,8 +193,8 @@ class InvoiceLineIn(Request):
     description: str = Field(min_length=1, max_length=500)
     quantity: Quantity
     unit_amount: MinorUnits
-    period_start: datetime | None = None
-    period_end: datetime | None = None
+    period_start: Moment | None = None
+    period_end: Moment | None = None
 
     @model_validator(mode="after")
     def amount_is_recordable(self) -> InvoiceLineIn:

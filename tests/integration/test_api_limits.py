@@ -321,3 +321,60 @@ def test_a_missing_resource_in_the_path_is_404_not_found(client: TestClient, adm
     _problem(client.post(f"/v1/invoices/{missing}/void", headers=admin), 404, "not_found")
     _problem(client.get(f"/v1/customers/{missing}", headers=admin), 404, "not_found")
     _problem(client.get("/v1/nothing-here", headers=admin), 404, "not_found")
+
+
+# ---------------------------------------------------------------- values the store could not hold
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**CUSTOMER, "name": "Acme\x00"}, "name"),
+        ({**CUSTOMER, "metadata": {"plan\x00": "gold"}}, "metadata"),
+        ({**CUSTOMER, "external_id": "acme\x00"}, "external_id"),
+    ],
+)
+def test_a_nul_character_in_a_body_is_422_and_records_nothing(
+    client: TestClient, admin: dict[str, str], container: Container, body: dict[str, Any], field: str
+) -> None:
+    before = count_events(container)
+    _problem(client.post("/v1/customers", json=body, headers=admin), 422, "validation_error", field)
+    assert count_events(container) == before
+
+
+def test_an_infinite_number_in_a_body_is_422(client: TestClient, admin: dict[str, str]) -> None:
+    raw = b'{"external_id": "acme", "email": "a@acme.io", "currency": "EUR", "metadata": {"x": 1e400}}'
+    headers = {**admin, "Content-Type": "application/json"}
+    _problem(client.post("/v1/customers", content=raw, headers=headers), 422, "validation_error", "metadata")
+
+
+def test_a_nul_character_in_a_query_is_422_not_a_server_error(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    _problem(client.get("/v1/alerts", params={"type": "\x00"}, headers=admin), 422, "invalid_value")
+    _problem(client.get("/v1/plans/%00", headers=admin), 422, "invalid_value")
+
+
+def test_invoice_line_periods_are_moments_in_utc_within_the_ledgers_days(
+    client: TestClient, admin: dict[str, str], customer: dict[str, Any], container: Container
+) -> None:
+    def draft(**period: str) -> httpx.Response:
+        line = {"description": "x", "quantity": 1, "unit_amount": 100, **period}
+        body = {"customer_id": customer["id"], "currency": "EUR", "lines": [line]}
+        return client.post("/v1/invoices", json=body, headers=admin)
+
+    before = count_events(container)
+    _problem(draft(period_start="0001-01-01T00:00:00+01:00"), 422, "validation_error", "lines.0.period_start")
+    _problem(draft(period_end="9999-12-31T23:00:00-05:00"), 422, "validation_error", "lines.0.period_end")
+    assert count_events(container) == before
+    # Without an offset a moment is UTC, so it compares with one that has an offset.
+    mixed = draft(period_start="2026-01-01T00:00:00", period_end="2026-02-01T00:00:00+00:00")
+    assert mixed.status_code == 201, mixed.text
+    assert mixed.json()["lines"][0]["period_start"].startswith("2026-01-01T00:00:00")
+
+
+def test_a_query_day_outside_the_ledgers_days_is_422(client: TestClient, admin: dict[str, str]) -> None:
+    churn = client.get("/v1/metrics/churn", params={"from": "0001-01-01", "currency": "EUR"}, headers=admin)
+    _problem(churn, 422, "validation_error", "from")
+    receivables = client.get("/v1/receivables", params={"as_of": "9999-12-31"}, headers=admin)
+    _problem(receivables, 422, "validation_error", "as_of")
