@@ -8,7 +8,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.body_limit import BodyLimitMiddleware
+from api.docs import install_docs
 from api.errors import install_error_handlers
+from api.openapi import install_openapi
 from api.routers import (
     alerts,
     analytics,
@@ -47,8 +50,13 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
         version="0.1.0",
         description="Event-sourced billing ledger: commands, queries and audits over an immutable log.",
         lifespan=lifespan,
+        docs_url=None,  # served by api/docs.py from the installed Swagger UI wheel, not a CDN
+        redoc_url=None,
     )
     install_error_handlers(app)
+    install_docs(app)
+    install_openapi(app)
+    app.add_middleware(BodyLimitMiddleware)
     for router in (
         health.router,
         api_keys.router,

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 import orjson
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import Connection
 
 from api.errors import ApiProblem
@@ -51,8 +52,21 @@ def get_ledger(container: ContainerDep) -> Ledger:
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 
 
+# Declares the scheme in the OpenAPI document (per operation, through the dependency); the
+# header itself is checked below, so a malformed one gets the same 401 problem as a missing one.
+bearer_scheme = HTTPBearer(
+    auto_error=False, scheme_name="bearerAuth", description="an API key minted by an admin"
+)
+
+
+def bearer_authorization(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+) -> str | None:
+    return request.headers.get("authorization")
+
+
 def get_principal(
-    container: ContainerDep, authorization: Annotated[str | None, Header()] = None
+    container: ContainerDep, authorization: Annotated[str | None, Depends(bearer_authorization)] = None
 ) -> Principal:
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -110,6 +124,16 @@ def read_connection(
 def wait_for_read_models(container: Container, min_position: int | None) -> None:
     """Read-your-writes: wait (bounded) until the read models have applied `min_position`."""
     if min_position is not None and min_position > 0:
+        head = container.ledger.store.max_notification_id() or 0
+        if min_position > head:
+            # Nothing was ever written there: waiting could only end in a 503.
+            raise ApiProblem(
+                422,
+                "Position not found",
+                f"position {min_position} is beyond the log's head ({head}): pass one a write answered",
+                code="position_not_found",
+                errors=[{"field": "min_position", "message": f"at most {head}, the log's head"}],
+            )
         container.wake_projection()
         timeout = container.settings.read_wait_timeout_seconds
         if not wait_for_position(container.pool, CORE_PROJECTION, min_position, timeout):

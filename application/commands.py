@@ -36,6 +36,21 @@ class DefinePlan:
 
 
 @dataclass(frozen=True)
+class RevisePlan:
+    """New terms for an existing plan: they apply to new subscriptions and explicit changes."""
+
+    code: str
+    name: str
+    currency: str
+    amount: int
+    interval: str
+    interval_count: int = 1
+    trial_days: int = 0
+    quotas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    usage_prices: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class RetirePlan:
     code: str
 

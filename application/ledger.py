@@ -247,23 +247,34 @@ class Ledger(Application[UUID]):
     # ------------------------------------------------------------------ plans
 
     def define_plan(self, cmd: c.DefinePlan, ctx: c.CommandContext) -> Outcome:
+        """Define a plan. The same definition again answers as the first time and records
+        nothing; other terms under an existing code are refused (revising is `revise_plan`)."""
+
         def use_case(ctx: c.CommandContext) -> Outcome:
-            terms: dict[str, Any] = {
-                "name": cmd.name,
-                "currency": cmd.currency,
-                "amount": cmd.amount,
-                "interval": cmd.interval,
-                "interval_count": cmd.interval_count,
-                "trial_days": cmd.trial_days,
-                "quotas": cmd.quotas,
-                "usage_prices": cmd.usage_prices,
-            }
+            terms = _plan_terms(cmd)
             existing = self._find(ids.plan_id(cmd.code))
             if isinstance(existing, Plan):
-                existing.revise(occurred_at=ctx.occurred_at, **terms)
-                return self._commit(ctx, existing, receipts.plan_receipt(existing))
+                if existing.terms() != terms:
+                    raise AlreadyExists(
+                        f"plan '{cmd.code}' exists with other terms; revise it with "
+                        f"POST /v1/plans/{cmd.code}/revise",
+                        field="code",
+                    )
+                return self._commit(ctx, existing, receipts.plan_receipt(existing), created=True)
             plan = Plan.define(code=cmd.code, occurred_at=ctx.occurred_at, **terms)
             return self._commit(ctx, plan, receipts.plan_receipt(plan), created=True)
+
+        return self._run(ctx, use_case)
+
+    def revise_plan(self, cmd: c.RevisePlan, ctx: c.CommandContext) -> Outcome:
+        """New terms for an existing plan (the same terms record nothing)."""
+
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            plan = self._find(ids.plan_id(cmd.code))
+            if not isinstance(plan, Plan):
+                raise NotFound(f"no plan with code '{cmd.code}'")
+            plan.revise(occurred_at=ctx.occurred_at, **_plan_terms(cmd))
+            return self._commit(ctx, plan, receipts.plan_receipt(plan))
 
         return self._run(ctx, use_case)
 
@@ -698,6 +709,19 @@ class Ledger(Application[UUID]):
             return self._commit(ctx, alert, receipts.alert_receipt(alert))
 
         return self._run(ctx, use_case)
+
+
+def _plan_terms(cmd: c.DefinePlan | c.RevisePlan) -> dict[str, Any]:
+    return {
+        "name": cmd.name,
+        "currency": cmd.currency,
+        "amount": cmd.amount,
+        "interval": cmd.interval,
+        "interval_count": cmd.interval_count,
+        "trial_days": cmd.trial_days,
+        "quotas": cmd.quotas,
+        "usage_prices": cmd.usage_prices,
+    }
 
 
 def now() -> datetime:

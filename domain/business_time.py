@@ -20,7 +20,10 @@ def check_business_time(moment: datetime, now: datetime, field: str = "effective
     A naive moment is read as UTC."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # year 1 east of UTC, year 9999 west of it: outside any window
+        raise TimeOutOfRange(f"{field} {moment.isoformat()} is out of range", field=field) from None
     if moment < EPOCH:
         raise TimeOutOfRange(f"{field} {moment.isoformat()} is before {EPOCH.date()}", field=field)
     if moment > now + MAX_AHEAD:

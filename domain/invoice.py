@@ -18,7 +18,7 @@ from domain.errors import (
     InvoiceNotOpen,
     Overpayment,
 )
-from domain.money import check_currency, divide_half_even
+from domain.money import MAX_AMOUNT, charge, check_amount, check_currency, divide_half_even
 
 DRAFT, OPEN, PAID, VOID, UNCOLLECTIBLE = "draft", "open", "paid", "void", "uncollectible"
 BPS = 10_000
@@ -45,6 +45,7 @@ class Invoice(LedgerAggregate):
         check_currency(currency)
         if discount < 0:
             raise InvalidValue("discount cannot be negative", field="discount")
+        check_amount(discount, "discount")
         check_tax_rate(tax_rate_bps)
         return cls._created_with_id(
             invoice_id,
@@ -102,11 +103,14 @@ class Invoice(LedgerAggregate):
             raise InvalidValue("a line's unit_amount cannot be negative", field="unit_amount")
         if period_start and period_end and period_end < period_start:
             raise InvalidValue("a line's period ends before it starts", field="period_end")
+        amount = charge(unit_amount, quantity)
+        if self.subtotal + amount > MAX_AMOUNT:
+            raise InvalidValue(f"the invoice's subtotal would pass {MAX_AMOUNT}", field="lines")
         self._add_line(
             description=description,
             quantity=quantity,
             unit_amount=unit_amount,
-            amount=quantity * unit_amount,
+            amount=amount,
             period_start=period_start,
             period_end=period_end,
             occurred_at=occurred_at,
@@ -172,8 +176,7 @@ class Invoice(LedgerAggregate):
         if not number.strip():
             raise InvalidValue("an invoice number cannot be blank", field="number")
         for name, amount in (("subtotal", subtotal), ("discount", discount), ("tax", tax), ("total", total)):
-            if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
-                raise InvalidValue(f"{name} is an integer of minor units, at least 0", field=name)
+            check_amount(amount, name)
         if discount > subtotal:
             raise InvalidValue("the discount exceeds the subtotal", field="discount")
         if total != subtotal - discount + tax:

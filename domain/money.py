@@ -33,6 +33,35 @@ CURRENCY_EXPONENTS: dict[str, int] = {
 }
 
 
+# The largest amount the ledger records, in minor units (10^15: ten trillion euros). Bounding every
+# amount, given or computed, keeps every sum the ledger makes (an invoice's lines, a day's MRR)
+# far inside 64 bits, which is what PostgreSQL's bigint columns and Kafka consumers hold.
+MAX_AMOUNT = 10**15
+# The largest quantity (seats, units on a line).
+MAX_QUANTITY = 10**9
+
+
+def check_amount(amount: int, field: str = "amount") -> int:
+    """An amount is an integer count of minor units in [0, MAX_AMOUNT]."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= MAX_AMOUNT:
+        raise InvalidValue(f"an amount is an integer of minor units in [0, {MAX_AMOUNT}]", field=field)
+    return amount
+
+
+def charge(unit_amount: int, quantity: int, field: str = "quantity") -> int:
+    """unit_amount × quantity, refused (before it is recorded anywhere) when the result would
+    pass MAX_AMOUNT."""
+    check_amount(unit_amount, "unit_amount")
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 0 <= quantity <= MAX_QUANTITY:
+        raise InvalidValue(f"a quantity is an integer in [0, {MAX_QUANTITY}]", field=field)
+    product = unit_amount * quantity
+    if product > MAX_AMOUNT:
+        raise InvalidValue(
+            f"{quantity} × {unit_amount} = {product} passes the largest amount, {MAX_AMOUNT}", field=field
+        )
+    return product
+
+
 def check_currency(code: str) -> str:
     """Return the code if it is an active ISO 4217 currency, else raise InvalidValue."""
     if code not in CURRENCY_EXPONENTS:

@@ -7,7 +7,7 @@ from eventsourcing.domain import event
 
 from domain.base import LedgerAggregate
 from domain.errors import InvalidTransition, InvalidValue, PaymentNotPending, RefundExceedsPayment
-from domain.money import check_currency
+from domain.money import check_amount, check_currency
 
 PENDING, SUCCEEDED, FAILED, REFUNDED = "pending", "succeeded", "failed", "refunded"
 
@@ -28,6 +28,7 @@ class Payment(LedgerAggregate):
         check_currency(currency)
         if amount <= 0:
             raise InvalidValue("a payment amount is positive", field="amount")
+        check_amount(amount)
         return cls._created_with_id(
             payment_id,
             "Initiated",

@@ -11,7 +11,7 @@ from eventsourcing.domain import event
 from domain import ids
 from domain.base import LedgerAggregate
 from domain.errors import InvalidValue, PlanRetired
-from domain.money import check_currency
+from domain.money import MAX_AMOUNT, check_amount, check_currency
 from domain.periods import months_in
 
 AGGREGATIONS = ("sum", "max", "last")
@@ -57,8 +57,8 @@ def check_usage_prices(usage_prices: dict[str, dict[str, Any]]) -> None:
         amounts = [price.get("unit_amount", 0), price.get("package_amount", 0)] + [
             tier.get(key, 0) for tier in price.get("tiers") or [] for key in ("unit_amount", "flat_amount")
         ]
-        if any(isinstance(a, bool) or not isinstance(a, int) or a < 0 for a in amounts):
-            raise InvalidValue("prices are integers of minor units, at least 0", field=field)
+        if any(isinstance(a, bool) or not isinstance(a, int) or not 0 <= a <= MAX_AMOUNT for a in amounts):
+            raise InvalidValue(f"prices are integers of minor units in [0, {MAX_AMOUNT}]", field=field)
         size = price.get("package_size", 0)
         if model == "package" and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
             raise InvalidValue("package_size is at least 1", field=f"{field}.package_size")
@@ -83,8 +83,7 @@ class Plan(LedgerAggregate):
         usage_prices: dict[str, dict[str, Any]],
     ) -> None:
         check_currency(currency)
-        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
-            raise InvalidValue("amount is an integer of minor units, at least 0", field="amount")
+        check_amount(amount)
         months_in(interval, interval_count)
         if trial_days < 0:
             raise InvalidValue("trial_days cannot be negative", field="trial_days")

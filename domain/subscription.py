@@ -16,6 +16,7 @@ from domain.errors import (
     InvalidValue,
     SubscriptionCanceled,
 )
+from domain.money import charge
 from domain.periods import months_in, period_containing, period_end, trial_end
 from domain.plan import Plan
 
@@ -42,6 +43,7 @@ class Subscription(LedgerAggregate):
     ) -> Subscription:
         plan.check_not_retired()
         check_quantity(quantity)
+        charge(plan.amount, quantity)  # amount × quantity must stay a recordable amount
         days = plan.trial_days if trial_days is None else trial_days
         if days < 0:
             raise InvalidValue("trial_days cannot be negative", field="trial_days")
@@ -210,6 +212,7 @@ class Subscription(LedgerAggregate):
                     field="plan_code",
                 )
         new_quantity = quantity if quantity is not None else self.quantity
+        charge(plan.amount if plan else self.amount, new_quantity)  # stays a recordable amount
         current = (self.plan_id, self.amount, self.interval, self.interval_count)
         target = (plan.id, plan.amount, plan.interval, plan.interval_count) if plan else current
         if target == current and new_quantity == self.quantity:

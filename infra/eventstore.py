@@ -17,9 +17,9 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from eventsourcing.persistence import InterfaceError, Mapper, OperationalError, StoredEvent, Transcoder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from eventsourcing.utils import get_topic, resolve_topic
+from eventsourcing.utils import get_topic, resolve_topic, retry
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier, Literal
@@ -233,7 +233,17 @@ class LedgerRecorder(PostgresApplicationRecorder):
 
     Appends still take the library's EXCLUSIVE table lock, so positions are handed out in
     commit order and a reader tailing by position never passes over a gap filled later.
-    No NOTIFY is sent inside append transactions: it would serialise commits."""
+    No NOTIFY is sent inside append transactions: it would serialise commits.
+
+    An append is one call of a server-side function (`<table>_append`), sent outside pipeline
+    mode: PostgreSQL runs it only once the whole message, events included, has arrived, and the
+    function takes the lock, inserts and returns, so the lock is held for server-side work only,
+    never while bytes are still on their way. The library's pipelined append sent the LOCK
+    before the INSERT's parameters; psycopg's pipeline loop (3.3.9) stops flushing when its
+    queue is empty although libpq still holds unsent bytes (`PQflush` returned 1), then waits
+    for results: with an event larger than the socket accepts at once (900 KB over a Unix
+    socket, a few MB over TCP) the server sat in ClientRead holding the lock for ever, and
+    every other write timed out behind it."""
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
@@ -294,14 +304,41 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 ).format(schema=schema, table=table),
             ]
         )
-        self._insert_sql = SQL(
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state, "
-            "event_type, occurred_at, customer_id, source, actor, correlation_id, causation_id, "
-            "reason, schema_version) "
-            "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[], %s::text[], "
+        append = Identifier(f"{self.events_table_name}_append")
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE OR REPLACE FUNCTION {schema}.{append}(originator_ids uuid[], versions bigint[], "
+                "topics text[], states bytea[], event_types text[], occurred timestamptz[], "
+                "customers uuid[], sources text[], actors text[], correlations uuid[], causations uuid[], "
+                "reasons text[], schema_versions int[], timer_ids uuid[], timer_dues timestamptz[]) "
+                "RETURNS SETOF bigint LANGUAGE plpgsql AS $$ "
+                "BEGIN "
+                "PERFORM set_config('lock_timeout', {lock_timeout}, true); "
+                "LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
+                "RETURN QUERY INSERT INTO {schema}.{table} (originator_id, originator_version, topic, "
+                "state, event_type, occurred_at, customer_id, source, actor, correlation_id, "
+                "causation_id, reason, schema_version) "
+                "SELECT * FROM unnest(originator_ids, versions, topics, states, event_types, occurred, "
+                "customers, sources, actors, correlations, causations, reasons, schema_versions) "
+                "RETURNING notification_id; "
+                "INSERT INTO {schema}.ledger_timers (aggregate_id, due_at) "
+                "SELECT t.id, t.due FROM unnest(timer_ids, timer_dues) AS t(id, due) WHERE t.due IS NOT NULL "
+                "ON CONFLICT (aggregate_id) DO UPDATE SET due_at = excluded.due_at; "
+                "DELETE FROM {schema}.ledger_timers WHERE aggregate_id IN "
+                "(SELECT t.id FROM unnest(timer_ids, timer_dues) AS t(id, due) WHERE t.due IS NULL); "
+                "END $$"
+            ).format(
+                schema=schema,
+                table=table,
+                append=append,
+                lock_timeout=Literal(f"{self.datastore.lock_timeout}s"),
+            )
+        )
+        self._append_sql = SQL(
+            "SELECT {schema}.{append}(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[], %s::text[], "
             "%s::timestamptz[], %s::uuid[], %s::text[], %s::text[], %s::uuid[], %s::uuid[], "
-            "%s::text[], %s::int[]) RETURNING notification_id"
-        ).format(schema=schema, table=table)
+            "%s::text[], %s::int[], %s::uuid[], %s::timestamptz[]) AS notification_id"
+        ).format(schema=schema, append=append)
         staging = Identifier(f"{self.events_table_name}_staged")
         columns = SQL(
             "originator_id, originator_version, topic, state, event_type, occurred_at, customer_id, "
@@ -377,37 +414,40 @@ class LedgerRecorder(PostgresApplicationRecorder):
     def _notify_channel(self, curs: Cursor[DictRow]) -> None:
         return None
 
-    def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any
-    ) -> None:
-        self._lock_table(curs)
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """Append in one statement (see the class docstring); the positions, in order."""
+        if not stored_events:
+            return []
         events = [
             e if isinstance(e, LedgerStoredEvent) else LedgerStoredEvent(**vars(e)) for e in stored_events
         ]
-        curs.execute(
-            self._insert_sql,
-            (
-                [e.originator_id for e in events],
-                [e.originator_version for e in events],
-                [e.topic for e in events],
-                [e.state for e in events],
-                [e.event_type or event_type_name(e.topic) for e in events],
-                [e.occurred_at for e in events],
-                [e.customer_id for e in events],
-                [e.source for e in events],
-                [e.actor for e in events],
-                [e.correlation_id for e in events],
-                [e.causation_id for e in events],
-                [e.reason for e in events],
-                [e.schema_version for e in events],
-            ),
-        )
         envelope = current_envelope.get()
-        if envelope is not None and envelope.timers:
-            # Another cursor of the same transaction: the library reads the positions of the
-            # inserted events from this one afterwards.
-            with curs.connection.cursor() as timers:
-                self._write_timers(timers, envelope.timers)
+        timers = envelope.timers if envelope is not None else {}
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            # Autocommit: the statement is its own transaction, so the lock ends with it; the
+            # timers of the aggregates saved are written in it too.
+            curs.execute(
+                self._append_sql,
+                (
+                    [e.originator_id for e in events],
+                    [e.originator_version for e in events],
+                    [e.topic for e in events],
+                    [e.state for e in events],
+                    [e.event_type or event_type_name(e.topic) for e in events],
+                    [e.occurred_at for e in events],
+                    [e.customer_id for e in events],
+                    [e.source for e in events],
+                    [e.actor for e in events],
+                    [e.correlation_id for e in events],
+                    [e.causation_id for e in events],
+                    [e.reason for e in events],
+                    [e.schema_version for e in events],
+                    list(timers),
+                    list(timers.values()),
+                ),
+            )
+            return [row["notification_id"] for row in curs.fetchall()]
 
     def _write_timers(self, curs: Cursor[Any], timers: dict[UUID, datetime | None]) -> None:
         due = [(aggregate_id, at) for aggregate_id, at in timers.items() if at is not None]

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         pattern=r"^[A-Z]{3}$",
         description="currency of customers created by ingest or Stripe when none is known",
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="a request body over this is refused (413) before anything is read into a command",
+    )
     ingest_max_batch_events: int = Field(default=1000, ge=1, le=100_000)
     ingest_max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     ingest_group_commit_window_ms: float = Field(

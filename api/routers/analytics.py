@@ -72,6 +72,7 @@ def _media_type(accept: str | None) -> str:
     responses={
         200: {"content": {CSV: {}, PARQUET: {}}, "description": "JSON rows, or CSV / Parquet by Accept"},
         400: {"description": "SQL that does not parse or names unknown tables or columns"},
+        406: {"description": "Accept names none of JSON, CSV or Parquet"},
         422: {"description": "not a single SELECT, file or network access, time limit exceeded"},
     },
 )

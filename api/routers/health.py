@@ -22,7 +22,23 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+READINESS = {
+    "type": "object",
+    "required": ["status", "checks"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ready", "unavailable"]},
+        "checks": {"type": "object"},
+    },
+}
+
+
+@router.get(
+    "/readyz",
+    responses={
+        200: {"description": "ready", "content": {"application/json": {"schema": READINESS}}},
+        503: {"description": "not ready", "content": {"application/json": {"schema": READINESS}}},
+    },
+)
 def readyz(container: ContainerDep) -> JSONResponse:
     """Readiness: the store answers, the broker answers (when used), projectors keep up."""
     checks: dict[str, Any] = {}

@@ -3,9 +3,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Body, Query, Request, status
 
 from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, command_context, written
+from api.references import body_references
 from api.schemas.common import ListOf
 from api.schemas.resources import InvoiceDraft, InvoiceFinalize, InvoiceOut, InvoiceTransition, InvoiceWritten
 from application import commands as c
@@ -31,7 +32,8 @@ def draft_invoice(
         discount=body.discount,
         lines=[c.InvoiceLine(**line.model_dump()) for line in body.lines],
     )
-    outcome = ledger.draft_invoice(cmd, command_context(request, principal, body, body.effective_at))
+    with body_references(customer_id=body.customer_id, subscription_id=body.subscription_id):
+        outcome = ledger.draft_invoice(cmd, command_context(request, principal, body, body.effective_at))
     return written(container, outcome)
 
 
@@ -52,12 +54,13 @@ def finalize_invoice(
 @router.post("/{invoice_id}/void", response_model=InvoiceWritten)
 def void_invoice(
     invoice_id: UUID,
-    body: InvoiceTransition,
     request: Request,
     ledger: LedgerDep,
     container: ContainerDep,
     principal: AdminKey,
+    body: Annotated[InvoiceTransition | None, Body()] = None,
 ) -> dict[str, Any]:
+    body = body or InvoiceTransition()
     outcome = ledger.void_invoice(
         c.VoidInvoice(invoice_id), command_context(request, principal, body, body.effective_at)
     )
@@ -67,12 +70,13 @@ def void_invoice(
 @router.post("/{invoice_id}/mark-uncollectible", response_model=InvoiceWritten)
 def mark_invoice_uncollectible(
     invoice_id: UUID,
-    body: InvoiceTransition,
     request: Request,
     ledger: LedgerDep,
     container: ContainerDep,
     principal: AdminKey,
+    body: Annotated[InvoiceTransition | None, Body()] = None,
 ) -> dict[str, Any]:
+    body = body or InvoiceTransition()
     outcome = ledger.mark_invoice_uncollectible(
         c.MarkInvoiceUncollectible(invoice_id), command_context(request, principal, body, body.effective_at)
     )

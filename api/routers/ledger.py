@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
 from api.deps import AuditKey, ReadConn, Today
+from api.schemas.common import Currency, QueryDay
 from api.schemas.ledger import TrialBalance
 from projections.trial_balance import trial_balance
 
@@ -19,8 +19,8 @@ def get_trial_balance(
     _: AuditKey,
     conn: ReadConn,
     today: Today,
-    as_of: Annotated[date | None, Query(description="a UTC day (YYYY-MM-DD); default today")] = None,
-    currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$")] = None,
+    as_of: Annotated[QueryDay | None, Query(description="a UTC day (YYYY-MM-DD); default today")] = None,
+    currency: Annotated[Currency | None, Query(description="ISO 4217 code")] = None,
 ) -> dict[str, Any]:
     """Per account and currency: debits, credits and balance of every journal entry that
     occurred on or before `as_of`; per currency, the totals, whose debits equal their credits."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -11,13 +11,14 @@ from fastapi.responses import Response
 from api.deps import KnownAtConn, ReadConn, Today
 from api.errors import ApiProblem
 from api.responses import json_response
+from api.schemas.common import Currency, QueryDay
 from api.schemas.metrics import ChurnOut, MovementsOut, MrrSeries, SummaryOut
 from projections import metric_queries as mq
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
 
-CurrencyQuery = Annotated[str | None, Query(pattern="^[A-Z]{3}$", description="ISO 4217 code")]
-FromQuery = Annotated[date | None, Query(alias="from", description="first day (UTC)")]
+CurrencyQuery = Annotated[Currency | None, Query(description="ISO 4217 code")]
+FromQuery = Annotated[QueryDay | None, Query(alias="from", description="first day (UTC)")]
 
 
 def pick_currency(conn: Any, currency: str | None) -> str:
@@ -52,7 +53,7 @@ def get_mrr(
     conn: KnownAtConn,
     today: Today,
     first: FromQuery = None,
-    to: Annotated[date | None, Query(description="last day, inclusive (UTC); default today")] = None,
+    to: Annotated[QueryDay | None, Query(description="last day, inclusive (UTC); default today")] = None,
     currency: CurrencyQuery = None,
 ) -> Response:
     """Daily rows: MRR at the end of each day and that day's movements."""
@@ -67,7 +68,7 @@ def get_mrr(
 @router.get("/mrr/movements", response_model=MovementsOut)
 def get_mrr_movements(
     conn: KnownAtConn,
-    day: Annotated[date, Query(alias="date", description="the UTC day")],
+    day: Annotated[QueryDay, Query(alias="date", description="the UTC day")],
     currency: CurrencyQuery = None,
     kind: Annotated[str | None, Query(pattern="^(new|expansion|contraction|churn|reactivation)$")] = None,
     cursor: str | None = None,
@@ -90,7 +91,7 @@ def get_churn(
     conn: KnownAtConn,
     today: Today,
     first: FromQuery = None,
-    to: Annotated[date | None, Query(description="end of the window, exclusive; default tomorrow")] = None,
+    to: Annotated[QueryDay | None, Query(description="window end, exclusive (UTC); default tomorrow")] = None,
     currency: CurrencyQuery = None,
 ) -> dict[str, Any]:
     """Churn over [from, to): default the last 30 days including today."""

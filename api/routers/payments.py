@@ -3,9 +3,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Body, Query, Request, status
 
 from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, command_context, written
+from api.references import body_references
 from api.schemas.common import ListOf
 from api.schemas.resources import (
     PaymentCreate,
@@ -33,19 +34,21 @@ def initiate_payment(
     principal: AdminKey,
 ) -> dict[str, Any]:
     cmd = c.InitiatePayment(**body.model_dump(exclude={"effective_at"}))
-    outcome = ledger.initiate_payment(cmd, command_context(request, principal, body, body.effective_at))
+    with body_references(customer_id=body.customer_id, invoice_id=body.invoice_id):
+        outcome = ledger.initiate_payment(cmd, command_context(request, principal, body, body.effective_at))
     return written(container, outcome)
 
 
 @router.post("/{payment_id}/succeed", response_model=PaymentWritten)
 def succeed_payment(
     payment_id: UUID,
-    body: PaymentSucceed,
     request: Request,
     ledger: LedgerDep,
     container: ContainerDep,
     principal: AdminKey,
+    body: Annotated[PaymentSucceed | None, Body()] = None,
 ) -> dict[str, Any]:
+    body = body or PaymentSucceed()
     outcome = ledger.succeed_payment(
         c.SucceedPayment(payment_id), command_context(request, principal, body, body.effective_at)
     )
@@ -55,12 +58,13 @@ def succeed_payment(
 @router.post("/{payment_id}/fail", response_model=PaymentWritten)
 def fail_payment(
     payment_id: UUID,
-    body: PaymentFail,
     request: Request,
     ledger: LedgerDep,
     container: ContainerDep,
     principal: AdminKey,
+    body: Annotated[PaymentFail | None, Body()] = None,
 ) -> dict[str, Any]:
+    body = body or PaymentFail()
     cmd = c.FailPayment(payment_id, failure_code=body.failure_code, failure_message=body.failure_message)
     outcome = ledger.fail_payment(cmd, command_context(request, principal, body, body.effective_at))
     return written(container, outcome)
@@ -69,13 +73,14 @@ def fail_payment(
 @router.post("/{payment_id}/retry", response_model=PaymentWritten)
 def retry_payment(
     payment_id: UUID,
-    body: PaymentRetry,
     request: Request,
     ledger: LedgerDep,
     container: ContainerDep,
     principal: AdminKey,
+    body: Annotated[PaymentRetry | None, Body()] = None,
 ) -> dict[str, Any]:
     """Record a new attempt of a failed payment; it is pending until its outcome is recorded."""
+    body = body or PaymentRetry()
     outcome = ledger.retry_payment(
         c.RetryPayment(payment_id), command_context(request, principal, body, body.effective_at)
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 from uuid import UUID
 
@@ -12,6 +11,7 @@ from fastapi.responses import Response
 from api.deps import KnownAtConn, Today
 from api.responses import json_response
 from api.routers.metrics import CurrencyQuery
+from api.schemas.common import QueryDay
 from api.schemas.metrics import ReceivablesOut
 from projections import metric_queries as mq
 
@@ -23,7 +23,7 @@ def get_receivables(
     conn: KnownAtConn,
     today: Today,
     as_of: Annotated[
-        date | None, Query(description="end of this UTC day, by business time; default today")
+        QueryDay | None, Query(description="end of this UTC day, by business time; default today")
     ] = None,
     currency: CurrencyQuery = None,
     customer_id: UUID | None = None,

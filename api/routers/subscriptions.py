@@ -3,9 +3,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Body, Query, Request, status
 
 from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, command_context, written
+from api.references import body_references
 from api.schemas.common import ListOf
 from api.schemas.resources import (
     SubscriptionCancel,
@@ -32,7 +33,8 @@ def start_subscription(
     principal: AdminKey,
 ) -> dict[str, Any]:
     cmd = c.StartSubscription(**body.model_dump(exclude={"effective_at"}))
-    outcome = ledger.start_subscription(cmd, command_context(request, principal, body, body.effective_at))
+    with body_references(customer_id=body.customer_id):
+        outcome = ledger.start_subscription(cmd, command_context(request, principal, body, body.effective_at))
     return written(container, outcome)
 
 
@@ -67,13 +69,14 @@ def cancel_subscription(
 @router.post("/{subscription_id}/renew", response_model=SubscriptionWritten)
 def renew_subscription(
     subscription_id: UUID,
-    body: SubscriptionRenew,
     request: Request,
     ledger: LedgerDep,
     container: ContainerDep,
     principal: AdminKey,
+    body: Annotated[SubscriptionRenew | None, Body()] = None,
 ) -> dict[str, Any]:
     """Start the next billing period (the renewal occurs at the end of the current one)."""
+    body = body or SubscriptionRenew()
     cmd = c.RenewSubscription(subscription_id)
     outcome = ledger.renew_subscription(cmd, command_context(request, principal, body, body.effective_at))
     return written(container, outcome)

@@ -6,9 +6,20 @@ from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, EmailStr, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from api.schemas.common import Command, Currency, MinorUnits, PositiveMinorUnits, Request, Written
+from api.schemas.common import (
+    Command,
+    Currency,
+    MinorUnits,
+    Moment,
+    PositiveMinorUnits,
+    Quantity,
+    Request,
+    Written,
+)
+from domain.money import MAX_AMOUNT
 
 
 # ---------------------------------------------------------------- api keys
@@ -27,14 +38,17 @@ class ApiKeyCreated(BaseModel):
 
 
 # ---------------------------------------------------------------- plans
+PLAN_CODE_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+
+
 class Quota(Request):
-    limit: float = Field(ge=0)
+    limit: float = Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False, description="a usage quantity")
     aggregation: Literal["sum", "max", "last"] = "sum"
     enforcement: Literal["soft", "hard"] = "soft"
 
 
 class PriceTier(Request):
-    up_to: int | None = Field(default=None, gt=0)
+    up_to: Quantity | None = None
     unit_amount: MinorUnits = 0
     flat_amount: MinorUnits = 0
 
@@ -43,12 +57,13 @@ class UsagePrice(Request):
     model: Literal["per_unit", "graduated", "volume", "package"]
     unit_amount: MinorUnits = 0
     tiers: list[PriceTier] | None = None
-    package_size: int | None = Field(default=None, ge=1)
+    package_size: Quantity | None = None
     package_amount: MinorUnits = 0
 
 
-class PlanDefine(Command):
-    code: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+class PlanTerms(Command):
+    """What a plan charges; a revision replaces all of it."""
+
     name: str = Field(min_length=1, max_length=200)
     currency: Currency
     amount: MinorUnits
@@ -57,6 +72,14 @@ class PlanDefine(Command):
     trial_days: int = Field(default=0, ge=0, le=730)
     quotas: dict[str, Quota] = Field(default_factory=dict)
     usage_prices: dict[str, UsagePrice] = Field(default_factory=dict)
+
+
+class PlanDefine(PlanTerms):
+    code: str = Field(min_length=1, max_length=100, pattern=PLAN_CODE_PATTERN)
+
+
+class PlanRevise(PlanTerms):
+    pass
 
 
 class PlanOut(BaseModel):
@@ -121,13 +144,13 @@ class CustomerView(CustomerOut):
 class SubscriptionStart(Command):
     customer_id: UUID
     plan_code: str = Field(min_length=1)
-    quantity: int = Field(default=1, ge=1, le=1_000_000)
+    quantity: Quantity = 1
     trial_days: int | None = Field(default=None, ge=0, le=730)
 
 
 class SubscriptionChange(Command):
     plan_code: str | None = Field(default=None, min_length=1)
-    quantity: int | None = Field(default=None, ge=1, le=1_000_000)
+    quantity: Quantity | None = None
 
 
 class SubscriptionCancel(Command):
@@ -169,10 +192,21 @@ class SubscriptionView(SubscriptionOut):
 # ---------------------------------------------------------------- invoices
 class InvoiceLineIn(Request):
     description: str = Field(min_length=1, max_length=500)
-    quantity: int = Field(ge=1, le=10**9)
+    quantity: Quantity
     unit_amount: MinorUnits
-    period_start: datetime | None = None
-    period_end: datetime | None = None
+    period_start: Moment | None = None
+    period_end: Moment | None = None
+
+    @model_validator(mode="after")
+    def amount_is_recordable(self) -> InvoiceLineIn:
+        # quantity × unit_amount is computed by the ledger: refused here, before it is attempted.
+        if self.quantity * self.unit_amount > MAX_AMOUNT:
+            raise PydanticCustomError(
+                "amount_too_large",
+                "quantity × unit_amount passes the largest amount, {max}",
+                {"max": MAX_AMOUNT},
+            )
+        return self
 
 
 class InvoiceDraft(Command):
@@ -181,6 +215,17 @@ class InvoiceDraft(Command):
     subscription_id: UUID | None = None
     lines: list[InvoiceLineIn] = Field(min_length=1, max_length=1000)
     discount: MinorUnits = 0
+
+    @field_validator("lines")
+    @classmethod
+    def subtotal_is_recordable(cls, lines: list[InvoiceLineIn]) -> list[InvoiceLineIn]:
+        if sum(line.quantity * line.unit_amount for line in lines) > MAX_AMOUNT:
+            raise PydanticCustomError(
+                "amount_too_large",
+                "the lines add up to more than the largest amount, {max}",
+                {"max": MAX_AMOUNT},
+            )
+        return lines
 
 
 class InvoiceFinalize(Command):

@@ -119,14 +119,15 @@ def test_same_plan_definition_twice_records_once(
     first = client.post("/v1/plans", json=PLAN, headers=admin)
     before = count_events(container)
     second = client.post("/v1/plans", json=PLAN, headers=admin)
-    assert second.status_code == 200
+    assert second.status_code == first.status_code == 201  # answers as the first time
     assert first.json() == second.json()
     assert count_events(container) == before
 
 
-def test_posting_a_plan_with_new_terms_revises_it(client: TestClient, admin: dict[str, str]) -> None:
+def test_revising_a_plan_records_its_new_terms(client: TestClient, admin: dict[str, str]) -> None:
     client.post("/v1/plans", json=PLAN, headers=admin)
-    revised = client.post("/v1/plans", json={**PLAN, "amount": 2500}, headers=admin)
+    terms = {key: value for key, value in PLAN.items() if key != "code"}
+    revised = client.post("/v1/plans/pro/revise", json={**terms, "amount": 2500}, headers=admin)
     assert revised.status_code == 200
     assert revised.json()["amount"] == 2500
     assert revised.json()["version"] == 2

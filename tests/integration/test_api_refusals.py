@@ -228,7 +228,10 @@ def test_bad_cursor_and_bad_filter_are_422(client: TestClient, admin: dict[str, 
 def test_read_waits_for_min_position_then_answers_503(
     client: TestClient, admin: dict[str, str], container: Container
 ) -> None:
+    assert container.projection is not None
+    container.projection.stop()  # the read models stop following the log
+    written = client.post("/v1/plans", json=PLAN, headers=admin).json()
     container.settings.read_wait_timeout_seconds = 0.2
-    response = client.get("/v1/plans", params={"min_position": 10**9}, headers=admin)
+    response = client.get("/v1/plans", params={"min_position": written["position"]}, headers=admin)
     _assert_problem(response, 503)
     assert response.headers["retry-after"] == "1"
