@@ -15,6 +15,7 @@ from api.routers import (
     api_keys,
     audit,
     customers,
+    dashboard,
     events,
     health,
     invoices,
@@ -24,6 +25,7 @@ from api.routers import (
     payments,
     plans,
     receivables,
+    simulation,
     subscriptions,
     usage,
     webhooks,
@@ -66,6 +68,8 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
         analytics.router,
         audit.router,
         ledger.router,
+        simulation.router,
     ):
         app.include_router(router)
+    dashboard.mount_dashboard(app)
     return app

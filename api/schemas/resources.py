@@ -26,6 +26,13 @@ class ApiKeyCreated(BaseModel):
     customer_id: UUID | None
 
 
+class ApiKeyIdentity(BaseModel):
+    key_id: str
+    role: str
+    customer_id: UUID | None
+    permissions: list[str] = Field(description="what this key may do: admin, audit, read, ingest")
+
+
 # ---------------------------------------------------------------- plans
 class Quota(Request):
     limit: float = Field(ge=0)
@@ -163,6 +170,7 @@ class SubscriptionWritten(SubscriptionOut, Written):
 
 class SubscriptionView(SubscriptionOut):
     mrr: int = Field(description="monthly contribution while active or past_due, minor units")
+    customer_name: str | None = Field(default=None, description="in lists: the customer's name")
 
 
 # ---------------------------------------------------------------- invoices
@@ -216,6 +224,7 @@ class InvoiceOut(BaseModel):
     due_date: date | None
     created_at: datetime
     finalized_at: datetime | None
+    customer_name: str | None = Field(default=None, description="in lists: the customer's name")
 
 
 class InvoiceWritten(InvoiceOut, Written):
@@ -261,6 +270,7 @@ class PaymentOut(BaseModel):
     amount_refunded: int
     provider_reference: str | None
     created_at: datetime
+    customer_name: str | None = Field(default=None, description="in lists: the customer's name")
 
 
 class PaymentWritten(PaymentOut, Written):
@@ -283,6 +293,7 @@ class AlertOut(BaseModel):
     raised_at: datetime
     resolved_at: datetime | None
     note: str | None = None
+    customer_name: str | None = Field(default=None, description="in lists: the customer's name")
 
 
 class AlertWritten(AlertOut, Written):
