@@ -32,17 +32,25 @@ def currencies(conn: Connection[Any]) -> list[str]:
 
 
 def currencies_by_mrr(conn: Connection[Any], day: date) -> list[dict[str, Any]]:
-    """Every currency the ledger has figures in, with its MRR at the end of `day`, the largest
-    first (ties by code): what a dashboard shows by default."""
-    mrr = {
-        r["currency"]: int(r["mrr"])
+    """Every currency the ledger has figures in, with its MRR at the end of `day` and the first
+    day of its MRR history, the largest MRR first (ties by code): what a dashboard shows by
+    default, and where "all" of its history starts."""
+    found = {
+        r["currency"]: r
         for r in conn.execute(
-            "SELECT currency, sum(new + expansion + reactivation - contraction - churn) AS mrr"
-            " FROM rm_mrr_daily WHERE day <= %s GROUP BY currency",
+            "SELECT currency, sum(new + expansion + reactivation - contraction - churn) AS mrr,"
+            " min(day) AS first_day FROM rm_mrr_daily WHERE day <= %s GROUP BY currency",
             (day,),
         ).fetchall()
     }
-    rows = [{"currency": code, "mrr": mrr.get(code, 0)} for code in currencies(conn)]
+    rows = [
+        {
+            "currency": code,
+            "mrr": int(found[code]["mrr"]) if code in found else 0,
+            "first_day": found[code]["first_day"] if code in found else None,
+        }
+        for code in currencies(conn)
+    ]
     return sorted(rows, key=lambda r: (-r["mrr"], r["currency"]))
 
 

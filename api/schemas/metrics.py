@@ -66,6 +66,7 @@ class ChurnOut(BaseModel):
 class CurrencyMrr(BaseModel):
     currency: str
     mrr: int = Field(description="MRR at the end of today, minor units")
+    first_day: date | None = Field(description="the first day with an MRR movement; null if none")
 
 
 class CurrenciesOut(BaseModel):

@@ -90,10 +90,11 @@ def test_currencies_are_listed_with_their_mrr_the_largest_first(
 
     answer = _get(client, "/v1/metrics/currencies", reader, min_position=last["position"])
 
+    today = last["started_at"][:10]
     assert answer["data"] == [
-        {"currency": "USD", "mrr": 5000},
-        {"currency": "EUR", "mrr": 1000},
-        {"currency": "JPY", "mrr": 0},
+        {"currency": "USD", "mrr": 5000, "first_day": today},
+        {"currency": "EUR", "mrr": 1000, "first_day": today},
+        {"currency": "JPY", "mrr": 0, "first_day": None},
     ]
 
 
