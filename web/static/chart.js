@@ -152,9 +152,12 @@ export function mrrChart(host, rows, currency, { onPick, onHover }) {
     chart.setCursor({ left, top: chart.over.clientHeight / 2 });
   };
 
-  chart.over.addEventListener("click", () => {
-    const index = chart.cursor.idx;
-    if (index !== null && index !== undefined) {
+  // The layout around the chart moves as the other panels load: measure where the plot is now.
+  chart.over.addEventListener("mouseenter", () => chart.syncRect?.());
+  chart.over.addEventListener("click", (event) => {
+    const left = event.clientX - chart.over.getBoundingClientRect().left;
+    const index = chart.posToIdx(left);
+    if (index >= 0 && index < rows.length) {
       picked = index;
       onPick(rows[index]);
     }
