@@ -71,7 +71,8 @@ def test_each_card_equals_the_apis_figure_in_the_currency_with_the_most_mrr(
     other = currencies[1]["currency"]
     page.select_option("#currency", other)
     page.wait_for_function(
-        "c => document.querySelector('#mrr-chart')?.dataset.drawn && document.querySelector('[data-card=mrr] .value').textContent.startsWith(c)",
+        "c => document.querySelector('#mrr-chart')?.dataset.drawn"
+        " && document.querySelector('[data-card=mrr] .value').textContent.startsWith(c)",
         arg=SYMBOLS[other],
     )
     other_summary = product.api("/v1/metrics/summary", "read", currency=other)

@@ -137,10 +137,10 @@ function signOut(message) {
 
 // ------------------------------------------------------------------ shell
 
-async function start(me) {
+async function start(me, currencies = api("/v1/metrics/currencies")) {
   state.me = me;
   try {
-    state.currencies = (await api("/v1/metrics/currencies")).data;
+    state.currencies = (await currencies).data;
   } catch (failure) {
     if (failure instanceof ApiError && failure.status === 401) return;
     state.currencies = [];
@@ -298,8 +298,11 @@ async function boot() {
   const key = session.key;
   if (!key) return signIn();
   try {
+    // Both at once: the first screen waits for one round trip, not two.
+    const currencies = api("/v1/metrics/currencies", { quiet: true });
+    currencies.catch(() => {}); // a refused key is reported by the first call
     const me = await api("/v1/api-keys/me", { quiet: true });
-    await start(me);
+    await start(me, currencies);
   } catch (failure) {
     if (failure instanceof ApiError && failure.status === 401) session.clear();
     signIn(failure);
