@@ -70,7 +70,7 @@ export async function render(ctx) {
     churn: card("customer_churn_rate_30d", "Customer churn", "Last 30 days"),
     unpaid: card("unpaid_total", "Unpaid", h("a", { class: "sub", href: "#/invoices?status=open" }, "Open invoices →")),
   };
-  const cardsError = h("div");
+  const cardsError = h("div", { class: "errors" });
   const cardRow = h("div", { class: "cards" }, Object.values(cards).map((c) => c.el));
 
   // ---- chart
