@@ -54,7 +54,8 @@ export class ApiError extends Error {
     if (this.status === 401) return "The key is unknown or has been revoked. Sign in again with a valid key.";
     if (this.status === 503) {
       const wait = this.retryAfter ? ` Retry in about ${this.retryAfter} s.` : "";
-      return (this.problem.detail || "The read models have not reached the latest change yet.") + wait;
+      const detail = this.problem.detail || "The read models have not reached the latest change yet";
+      return `${detail.replace(/\.?$/, ".")}${wait}`;
     }
     return this.problem.detail || "";
   }
