@@ -19,6 +19,7 @@ from api.routers import (
     audit,
     clock,
     customers,
+    dashboard,
     events,
     health,
     invoices,
@@ -28,6 +29,7 @@ from api.routers import (
     payments,
     plans,
     receivables,
+    simulation,
     subscriptions,
     usage,
     webhooks,
@@ -76,6 +78,8 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
         analytics.router,
         audit.router,
         ledger.router,
+        simulation.router,
     ):
         app.include_router(router)
+    dashboard.mount_dashboard(app)
     return app

@@ -130,6 +130,11 @@ _NOUNS = (
 _SUFFIXES = {"EUR": ("GmbH", "SAS", "BV", "SRL"), "USD": ("Inc", "LLC"), "GBP": ("Ltd",), "JPY": ("KK",)}
 
 
+def company_name(rng: random.Random, currency: str) -> str:
+    """A plausible company name for a customer paying in `currency`."""
+    return f"{rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)} {rng.choice(_SUFFIXES[currency])}"
+
+
 def plan_code(tier: str, yearly: bool, currency: str) -> str:
     return f"{tier}-{'yearly' if yearly else 'monthly'}-{currency.lower()}"
 
@@ -396,7 +401,7 @@ class _CustomerHistory:
     def register(self, moment: datetime) -> None:
         rng = self.rng
         rate, share = TAX_RATES[self.currency]
-        name = f"{rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)} {rng.choice(_SUFFIXES[self.currency])}"
+        name = company_name(rng, self.currency)
         self.issue(
             self.ledger.register_customer,
             c.RegisterCustomer(

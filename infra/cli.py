@@ -133,6 +133,13 @@ def up(
     data_dir: DataDir = None,
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="demo: simulation endpoints on; an empty ledger is filled with a small history",
+        ),
+    ] = False,
 ) -> None:
     """Run everything on this machine: API, relay and projectors, with embedded PostgreSQL and an
     embedded Kafka-protocol broker unless LEDGER_DATABASE_URL / LEDGER_KAFKA_BOOTSTRAP_SERVERS are set."""
@@ -140,27 +147,70 @@ def up(
 
     from api.app import create_app
 
-    settings = _settings(data_dir, host=host, port=port)
+    settings = _settings(data_dir, host=host, port=port, enable_simulation=True if demo else None)
     _logging()
-    with (
-        kafka_servers(settings) as servers,
-        container_for(
+    with kafka_servers(settings) as servers, database_url(settings) as url:
+        if demo:
+            # Before the clock and the policies start: they would renew the simulated
+            # subscriptions while the simulation does it itself.
+            _fill_demo_history(settings, url)
+        container = bootstrap(
             settings,
+            url,
             run_projection=True,
-            kafka=servers,
+            kafka_bootstrap_servers=servers,
             run_relay=True,
             run_policies=True,
             run_sealer=True,
-        ) as container,
-    ):
-        _announce_admin_key(container)
-        typer.echo(
-            f"Ledger API on http://{settings.host}:{settings.port} "
-            f"(docs: http://{settings.host}:{settings.port}/docs). Ctrl-C stops."
         )
-        web = create_app(lambda: container)
-        uvicorn.run(web, host=settings.host, port=settings.port, log_level="info", access_log=False)
+        try:
+            _announce_admin_key(container)
+            typer.echo(
+                f"Ledger API on http://{settings.host}:{settings.port} "
+                f"(dashboard: http://{settings.host}:{settings.port}/, "
+                f"docs: http://{settings.host}:{settings.port}/docs). Ctrl-C stops."
+            )
+            web = create_app(lambda: container)
+            uvicorn.run(web, host=settings.host, port=settings.port, log_level="info", access_log=False)
+        finally:
+            container.close()
     console.print("stopped")
+
+
+DEMO_CUSTOMERS = 150
+DEMO_MONTHS = 12
+DEMO_SEED = 2024
+
+
+def _has_customers(container: Container) -> bool:
+    from infra.hash_chain import EVENTS_TABLE
+
+    with container.pool.connection() as conn:
+        row: Any = conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {EVENTS_TABLE} WHERE event_type = 'Customer.Registered') AS found"
+        ).fetchone()
+        return bool(row["found"])
+
+
+def _fill_demo_history(settings: Settings, url: str) -> None:
+    """`ledger up --demo` on an empty ledger: a year of 150 customers, so the dashboard's first
+    look is not empty. A ledger that has customers is left as it is."""
+    from application.simulation import Simulation
+
+    container = bootstrap(settings, url, run_projection=False)
+    try:
+        if _has_customers(container):
+            console.print("[dim]demo: the ledger has customers already; no demo history added[/dim]")
+            return
+        simulation = Simulation(
+            container.ledger, customers=DEMO_CUSTOMERS, months=DEMO_MONTHS, seed=DEMO_SEED
+        )
+        with progress_bar() as progress:
+            task = progress.add_task("demo history", total=DEMO_CUSTOMERS)
+            stats = simulation.run(on_customer_done=lambda: progress.advance(task))
+        console.print(f"demo: {stats.summary()}")
+    finally:
+        container.close()
 
 
 @app.command()

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=600, description="an analytics query running longer is stopped"
     )
     analytics_max_rows: int = Field(default=10_000, ge=1, le=1_000_000, description="rows one answer holds")
+    enable_simulation: bool = Field(
+        default=False,
+        description="demo endpoints POST /v1/simulation/* (set by `ledger up --demo`); never in production",
+    )
     analytics_max_staleness_seconds: float = Field(
         default=5.0, ge=0, le=3600, description="a query refreshes an analytics copy this old"
     )

@@ -31,6 +31,29 @@ def currencies(conn: Connection[Any]) -> list[str]:
     return [r["currency"] for r in rows]
 
 
+def currencies_by_mrr(conn: Connection[Any], day: date) -> list[dict[str, Any]]:
+    """Every currency the ledger has figures in, with its MRR at the end of `day` and the first
+    day of its MRR history, the largest MRR first (ties by code): what a dashboard shows by
+    default, and where "all" of its history starts."""
+    found = {
+        r["currency"]: r
+        for r in conn.execute(
+            "SELECT currency, sum(new + expansion + reactivation - contraction - churn) AS mrr,"
+            " min(day) AS first_day FROM rm_mrr_daily WHERE day <= %s GROUP BY currency",
+            (day,),
+        ).fetchall()
+    }
+    rows = [
+        {
+            "currency": code,
+            "mrr": int(found[code]["mrr"]) if code in found else 0,
+            "first_day": found[code]["first_day"] if code in found else None,
+        }
+        for code in currencies(conn)
+    ]
+    return sorted(rows, key=lambda r: (-r["mrr"], r["currency"]))
+
+
 # ------------------------------------------------------------------------------------ MRR
 
 
@@ -90,9 +113,10 @@ def mrr_movements(
         totals[r["kind"]] = int(r["total"])
     after = _decode_uuid_cursor(cursor)
     rows = conn.execute(
-        "SELECT customer_id, kind, amount, mrr_before, mrr_after FROM rm_mrr_movements"
-        " WHERE currency = %(currency)s AND day = %(day)s AND customer_id > %(after)s"
-        " AND (%(kind)s::text IS NULL OR kind = %(kind)s) ORDER BY customer_id LIMIT %(limit)s",
+        "SELECT m.customer_id, c.name AS customer_name, m.kind, m.amount, m.mrr_before, m.mrr_after"
+        " FROM rm_mrr_movements m LEFT JOIN rm_customers c ON c.id = m.customer_id"
+        " WHERE m.currency = %(currency)s AND m.day = %(day)s AND m.customer_id > %(after)s"
+        " AND (%(kind)s::text IS NULL OR m.kind = %(kind)s) ORDER BY m.customer_id LIMIT %(limit)s",
         {"currency": currency, "day": day, "after": after, "kind": kind, "limit": limit + 1},
     ).fetchall()
     more = len(rows) > limit

@@ -71,6 +71,16 @@ def _page(
     return Page(rows, encode_cursor(rows[-1]["seq"]) if more and rows else None)
 
 
+def with_customer_name(table: str) -> str:
+    """The rows of `table` with their customer's name beside them (lists show who, not an id)."""
+    # A scalar subquery, not a join: with ORDER BY seq LIMIT n, PostgreSQL looks the name up for
+    # the n rows of the page only, not for the whole table.
+    return (
+        f"SELECT * FROM (SELECT t.*, (SELECT c.name FROM rm_customers c WHERE c.id = t.customer_id)"
+        f" AS customer_name FROM {table} t) named"
+    )
+
+
 PLAN_SELECT = "SELECT * FROM rm_plans"
 
 
@@ -115,14 +125,34 @@ SELECT * FROM (
 """
 
 
+def like_pattern(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, its own % _ and \\ taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def list_customers(
-    conn: Connection[Any], *, status: str | None, today: date, cursor: str | None, limit: int
+    conn: Connection[Any],
+    *,
+    status: str | None,
+    today: date,
+    cursor: str | None,
+    limit: int,
+    search: str | None = None,
 ) -> Page:
     clauses = ["seq > %(after)s"]
     params: dict[str, Any] = {"after": decode_cursor(cursor), "limit": limit + 1, "today": today}
     if status is not None:
         clauses.append("status = %(status)s")
         params["status"] = status
+    if search:
+        # Name, e-mail or external id containing the text (any case), or the exact id.
+        clauses.append(
+            "(name ILIKE %(like)s OR email ILIKE %(like)s OR external_id ILIKE %(like)s"
+            " OR id::text = lower(%(search)s))"
+        )
+        params["like"] = like_pattern(search)
+        params["search"] = search
     rows: list[dict[str, Any]] = conn.execute(
         f"{CUSTOMER_SELECT} WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT %(limit)s", params
     ).fetchall()
@@ -145,23 +175,44 @@ def _by_id(conn: Connection[Any], table: str, resource_id: UUID) -> dict[str, An
     return row
 
 
+# A subscription's `mrr` is its monthly contribution while it contributes (active or past_due,
+# SPEC 4); the row keeps the monthly amount of its terms whatever its status.
+SUBSCRIPTION_VIEW = (
+    "(SELECT s.*, CASE WHEN s.status IN ('active', 'past_due') THEN s.mrr ELSE 0 END AS contribution"
+    " FROM rm_subscriptions s)"
+)
+
+
+def _subscription_view(row: dict[str, Any]) -> dict[str, Any]:
+    row["mrr"] = row.pop("contribution")
+    return row
+
+
 def list_subscriptions(
     conn: Connection[Any], *, customer_id: UUID | None, status: str | None, cursor: str | None, limit: int
 ) -> Page:
-    return _page(
-        conn, "SELECT * FROM rm_subscriptions", {"customer_id": customer_id, "status": status}, cursor, limit
+    page = _page(
+        conn,
+        with_customer_name(SUBSCRIPTION_VIEW),
+        {"customer_id": customer_id, "status": status},
+        cursor,
+        limit,
     )
+    return Page([_subscription_view(r) for r in page.items], page.next_cursor)
 
 
 def get_subscription(conn: Connection[Any], subscription_id: UUID) -> dict[str, Any] | None:
-    return _by_id(conn, "rm_subscriptions", subscription_id)
+    row: dict[str, Any] | None = conn.execute(
+        f"SELECT * FROM {SUBSCRIPTION_VIEW} v WHERE id = %s", (subscription_id,)
+    ).fetchone()
+    return None if row is None else _subscription_view(row)
 
 
 def list_invoices(
     conn: Connection[Any], *, customer_id: UUID | None, status: str | None, cursor: str | None, limit: int
 ) -> Page:
     return _page(
-        conn, "SELECT * FROM rm_invoices", {"customer_id": customer_id, "status": status}, cursor, limit
+        conn, with_customer_name("rm_invoices"), {"customer_id": customer_id, "status": status}, cursor, limit
     )
 
 
@@ -173,7 +224,7 @@ def list_payments(
     conn: Connection[Any], *, customer_id: UUID | None, status: str | None, cursor: str | None, limit: int
 ) -> Page:
     return _page(
-        conn, "SELECT * FROM rm_payments", {"customer_id": customer_id, "status": status}, cursor, limit
+        conn, with_customer_name("rm_payments"), {"customer_id": customer_id, "status": status}, cursor, limit
     )
 
 
@@ -192,8 +243,34 @@ def list_alerts(
     limit: int,
 ) -> Page:
     filters = {"customer_id": customer_id, "status": status, "severity": severity, "type": alert_type}
-    return _page(conn, "SELECT * FROM rm_alerts", filters, cursor, limit)
+    return _page(conn, with_customer_name("rm_alerts"), filters, cursor, limit)
 
 
 def get_alert(conn: Connection[Any], alert_id: UUID) -> dict[str, Any] | None:
     return _by_id(conn, "rm_alerts", alert_id)
+
+
+# ------------------------------------------------------------------ demo scenarios (simulation)
+
+
+def pick_subscription(
+    conn: Connection[Any], *, statuses: tuple[str, ...], customer_id: UUID | None
+) -> dict[str, Any] | None:
+    """One subscription in one of `statuses` (of the customer, when given), chosen at random."""
+    row: dict[str, Any] | None = conn.execute(
+        "SELECT * FROM rm_subscriptions WHERE status = ANY(%(statuses)s)"
+        " AND (%(customer)s::uuid IS NULL OR customer_id = %(customer)s)"
+        " ORDER BY random() LIMIT 1",
+        {"statuses": list(statuses), "customer": customer_id},
+    ).fetchone()
+    return row
+
+
+def pick_plan(conn: Connection[Any], code: str | None) -> dict[str, Any] | None:
+    """The active plan with this code, or a random active monthly plan (any, if none is monthly)."""
+    row: dict[str, Any] | None = conn.execute(
+        "SELECT * FROM rm_plans WHERE status = 'active' AND (%(code)s::text IS NULL OR code = %(code)s)"
+        " ORDER BY (interval = 'month') DESC, random() LIMIT 1",
+        {"code": code},
+    ).fetchone()
+    return row

@@ -49,10 +49,21 @@ def list_customers(
     conn: ReadConn,
     today: Today,
     status_: Annotated[str | None, Query(alias="status", pattern="^(active|at_risk|churned)$")] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="search: name, e-mail or external id containing this text (any case), or the id",
+        ),
+    ] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    page = queries.list_customers(conn, status=status_, today=today, cursor=cursor, limit=limit)
+    search = q.strip() if q else None
+    page = queries.list_customers(
+        conn, status=status_, today=today, cursor=cursor, limit=limit, search=search or None
+    )
     return {"data": page.items, "next_cursor": page.next_cursor}
 
 

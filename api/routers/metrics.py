@@ -12,7 +12,7 @@ from api.deps import KnownAtConn, ReadConn, Today
 from api.errors import ApiProblem
 from api.responses import json_response
 from api.schemas.common import Currency, QueryDay
-from api.schemas.metrics import ChurnOut, MovementsOut, MrrSeries, SummaryOut
+from api.schemas.metrics import ChurnOut, CurrenciesOut, MovementsOut, MrrSeries, SummaryOut
 from projections import metric_queries as mq
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
@@ -40,6 +40,12 @@ def pick_currency(conn: Any, currency: str | None) -> str:
         code="validation_error",
         errors=[{"field": "currency", "message": "is required"}],
     )
+
+
+@router.get("/currencies", response_model=CurrenciesOut)
+def get_currencies(conn: ReadConn, today: Today) -> dict[str, Any]:
+    """The currencies the ledger has figures in, with today's MRR of each, the largest first."""
+    return {"data": mq.currencies_by_mrr(conn, today)}
 
 
 @router.get("/summary", response_model=SummaryOut)

@@ -32,6 +32,7 @@ class MrrSeries(BaseModel):
 
 class MovementOut(BaseModel):
     customer_id: UUID
+    customer_name: str | None = None
     kind: str
     amount: int
     mrr_before: int
@@ -60,6 +61,16 @@ class ChurnOut(BaseModel):
     reactivation_mrr: int
     gross_mrr_churn_rate: Rate
     net_mrr_churn_rate: Rate
+
+
+class CurrencyMrr(BaseModel):
+    currency: str
+    mrr: int = Field(description="MRR at the end of today, minor units")
+    first_day: date | None = Field(description="the first day with an MRR movement; null if none")
+
+
+class CurrenciesOut(BaseModel):
+    data: list[CurrencyMrr] = Field(description="the largest MRR first")
 
 
 class SummaryOut(BaseModel):

@@ -37,6 +37,13 @@ class ApiKeyCreated(BaseModel):
     customer_id: UUID | None
 
 
+class ApiKeyIdentity(BaseModel):
+    key_id: str
+    role: str
+    customer_id: UUID | None
+    permissions: list[str] = Field(description="what this key may do: admin, audit, read, ingest")
+
+
 # ---------------------------------------------------------------- plans
 PLAN_CODE_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 
@@ -187,6 +194,7 @@ class SubscriptionWritten(SubscriptionOut, Written):
 
 class SubscriptionView(SubscriptionOut):
     mrr: int = Field(description="monthly contribution while active or past_due, minor units")
+    customer_name: str | None = Field(default=None, description="in lists: the customer's name")
 
 
 # ---------------------------------------------------------------- invoices
@@ -262,6 +270,7 @@ class InvoiceOut(BaseModel):
     due_date: date | None
     created_at: datetime
     finalized_at: datetime | None
+    customer_name: str | None = Field(default=None, description="in lists: the customer's name")
 
 
 class InvoiceWritten(InvoiceOut, Written):
@@ -307,6 +316,7 @@ class PaymentOut(BaseModel):
     amount_refunded: int
     provider_reference: str | None
     created_at: datetime
+    customer_name: str | None = Field(default=None, description="in lists: the customer's name")
 
 
 class PaymentWritten(PaymentOut, Written):
@@ -329,6 +339,7 @@ class AlertOut(BaseModel):
     raised_at: datetime
     resolved_at: datetime | None
     note: str | None = None
+    customer_name: str | None = Field(default=None, description="in lists: the customer's name")
 
 
 class AlertWritten(AlertOut, Written):

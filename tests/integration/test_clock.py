@@ -341,3 +341,15 @@ def test_the_clock_catches_up_a_subscription_whose_timer_fell_due_without_any_wr
     run = ledger.advance_due()
     assert run.advanced >= 1
     assert ledger.repository.get(sub.resource_id).status == "active"
+
+
+def test_a_subscription_reads_its_monthly_contribution_only_while_it_contributes(audited: Finance) -> None:
+    audited.plans(MONTHLY)
+    customer = audited.customer("acme")
+    trialing = audited.subscribe(customer, "pro", iso(NOW - timedelta(days=2)), trial_days=14)
+    paying = audited.subscribe(customer, "pro", iso(NOW - timedelta(days=2)), quantity=3)
+    ended = audited.subscribe(customer, "pro", iso(NOW - timedelta(days=2)))
+    audited.post(f"/v1/subscriptions/{ended}/cancel", {"at_period_end": False}, 200)
+    by_id = {s["id"]: s for s in audited.get("/v1/subscriptions", customer_id=customer)["data"]}
+    assert [by_id[s]["mrr"] for s in (trialing, paying, ended)] == [0, 6000, 0]
+    assert audited.get(f"/v1/subscriptions/{paying}")["mrr"] == 6000
