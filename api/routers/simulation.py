@@ -38,7 +38,19 @@ def _nothing_to_act_on(detail: str) -> ApiProblem:
     return ApiProblem(409, "Nothing to simulate on", detail, code="nothing_to_simulate")
 
 
-@router.post("/onboarding", status_code=status.HTTP_201_CREATED, response_model=SimulationOut)
+# Documented answers beyond those every command has (api/openapi.py adds those).
+SWITCHED_OFF: dict[int | str, dict[str, Any]] = {
+    404: {"description": "the simulation endpoints are off (LEDGER_ENABLE_SIMULATION is not true)"}
+}
+SWITCHED_OFF_OR_REFUSED: dict[int | str, dict[str, Any]] = {
+    **SWITCHED_OFF,
+    409: {"description": "nothing to simulate in the ledger's current state"},
+}
+
+
+@router.post(
+    "/onboarding", status_code=status.HTTP_201_CREATED, response_model=SimulationOut, responses=SWITCHED_OFF
+)
 def simulate_onboarding(
     request: Request,
     container: ContainerDep,
@@ -84,7 +96,7 @@ def _target(conn: Any, statuses: tuple[str, ...], body: SimulationTarget) -> Tar
     )
 
 
-@router.post("/payment_failed", response_model=SimulationOut)
+@router.post("/payment_failed", response_model=SimulationOut, responses=SWITCHED_OFF_OR_REFUSED)
 def simulate_payment_failed(
     request: Request,
     container: ContainerDep,
@@ -101,7 +113,7 @@ def simulate_payment_failed(
     return _answer(container, outcome)
 
 
-@router.post("/churn", response_model=SimulationOut)
+@router.post("/churn", response_model=SimulationOut, responses=SWITCHED_OFF_OR_REFUSED)
 def simulate_churn(
     request: Request,
     container: ContainerDep,
