@@ -38,7 +38,7 @@ from domain.errors import (
 )
 from domain.invoice import Invoice, InvoiceNumberAssigned, assign_invoice_number
 from domain.payment import Payment
-from domain.plan import Plan
+from domain.plan import Plan, normalized_usage_prices
 from domain.subscription import ACTIVE, PAST_DUE, Subscription
 from infra.eventstore import Envelope, LedgerMapper, LedgerRecorder, current_envelope
 
@@ -720,7 +720,7 @@ def _plan_terms(cmd: c.DefinePlan | c.RevisePlan) -> dict[str, Any]:
         "interval_count": cmd.interval_count,
         "trial_days": cmd.trial_days,
         "quotas": cmd.quotas,
-        "usage_prices": cmd.usage_prices,
+        "usage_prices": normalized_usage_prices(cmd.usage_prices),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import UTC, datetime
 from typing import Any, Protocol, Self, runtime_checkable
 from uuid import UUID
@@ -34,7 +35,13 @@ class LedgerAggregate(Aggregate):
         under a new id otherwise."""
         if aggregate_id is None:
             return cls(**kwargs)
-        return cls._create(getattr(cls, created_event), id=aggregate_id, **kwargs)
+        # The event class wants every field; those the caller left out take __init__'s defaults.
+        defaults = {
+            name: parameter.default
+            for name, parameter in inspect.signature(cls.__init__).parameters.items()
+            if parameter.default is not inspect.Parameter.empty and name not in kwargs
+        }
+        return cls._create(getattr(cls, created_event), id=aggregate_id, **defaults, **kwargs)
 
 
 @runtime_checkable

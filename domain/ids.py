@@ -72,3 +72,23 @@ def clock_tick_id(day: date) -> UUID:
 TEST_CLOCK_ID = _uuid5("test-clock")
 # The key of the daily clock's timer: the next UTC midnight to record as a ClockTick.
 DAILY_CLOCK_TIMER_ID = _uuid5("daily-clock")
+
+
+def coupon_id(code: str) -> UUID:
+    return _uuid5(f"coupon:{code}")
+
+
+CREDIT_NOTE_NUMBERING_ID = _uuid5("credit-note-numbering")
+
+
+def subscription_invoice_id(subscription_id: UUID, period_start: str, reason: str = "cycle") -> UUID:
+    """The invoice a subscription gets for one period (billed once, however often the clock runs
+    or the log is replayed); `reason` tells apart the other invoices a subscription can get at
+    one moment (an immediate proration, the final invoice)."""
+    suffix = "" if reason == "cycle" else f":{reason}"
+    return _uuid5(f"subscription-invoice:{subscription_id}:{period_start}{suffix}")
+
+
+def invoice_line_id(invoice_id: UUID, index: int) -> UUID:
+    """A hand-made line's id: its invoice and its place on it."""
+    return _uuid5(f"invoice-line:{invoice_id}:{index}")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -9,8 +11,11 @@ from eventsourcing.domain import DomainEvent, event
 
 from domain import ids
 from domain.base import LedgerAggregate
+from domain.billing import Discount, InvoiceFigures, balance_applied, check_tax_exemption, tax_note
+from domain.coupon import as_discount
 from domain.customer import check_tax_rate
 from domain.errors import (
+    CreditNoteExceedsInvoice,
     EmptyInvoice,
     InvalidTransition,
     InvalidValue,
@@ -58,6 +63,48 @@ class Invoice(LedgerAggregate):
             occurred_at=occurred_at,
         )
 
+    @classmethod
+    def generate(
+        cls,
+        *,
+        invoice_id: UUID,
+        customer_id: UUID,
+        subscription_id: UUID,
+        currency: str,
+        tax_rate_bps: int,
+        tax_exempt: str,
+        coupon: dict[str, Any] | None,
+        lines: Sequence[dict[str, Any]],
+        period_start: datetime | None,
+        period_end: datetime | None,
+        finalize_at: datetime,
+        billing_reason: str,
+        occurred_at: datetime,
+    ) -> Invoice:
+        """A draft the ledger makes itself for a subscription, with its lines and every figure
+        computed; it is finalized at `finalize_at` (after the grace period)."""
+        check_currency(currency)
+        check_tax_rate(tax_rate_bps)
+        check_tax_exemption(tax_exempt)
+        return cls._created_with_id(
+            invoice_id,
+            "Drafted",
+            customer_id=customer_id,
+            subscription_id=subscription_id,
+            currency=currency,
+            tax_rate_bps=tax_rate_bps,
+            discount=0,
+            occurred_at=occurred_at,
+            period_start=period_start,
+            period_end=period_end,
+            tax_exempt=tax_exempt,
+            coupon=coupon,
+            lines=list(lines),
+            finalize_at=finalize_at,
+            billing_reason=billing_reason,
+            figures=_figures(lines, coupon, 0, currency, tax_rate_bps, tax_exempt).__dict__,
+        )
+
     @event("Drafted")
     def __init__(
         self,
@@ -67,23 +114,83 @@ class Invoice(LedgerAggregate):
         tax_rate_bps: int,
         discount: int,
         occurred_at: datetime,
+        period_start: datetime | None = None,
+        period_end: datetime | None = None,
+        tax_exempt: str = "none",
+        coupon: dict[str, Any] | None = None,
+        lines: list[dict[str, Any]] | None = None,
+        finalize_at: datetime | None = None,
+        billing_reason: str = "manual",
+        figures: dict[str, int] | None = None,
     ) -> None:
         self.customer_id = customer_id
         self.subscription_id = subscription_id
         self.currency = currency
         self.tax_rate_bps = tax_rate_bps
-        self.discount = discount
-        self.lines: list[dict[str, Any]] = []
+        self.tax_exempt = tax_exempt
+        self.fixed_discount = discount  # a hand-made draft's amount off
+        self.coupon = copy.deepcopy(coupon)
+        self.lines: list[dict[str, Any]] = copy.deepcopy(lines or [])
+        self.period_start = period_start
+        self.period_end = period_end
+        self.finalize_at = finalize_at
+        self.billing_reason = billing_reason
         self.status = DRAFT
         self.number: str | None = None
         self.due_date: date | None = None
-        self.subtotal = 0
-        self.tax = 0
-        self.total = 0
+        self._set_figures(self.figures())
         self.amount_paid = 0
-        self.amount_remaining = 0
+        self.amount_credited = 0
+        self.balance_applied = 0
         self.drafted_at = occurred_at
         self.finalized_at: datetime | None = None
+
+    # ------------------------------------------------------------------ figures
+
+    def figures(self) -> InvoiceFigures:
+        """Lines → subtotal → discount → tax → total (domain.billing), as the invoice stands."""
+        return _figures(
+            self.lines, self.coupon, self.fixed_discount, self.currency, self.tax_rate_bps, self.tax_exempt
+        )
+
+    def _set_figures(self, figures: InvoiceFigures) -> None:
+        self.subtotal = figures.subtotal
+        self.discount = figures.discount
+        self.tax = figures.tax
+        self.total = figures.total
+        self.amount_remaining = max(figures.total, 0)
+
+    @property
+    def tax_note(self) -> str | None:
+        return tax_note(self.tax_exempt)
+
+    @property
+    def next_due_at(self) -> datetime | None:
+        """A generated draft falls due for finalization at the end of its grace period."""
+        return self.finalize_at if self.status == DRAFT else None
+
+    def lines_of_kind(self, *kinds: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line.get("kind", "manual") in kinds]
+
+    def revise_lines(self, *, lines: Sequence[dict[str, Any]], occurred_at: datetime) -> bool:
+        """Replace a draft's lines (late usage of its period arrived during the grace period);
+        returns False, recording nothing, when nothing changes."""
+        if self.status != DRAFT:
+            raise InvoiceNotDraft("only a draft's lines can be revised")
+        if list(lines) == self.lines:
+            return False
+        figures = _figures(
+            lines, self.coupon, self.fixed_discount, self.currency, self.tax_rate_bps, self.tax_exempt
+        )
+        self._revise_lines(lines=list(lines), figures=figures.__dict__, occurred_at=occurred_at)
+        return True
+
+    @event("LinesRevised")
+    def _revise_lines(
+        self, lines: list[dict[str, Any]], figures: dict[str, int], occurred_at: datetime
+    ) -> None:
+        self.lines = copy.deepcopy(lines)
+        self._set_figures(InvoiceFigures(**figures))
 
     def add_line(
         self,
@@ -106,6 +213,15 @@ class Invoice(LedgerAggregate):
         amount = charge(unit_amount, quantity)
         if self.subtotal + amount > MAX_AMOUNT:
             raise InvalidValue(f"the invoice's subtotal would pass {MAX_AMOUNT}", field="lines")
+        line_id = ids.invoice_line_id(self.id, len(self.lines))
+        after = _figures(
+            [*self.lines, {"amount": amount}],
+            self.coupon,
+            self.fixed_discount,
+            self.currency,
+            self.tax_rate_bps,
+            self.tax_exempt,
+        )
         self._add_line(
             description=description,
             quantity=quantity,
@@ -114,6 +230,8 @@ class Invoice(LedgerAggregate):
             period_start=period_start,
             period_end=period_end,
             occurred_at=occurred_at,
+            line_id=line_id,
+            figures=after.__dict__,
         )
 
     @event("LineAdded")
@@ -126,9 +244,13 @@ class Invoice(LedgerAggregate):
         period_start: datetime | None,
         period_end: datetime | None,
         occurred_at: datetime,
+        line_id: UUID | None = None,
+        figures: dict[str, int] | None = None,
     ) -> None:
         self.lines.append(
             {
+                "line_id": str(line_id or ids.invoice_line_id(self.id, len(self.lines))),
+                "kind": "manual",
                 "description": description,
                 "quantity": quantity,
                 "unit_amount": unit_amount,
@@ -137,25 +259,30 @@ class Invoice(LedgerAggregate):
                 "period_end": period_end.isoformat() if period_end else None,
             }
         )
-        self.subtotal += amount
+        self._set_figures(self.figures())
 
-    def finalize(self, *, number: str, due_date: date, occurred_at: datetime) -> None:
+    def finalize(
+        self, *, number: str, due_date: date, occurred_at: datetime, balance_available: int = 0
+    ) -> None:
+        """Open the invoice under its number. The customer's credit balance (what is available of
+        it in the invoice's currency) pays what the invoice owes after tax; a negative total is
+        owed to the customer (the application credits it to the balance)."""
         if self.status != DRAFT:
             raise InvoiceNotDraft(f"a {self.status} invoice cannot be finalized")
         if not self.lines:
             raise EmptyInvoice("an invoice without lines cannot be finalized")
         if due_date < occurred_at.date():
             raise InvalidValue("the due date is before the finalization date", field="due_date")
-        discount = min(self.discount, self.subtotal)
-        tax = compute_tax(self.subtotal - discount, self.tax_rate_bps)
+        figures = self.figures()
         self._record_finalization(
             number=number,
             due_date=due_date,
-            subtotal=self.subtotal,
-            discount=discount,
-            tax=tax,
-            total=self.subtotal - discount + tax,
+            subtotal=figures.subtotal,
+            discount=figures.discount,
+            tax=figures.tax,
+            total=figures.total,
             occurred_at=occurred_at,
+            balance_applied=balance_applied(figures.total, balance_available),
         )
 
     def finalize_external(
@@ -194,9 +321,9 @@ class Invoice(LedgerAggregate):
         )
 
     def _record_finalization(self, **figures: Any) -> None:
-        """Finalized; an invoice with nothing to pay is paid at once, as Stripe does."""
+        """Finalized; an invoice with nothing (left) to pay is paid at once, as Stripe does."""
         self._finalize(**figures)
-        if self.total == 0:
+        if self.amount_remaining == 0:
             self._mark_paid(occurred_at=figures["occurred_at"])
 
     @event("Finalized")
@@ -209,6 +336,7 @@ class Invoice(LedgerAggregate):
         tax: int,
         total: int,
         occurred_at: datetime,
+        balance_applied: int = 0,
     ) -> None:
         self.status = OPEN
         self.number = number
@@ -217,7 +345,8 @@ class Invoice(LedgerAggregate):
         self.discount = discount
         self.tax = tax
         self.total = total
-        self.amount_remaining = total
+        self.balance_applied = balance_applied
+        self.amount_remaining = max(total, 0) - balance_applied
         self.finalized_at = occurred_at
 
     def check_payable(self, amount: int) -> None:
@@ -246,6 +375,34 @@ class Invoice(LedgerAggregate):
     def _mark_paid(self, occurred_at: datetime) -> None:
         self.status = PAID
 
+    def credit(
+        self, *, credit_note_id: UUID, amount: int, against_remaining: int, occurred_at: datetime
+    ) -> None:
+        """A credit note on this invoice: `against_remaining` of it lowers what remains to pay."""
+        if self.status not in (OPEN, PAID):
+            raise InvoiceNotOpen(f"a {self.status} invoice cannot be credited")
+        if self.amount_credited + amount > max(self.total, 0):
+            raise CreditNoteExceedsInvoice(
+                f"credit notes would total {self.amount_credited + amount},"
+                f" more than the invoice's {self.total}",
+                field="amount",
+            )
+        self._credit(
+            credit_note_id=credit_note_id,
+            amount=amount,
+            against_remaining=against_remaining,
+            occurred_at=occurred_at,
+        )
+        if self.status == OPEN and self.amount_remaining == 0:
+            self._mark_paid(occurred_at=occurred_at)
+
+    @event("Credited")
+    def _credit(
+        self, credit_note_id: UUID, amount: int, against_remaining: int, occurred_at: datetime
+    ) -> None:
+        self.amount_credited += amount
+        self.amount_remaining -= against_remaining
+
     def void(self, *, occurred_at: datetime) -> None:
         if self.status not in (DRAFT, OPEN):
             raise InvalidTransition(f"a {self.status} invoice cannot be voided")
@@ -267,6 +424,25 @@ class Invoice(LedgerAggregate):
     def _mark_uncollectible(self, written_off: int, occurred_at: datetime) -> None:
         self.status = UNCOLLECTIBLE
         self.amount_remaining = 0
+
+
+def _figures(
+    lines: Sequence[dict[str, Any]],
+    coupon: dict[str, Any] | None,
+    fixed_discount: int,
+    currency: str,
+    tax_rate_bps: int,
+    tax_exempt: str,
+) -> InvoiceFigures:
+    discount: Discount | None = as_discount(coupon, currency)
+    if discount is None and fixed_discount:
+        discount = Discount("amount_off", amount_off=fixed_discount)
+    return InvoiceFigures.of(
+        (int(line["amount"]) for line in lines),
+        discount=discount,
+        tax_rate_bps=tax_rate_bps,
+        tax_exempt=tax_exempt,
+    )
 
 
 @dataclass(frozen=True)

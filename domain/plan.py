@@ -13,6 +13,7 @@ from domain.base import LedgerAggregate
 from domain.errors import InvalidValue, PlanRetired
 from domain.money import MAX_AMOUNT, check_amount, check_currency
 from domain.periods import months_in
+from domain.rating import unit_amount
 
 AGGREGATIONS = ("sum", "max", "last")
 ENFORCEMENTS = ("soft", "hard")
@@ -54,14 +55,45 @@ def check_usage_prices(usage_prices: dict[str, dict[str, Any]]) -> None:
                 raise InvalidValue("a tier bound is a whole number of at least 1", field=f"{field}.tiers")
             if finite != sorted(set(finite)):
                 raise InvalidValue("tier bounds must increase", field=f"{field}.tiers")
-        amounts = [price.get("unit_amount", 0), price.get("package_amount", 0)] + [
-            tier.get(key, 0) for tier in price.get("tiers") or [] for key in ("unit_amount", "flat_amount")
+        # Unit amounts are rates: decimal strings of minor units ("0.06"); flat and package
+        # amounts are money: integers of minor units.
+        rates = [(f"{field}.unit_amount", price.get("unit_amount", 0))] + [
+            (f"{field}.tiers.{i}.unit_amount", tier.get("unit_amount", 0))
+            for i, tier in enumerate(price.get("tiers") or [])
         ]
-        if any(isinstance(a, bool) or not isinstance(a, int) or not 0 <= a <= MAX_AMOUNT for a in amounts):
-            raise InvalidValue(f"prices are integers of minor units in [0, {MAX_AMOUNT}]", field=field)
+        for name, rate in rates:
+            if unit_amount(rate, name) > MAX_AMOUNT:
+                raise InvalidValue(f"a unit amount is at most {MAX_AMOUNT}", field=name)
+        money = [price.get("package_amount", 0)] + [
+            tier.get("flat_amount", 0) for tier in price.get("tiers") or []
+        ]
+        if any(isinstance(a, bool) or not isinstance(a, int) or not 0 <= a <= MAX_AMOUNT for a in money):
+            raise InvalidValue(
+                f"flat and package amounts are integers of minor units in [0, {MAX_AMOUNT}]", field=field
+            )
         size = price.get("package_size", 0)
         if model == "package" and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
             raise InvalidValue("package_size is at least 1", field=f"{field}.package_size")
+        free = price.get("free_units", 0) or 0
+        if isinstance(free, bool) or not isinstance(free, int) or free < 0:
+            raise InvalidValue("free_units is a whole number of at least 0", field=f"{field}.free_units")
+
+
+def normalized_usage_prices(usage_prices: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The prices with every unit amount as its canonical decimal string ("0.06", "100")."""
+
+    def text(value: Any) -> str:
+        return format(unit_amount(value, "unit_amount").normalize(), "f")
+
+    normalized: dict[str, dict[str, Any]] = {}
+    for metric, price in usage_prices.items():
+        copy_ = copy.deepcopy(price)
+        if "unit_amount" in copy_ and copy_["unit_amount"] is not None:
+            copy_["unit_amount"] = text(copy_["unit_amount"])
+        for tier in copy_.get("tiers") or []:
+            tier["unit_amount"] = text(tier.get("unit_amount", 0))
+        normalized[metric] = copy_
+    return normalized
 
 
 class Plan(LedgerAggregate):
@@ -95,6 +127,7 @@ class Plan(LedgerAggregate):
         if not code.strip():
             raise InvalidValue("code cannot be blank", field="code")
         cls.check_terms(**terms)
+        terms["usage_prices"] = normalized_usage_prices(terms["usage_prices"])
         return cls(code=code, name=name, occurred_at=occurred_at, **terms)
 
     @event("Defined")
@@ -114,6 +147,10 @@ class Plan(LedgerAggregate):
         self.code = code
         self.retired_at: datetime | None = None
         self._set_terms(name, currency, amount, interval, interval_count, trial_days, quotas, usage_prices)
+        # (from, usage prices, quotas): usage is rated with the prices in force at a period's end.
+        self.usage_history: list[tuple[datetime, dict[str, Any], dict[str, Any]]] = [
+            (occurred_at, self.usage_prices, self.quotas)
+        ]
 
     def _set_terms(
         self,
@@ -160,6 +197,7 @@ class Plan(LedgerAggregate):
         """Record new terms; returns False (and records nothing) if nothing changes."""
         self.check_not_retired()
         self.check_terms(**{k: v for k, v in terms.items() if k != "name"})
+        terms["usage_prices"] = normalized_usage_prices(terms["usage_prices"])
         if terms == self.terms():
             return False
         self._revise(occurred_at=occurred_at, **terms)
@@ -179,6 +217,15 @@ class Plan(LedgerAggregate):
         occurred_at: datetime,
     ) -> None:
         self._set_terms(name, currency, amount, interval, interval_count, trial_days, quotas, usage_prices)
+        self.usage_history = [*self.usage_history, (occurred_at, self.usage_prices, self.quotas)]
+
+    def usage_terms_at(self, moment: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The usage prices and quotas in force at `moment` (the first ones before any)."""
+        prices, quotas = self.usage_history[0][1], self.usage_history[0][2]
+        for since, later_prices, later_quotas in self.usage_history:
+            if since <= moment:
+                prices, quotas = later_prices, later_quotas
+        return prices, quotas
 
     def retire(self, *, occurred_at: datetime) -> None:
         self.check_not_retired()

@@ -4,7 +4,17 @@ import math
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from domain.money import CURRENCY_EXPONENTS, MAX_AMOUNT, MAX_QUANTITY
@@ -66,6 +76,23 @@ PositiveMinorUnits = Annotated[
     StrictInt, Field(gt=0, le=MAX_AMOUNT, description="integer count of minor units, at most 10^15")
 ]
 Quantity = Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY, description="a whole number, at most 10^9")]
+# A rate, not money: a decimal string of minor units, so sub-cent prices are exact ("0.06" is 0.06
+# cents); a whole number is taken as well.
+def _unit_amount(value: Any) -> Any:
+    """A whole number is taken as its decimal string; a float never (it is not exact)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise PydanticCustomError("unit_amount", 'a unit amount is a decimal string, like "0.06"')
+    return value
+
+
+UnitAmount = Annotated[
+    str,
+    BeforeValidator(_unit_amount),
+    StringConstraints(pattern=r"^[0-9]{1,16}(\.[0-9]{1,12})?$"),
+    Field(description='a decimal string of minor units, e.g. "0.06" (sub-cent prices are exact)'),
+]
 
 
 def _unstorable(value: Any) -> str | None:

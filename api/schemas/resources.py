@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, EmailStr, Field, field_validator, model_validator
+from pydantic import BaseModel, EmailStr, Field, StrictInt, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from api.schemas.common import (
@@ -17,6 +17,7 @@ from api.schemas.common import (
     PositiveMinorUnits,
     Quantity,
     Request,
+    UnitAmount,
     Written,
 )
 from domain.money import MAX_AMOUNT
@@ -55,17 +56,23 @@ class Quota(Request):
 
 
 class PriceTier(Request):
-    up_to: Quantity | None = None
-    unit_amount: MinorUnits = 0
+    up_to: Quantity | None = Field(
+        default=None, description="the tier holds quantities up to and including this; null: no bound"
+    )
+    unit_amount: UnitAmount = "0"
     flat_amount: MinorUnits = 0
 
 
 class UsagePrice(Request):
+    """A metric's price (SPEC 7): per_unit {unit_amount}; graduated or volume {tiers}; package
+    {package_size, package_amount, free_units?}."""
+
     model: Literal["per_unit", "graduated", "volume", "package"]
-    unit_amount: MinorUnits = 0
+    unit_amount: UnitAmount = "0"
     tiers: list[PriceTier] | None = None
     package_size: Quantity | None = None
     package_amount: MinorUnits = 0
+    free_units: StrictInt | None = Field(default=None, ge=0, le=10**9)
 
 
 class PlanTerms(Command):

@@ -129,7 +129,8 @@ def test_a_client_stalled_mid_body_never_blocks_another_writer(
         ("/v1/plans", {**PLAN, "amount": True}, "amount"),
         (
             "/v1/plans",
-            {**PLAN, "usage_prices": {"calls": {"model": "per_unit", "unit_amount": "5"}}},
+            # A unit amount is a rate: a decimal string ("0.06") or a whole number, never a float.
+            {**PLAN, "usage_prices": {"calls": {"model": "per_unit", "unit_amount": 0.06}}},
             "usage_prices.calls.unit_amount",
         ),
         (

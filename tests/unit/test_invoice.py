@@ -85,7 +85,7 @@ def test_drafting_an_invoice_records_drafted_with_nothing_owed_yet() -> None:
     assert invoice.status == DRAFT
     assert invoice.customer_id == invoice.owner_customer_id == customer_id
     assert invoice.subscription_id == subscription_id
-    assert (invoice.currency, invoice.tax_rate_bps, invoice.discount) == ("EUR", 2000, 300)
+    assert (invoice.currency, invoice.tax_rate_bps, invoice.fixed_discount) == ("EUR", 2000, 300)
     assert invoice.lines == []
     assert (invoice.subtotal, invoice.tax, invoice.total) == (0, 0, 0)
     assert (invoice.amount_paid, invoice.amount_remaining) == (0, 0)
@@ -130,6 +130,11 @@ def test_adding_a_line_records_line_added_and_grows_the_subtotal() -> None:
     add_line(invoice, description="Setup fee", quantity=1, unit_amount=0)
     assert event_names(invoice) == ["LineAdded", "LineAdded"]
     assert invoice.subtotal == 8700
+    assert [line.pop("line_id") for line in invoice.lines] == [
+        str(ids.invoice_line_id(invoice.id, 0)),
+        str(ids.invoice_line_id(invoice.id, 1)),
+    ]
+    assert [line.pop("kind") for line in invoice.lines] == ["manual", "manual"]
     assert invoice.lines == [
         {
             "description": "Pro plan",

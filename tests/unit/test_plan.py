@@ -6,7 +6,7 @@ import pytest
 
 from domain import ids
 from domain.errors import InvalidValue, PlanRetired
-from domain.plan import Plan, check_quotas, check_usage_prices
+from domain.plan import Plan, check_quotas, check_usage_prices, normalized_usage_prices
 from tests.unit.factories import (
     T0,
     assert_rebuilds_identically,
@@ -52,7 +52,11 @@ def test_defining_a_plan_records_defined_with_its_terms() -> None:
     assert event_names(plan) == ["Defined"]
     assert plan.code == "pro"
     assert plan.terms() == plan_terms(
-        amount=4900, interval="year", trial_days=14, quotas=quotas, usage_prices=prices
+        amount=4900,
+        interval="year",
+        trial_days=14,
+        quotas=quotas,
+        usage_prices={"api_calls": {"model": "per_unit", "unit_amount": "2"}},
     )
     assert plan.months_per_period == 12
     assert plan.retired_at is None
@@ -171,7 +175,10 @@ def test_an_unknown_quota_enforcement_is_refused(enforcement: object) -> None:
 )
 def test_valid_usage_prices_are_accepted(price: dict[str, Any]) -> None:
     check_usage_prices({"api_calls": price})
-    assert make_plan(usage_prices={"api_calls": price}).usage_prices == {"api_calls": price}
+    # Unit amounts are kept as canonical decimal strings of minor units (they are rates).
+    assert make_plan(usage_prices={"api_calls": price}).usage_prices == normalized_usage_prices(
+        {"api_calls": price}
+    )
 
 
 @pytest.mark.parametrize("model", ["tiered", "flat", None, ""])
@@ -242,7 +249,8 @@ def test_string_tier_bounds_mixed_with_numbers_are_refused_as_invalid_not_crashi
     ids=repr,
 )
 def test_negative_or_fractional_prices_are_refused(price: dict[str, Any]) -> None:
-    assert refused_usage_price({"api_calls": price}).field == "usage_prices.api_calls"
+    field = refused_usage_price({"api_calls": price}).field
+    assert field is not None and field.startswith("usage_prices.api_calls")
 
 
 @pytest.mark.parametrize("size", [None, 0, -1, 2.5, "10", True], ids=repr)
