@@ -63,6 +63,10 @@ class RegisterCustomer:
     name: str = ""
     tax_rate_bps: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+    tax_exempt: str = "none"
+    vat_id: str | None = None
+    address: dict[str, Any] | None = None
+    net_terms_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,10 @@ class UpdateCustomer:
     name: str | None = None
     tax_rate_bps: int | None = None
     metadata: dict[str, Any] | None = None
+    tax_exempt: str | None = None
+    vat_id: str | None = None
+    address: dict[str, Any] | None = None
+    net_terms_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,7 @@ class StartSubscription:
     plan_code: str
     quantity: int = 1
     trial_days: int | None = None
+    billed_by: str = "ledger"
 
 
 @dataclass(frozen=True)
@@ -92,12 +101,14 @@ class ChangeSubscription:
     subscription_id: UUID
     plan_code: str | None = None
     quantity: int | None = None
+    proration_behavior: str = "create_prorations"
 
 
 @dataclass(frozen=True)
 class CancelSubscription:
     subscription_id: UUID
     at_period_end: bool
+    proration_behavior: str = "create_prorations"
 
 
 @dataclass(frozen=True)
@@ -207,3 +218,34 @@ class Advance:
     """Record what fell due on a time-driven aggregate by the command's moment."""
 
     aggregate_id: UUID
+
+
+@dataclass(frozen=True)
+class DefineCoupon:
+    code: str
+    duration: str
+    name: str = ""
+    percent_off: str | None = None
+    amount_off: int | None = None
+    currency: str | None = None
+    duration_in_periods: int | None = None
+
+
+@dataclass(frozen=True)
+class ApplyDiscount:
+    """Apply a coupon to a subscription's invoices, or to all of a customer's."""
+
+    coupon: str
+    subscription_id: UUID | None = None
+    customer_id: UUID | None = None
+
+
+@dataclass(frozen=True)
+class IssueCreditNote:
+    invoice_id: UUID
+    reason: str
+    amount: int | None = None
+    lines: list[dict[str, Any]] | None = None  # [{line_id, amount}]
+    refund_amount: int | None = None
+    credit_amount: int | None = None
+    memo: str | None = None

@@ -18,8 +18,9 @@ from eventsourcing.persistence import IntegrityError, Mapper
 from psycopg import OperationalError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
+from application import billing_use_cases, receipts
 from application import commands as c
-from application import receipts
+from application.billing import Billing, BillingWork
 from application.idempotency import CommandRecord
 from domain import ids
 from domain.alert import Alert
@@ -56,8 +57,12 @@ class Outcome:
     receipt: dict[str, Any]
     position: int
     created: bool = False
+    recorded: bool = True  # whether the command recorded anything
 
 
+_current_work: contextvars.ContextVar[BillingWork | None] = contextvars.ContextVar(
+    "billing_work", default=None
+)
 _simulated_now: contextvars.ContextVar[Callable[[], datetime] | None] = contextvars.ContextVar(
     "simulated_now", default=None
 )
@@ -101,10 +106,12 @@ class Ledger(Application[UUID]):
         *,
         invoice_prefix: str = "INV",
         allow_test_clock: bool = False,
+        invoice_grace: timedelta = timedelta(hours=1),
     ) -> None:
         super().__init__(env)
         self.invoice_prefix = invoice_prefix
         self.allow_test_clock = allow_test_clock
+        self.billing = Billing(self, grace=invoice_grace)
 
     def now(self) -> datetime:
         """The ledger's now: the wall clock (UTC), unless a test clock moved it forward, or the
@@ -148,8 +155,18 @@ class Ledger(Application[UUID]):
         """The subscription with what fell due by `at` recorded: a command decides on the state
         the subscription was in at the moment it takes effect."""
         sub = self._get(Subscription, subscription_id, "subscription")
-        sub.advance(at)
+        work = self._work()
+        work.hold([sub])
+        self.billing.bill(sub, at, work)
         return sub
+
+    def _work(self) -> BillingWork:
+        """The billing work of the command being run (what it loads beside its aggregates)."""
+        work = _current_work.get()
+        if work is None or work.ledger is not self:
+            work = BillingWork(self)
+            _current_work.set(work)
+        return work
 
     def _plan(self, code: str) -> Plan:
         plan = self._find(ids.plan_id(code))
@@ -172,8 +189,14 @@ class Ledger(Application[UUID]):
         backdated command answers with its aggregates caught up (a subscription started 90 days
         ago is in its third period when the write answers); their timers are written with the
         events. `receipt` may be a function of the resource, built once it is caught up."""
+        moment = now or self.now()
         touched = [a for a in (resource, *others) if isinstance(a, LedgerAggregate)]
-        timers = self.catch_up(touched, now or self.now())
+        work = self._work()
+        work.hold(touched)
+        for sub in [a for a in touched if isinstance(a, Subscription)]:
+            self.billing.bill(sub, moment, work)
+        extra = [a for a in work.changed() if all(a is not t for t in touched)]
+        timers = self.catch_up([*touched, *extra], moment)
         answer = receipt(resource) if callable(receipt) else receipt
         record: CommandRecord | None = None
         if ctx.idempotency_key:
@@ -185,7 +208,7 @@ class Ledger(Application[UUID]):
                 resource_id=str(resource.id),
                 occurred_at=ctx.occurred_at,
             )
-        aggregates = [a for a in (resource, *others, record) if a is not None]
+        aggregates = [a for a in (resource, *others, *extra, *work.numbers, record) if a is not None]
         envelope = Envelope(
             source=ctx.source,
             actor=ctx.actor,
@@ -205,8 +228,11 @@ class Ledger(Application[UUID]):
         if recordings:
             position = max(r.notification.id for r in recordings)
         else:
+            # Nothing recorded: a timer that fell due with nothing to do moves on all the same.
+            if timers:
+                self.store.set_timers(timers)
             position = self.store.position_of(resource.id) or 0
-        return Outcome(resource.id, answer, position, created)
+        return Outcome(resource.id, answer, position, created, recorded=bool(recordings))
 
     @staticmethod
     def catch_up(aggregates: Iterable[object], now: datetime) -> dict[UUID, datetime | None]:
@@ -240,7 +266,11 @@ class Ledger(Application[UUID]):
             reraise=True,
         )
         def attempt() -> Outcome:
-            return self._replayed(ctx) or use_case(ctx)
+            token = _current_work.set(BillingWork(self))
+            try:
+                return self._replayed(ctx) or use_case(ctx)
+            finally:
+                _current_work.reset(token)
 
         return attempt()
 
@@ -292,13 +322,27 @@ class Ledger(Application[UUID]):
         def use_case(ctx: c.CommandContext) -> Outcome:
             existing = self._find(ids.customer_id(cmd.external_id))
             if isinstance(existing, Customer):
-                wanted = (cmd.email, cmd.name, cmd.currency, cmd.tax_rate_bps, cmd.metadata)
+                wanted = (
+                    cmd.email,
+                    cmd.name,
+                    cmd.currency,
+                    cmd.tax_rate_bps,
+                    cmd.metadata,
+                    cmd.tax_exempt,
+                    cmd.vat_id,
+                    cmd.address,
+                    cmd.net_terms_days,
+                )
                 found = (
                     existing.email,
                     existing.name,
                     existing.currency,
                     existing.tax_rate_bps,
                     existing.metadata,
+                    existing.tax_exempt,
+                    existing.vat_id,
+                    existing.address,
+                    existing.net_terms_days,
                 )
                 if wanted != found:
                     raise AlreadyExists(
@@ -315,6 +359,10 @@ class Ledger(Application[UUID]):
                 tax_rate_bps=cmd.tax_rate_bps,
                 metadata=cmd.metadata,
                 occurred_at=ctx.occurred_at,
+                tax_exempt=cmd.tax_exempt,
+                vat_id=cmd.vat_id,
+                address=cmd.address,
+                net_terms_days=cmd.net_terms_days,
             )
             return self._commit(ctx, customer, receipts.customer_receipt(customer), created=True)
 
@@ -329,6 +377,10 @@ class Ledger(Application[UUID]):
                 tax_rate_bps=cmd.tax_rate_bps,
                 metadata=cmd.metadata,
                 occurred_at=ctx.occurred_at,
+                tax_exempt=cmd.tax_exempt,
+                vat_id=cmd.vat_id,
+                address=cmd.address,
+                net_terms_days=cmd.net_terms_days,
             )
             return self._commit(ctx, customer, receipts.customer_receipt(customer))
 
@@ -360,6 +412,7 @@ class Ledger(Application[UUID]):
                 quantity=cmd.quantity,
                 trial_days=cmd.trial_days,
                 occurred_at=ctx.occurred_at,
+                billed_by=cmd.billed_by,
             )
             return self._commit(ctx, sub, receipts.subscription_receipt, created=True)
 
@@ -369,7 +422,12 @@ class Ledger(Application[UUID]):
         def use_case(ctx: c.CommandContext) -> Outcome:
             sub = self._subscription(cmd.subscription_id, ctx.occurred_at)
             plan = self._plan(cmd.plan_code) if cmd.plan_code else None
-            sub.change(plan=plan, quantity=cmd.quantity, occurred_at=ctx.occurred_at)
+            sub.change(
+                plan=plan,
+                quantity=cmd.quantity,
+                occurred_at=ctx.occurred_at,
+                proration_behavior=cmd.proration_behavior,
+            )
             return self._commit(ctx, sub, receipts.subscription_receipt)
 
         return self._run(ctx, use_case)
@@ -380,7 +438,7 @@ class Ledger(Application[UUID]):
             if cmd.at_period_end:
                 sub.schedule_cancellation(occurred_at=ctx.occurred_at)
             else:
-                sub.cancel_now(occurred_at=ctx.occurred_at)
+                sub.cancel_now(occurred_at=ctx.occurred_at, proration_behavior=cmd.proration_behavior)
             return self._commit(ctx, sub, receipts.subscription_receipt)
 
         return self._run(ctx, use_case)
@@ -613,6 +671,20 @@ class Ledger(Application[UUID]):
 
         return self._run(ctx, use_case)
 
+    # ------------------------------------------------------------------ billing (billing_use_cases.py)
+
+    def define_coupon(self, cmd: c.DefineCoupon, ctx: c.CommandContext) -> Outcome:
+        return billing_use_cases.define_coupon(self, cmd, ctx)
+
+    def apply_discount(self, cmd: c.ApplyDiscount, ctx: c.CommandContext) -> Outcome:
+        return billing_use_cases.apply_discount(self, cmd, ctx)
+
+    def issue_credit_note(self, cmd: c.IssueCreditNote, ctx: c.CommandContext) -> Outcome:
+        return billing_use_cases.issue_credit_note(self, cmd, ctx)
+
+    def upcoming_invoice(self, customer_id: UUID, subscription_id: UUID | None = None) -> dict[str, Any]:
+        return billing_use_cases.upcoming_invoice(self, customer_id, subscription_id)
+
     # ------------------------------------------------------------------ clock
 
     def record_clock_tick(self, cmd: c.RecordClockTick, ctx: c.CommandContext) -> Outcome:
@@ -660,13 +732,8 @@ class Ledger(Application[UUID]):
             if not isinstance(aggregate, LedgerAggregate) or not isinstance(aggregate, TimeDriven):
                 self.store.set_timers({cmd.aggregate_id: None})
                 return Outcome(cmd.aggregate_id, {}, 0)
-            receipt = receipts.receipt_of(aggregate)
-            aggregate.advance(ctx.occurred_at)
-            if not aggregate.pending_events:
-                # Nothing was due after all (the timer was stale): just move the timer.
-                self.store.set_timers({cmd.aggregate_id: aggregate.next_due_at})
-                return Outcome(cmd.aggregate_id, receipt, 0)
-            return self._commit(ctx, aggregate, receipts.receipt_of, now=ctx.occurred_at)
+            outcome = self._commit(ctx, aggregate, receipts.receipt_of, now=ctx.occurred_at)
+            return outcome if outcome.recorded else Outcome(cmd.aggregate_id, outcome.receipt, 0)
 
         return self._run(ctx, use_case)
 

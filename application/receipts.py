@@ -9,6 +9,8 @@ from typing import Any
 
 from domain.alert import Alert
 from domain.clock import ClockTick
+from domain.coupon import Coupon
+from domain.credit_note import CreditNote
 from domain.customer import Customer
 from domain.invoice import Invoice
 from domain.payment import Payment
@@ -38,6 +40,10 @@ def customer_receipt(customer: Customer) -> dict[str, Any]:
         "name": customer.name,
         "currency": customer.currency,
         "tax_rate_bps": customer.tax_rate_bps,
+        "tax_exempt": customer.tax_exempt,
+        "vat_id": customer.vat_id,
+        "address": customer.address,
+        "net_terms_days": customer.net_terms_days,
         "metadata": customer.metadata,
         "archived": customer.is_archived,
         "created_at": _time(customer.registered_at),
@@ -63,6 +69,7 @@ def subscription_receipt(sub: Subscription) -> dict[str, Any]:
         "canceled_at": _time(sub.canceled_at),
         "ended_at": _time(sub.ended_at),
         "started_at": _time(sub.started_at),
+        "billed_by": sub.billed_by,
     }
 
 
@@ -80,7 +87,16 @@ def invoice_receipt(invoice: Invoice) -> dict[str, Any]:
         "tax": invoice.tax,
         "total": invoice.total,
         "amount_paid": invoice.amount_paid,
+        "amount_credited": invoice.amount_credited,
+        "balance_applied": invoice.balance_applied,
         "amount_remaining": invoice.amount_remaining,
+        "billing_reason": invoice.billing_reason,
+        "period_start": _time(invoice.period_start),
+        "period_end": _time(invoice.period_end),
+        "tax_rate_bps": invoice.tax_rate_bps,
+        "tax_exempt": invoice.tax_exempt,
+        "tax_note": invoice.tax_note,
+        "coupon": invoice.coupon,
         "due_date": _time(invoice.due_date),
         "created_at": _time(invoice.drafted_at),
         "finalized_at": _time(invoice.finalized_at),
@@ -130,3 +146,25 @@ def receipt_of(aggregate: object) -> dict[str, Any]:
     if isinstance(aggregate, Invoice):
         return invoice_receipt(aggregate)
     return {"id": str(getattr(aggregate, "id", ""))}
+
+
+def coupon_receipt(coupon: Coupon) -> dict[str, Any]:
+    return {"id": str(coupon.id), **coupon.terms()}
+
+
+def credit_note_receipt(note: CreditNote) -> dict[str, Any]:
+    return {
+        "id": str(note.id),
+        "number": note.number,
+        "invoice_id": str(note.invoice_id),
+        "customer_id": str(note.customer_id),
+        "currency": note.currency,
+        "reason": note.reason,
+        "amount": note.amount,
+        "lines": note.lines,
+        "against_remaining": note.against_remaining,
+        "refund_amount": note.refund_amount,
+        "credit_amount": note.credit_amount,
+        "memo": note.memo,
+        "created_at": _time(note.issued_at),
+    }

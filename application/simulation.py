@@ -60,6 +60,7 @@ from application.ledger import Ledger, Outcome, simulated_time
 from domain import ids
 from domain.base import ensure_utc
 from domain.errors import InvalidValue
+from domain.invoice import Invoice
 from domain.money import divide_half_even
 from domain.periods import add_months
 
@@ -318,8 +319,6 @@ class _Subscription:
     period: int = 0  # bumped at each new period: actions planned for an older one are dropped
     cancel_scheduled: bool = False
     ended: bool = False
-    pending_lines: list[c.InvoiceLine] = field(default_factory=list)  # prorated upgrades
-    pending_credit: int = 0  # prorated downgrades, a discount on the next invoice
     period_payment: _Payment | None = None  # what paid the current period's invoice
     past_due_invoices: set[UUID] = field(default_factory=set)  # mirrors the aggregate's list
 
@@ -411,6 +410,7 @@ class _CustomerHistory:
                 currency=self.currency,
                 tax_rate_bps=rate if rng.random() < share else 0,
                 metadata={"simulated": True, "seed": self.sim.seed},
+                net_terms_days=DUE_DAYS,
             ),
             moment,
         )
@@ -489,10 +489,10 @@ class _CustomerHistory:
         sub.period += 1
         self.begin_period(sub, moment)
 
-    def begin_period(self, sub: _Subscription, moment: datetime) -> None:
+    def begin_period(self, sub: _Subscription, moment: datetime, restarted: bool = False) -> None:
         """A paid period starts: bill it, and plan what happens during it."""
         sub.period_payment = None
-        self.bill(sub, moment)
+        self.bill(sub, moment, restarted)
         rng = self.rng
         period = sub.period
         low, high = sub.period_start + timedelta(hours=2), sub.period_end - timedelta(hours=2)
@@ -530,7 +530,6 @@ class _CustomerHistory:
             yearly = True
         if (tier, yearly, quantity) == (sub.tier, sub.yearly, sub.quantity):
             return  # nothing would change: issue nothing
-        old_total, old_terms = sub.amount * sub.quantity, f"{TIERS[sub.tier]} x {sub.quantity}"
         outcome = self.issue(
             self.ledger.change_subscription,
             c.ChangeSubscription(
@@ -550,38 +549,28 @@ class _CustomerHistory:
             self.stats.quantity_changes += 1
         else:
             self.stats.interval_switches += 1
-        if yearly != sub.yearly:
-            # The billing cycle restarts now: credit the unused monthly time, bill the year.
-            sub.pending_credit += self.prorate(old_total, sub, moment)
-            sub.tier, sub.yearly = tier, yearly
-            sub.follow(outcome.receipt)
-            sub.period += 1
-            self.begin_period(sub, moment)
-            return
-        difference = self.prorate(
-            int(outcome.receipt["amount"]) * int(outcome.receipt["quantity"]) - old_total, sub, moment
-        )
-        if difference > 0:
-            sub.pending_lines.append(
-                c.InvoiceLine(
-                    description=f"Proration: {old_terms} -> {TIERS[tier]} x {quantity}",
-                    quantity=1,
-                    unit_amount=difference,
-                    period_start=moment,
-                    period_end=sub.period_end,
-                )
-            )
-        elif difference < 0:
-            sub.pending_credit -= difference
+        # The ledger prorates (its lines join the next invoice); a new interval restarts the
+        # cycle, and the ledger bills the new period at once.
+        restarted = yearly != sub.yearly
         sub.tier, sub.yearly = tier, yearly
         sub.follow(outcome.receipt)
+        if restarted:
+            sub.period += 1
+            self.begin_period(sub, moment, restarted=True)
 
     def churn(self, sub: _Subscription, period: int, at_period_end: bool, moment: datetime) -> None:
         if not self.alive(sub, period) or sub.cancel_scheduled or sub.past_due_invoices:
             return  # a customer in dunning does not cancel (and see `attempt_outcome`)
+        payment = sub.period_payment
+        refund = not at_period_end and payment is not None and self.rng.random() < PRORATA_REFUND_ON_CANCEL
         self.issue(
             self.ledger.cancel_subscription,
-            c.CancelSubscription(subscription_id=sub.id, at_period_end=at_period_end),
+            c.CancelSubscription(
+                subscription_id=sub.id,
+                at_period_end=at_period_end,
+                # Refunded pro rata, or credited by the ledger on the final invoice.
+                proration_behavior="none" if refund else "create_prorations",
+            ),
             moment,
         )
         if at_period_end:
@@ -593,8 +582,7 @@ class _CustomerHistory:
             return
         sub.ended = True
         self.stats.immediate_cancellations += 1
-        payment = sub.period_payment
-        if payment is not None and self.rng.random() < PRORATA_REFUND_ON_CANCEL:
+        if refund and payment is not None:
             self.refund(payment, self.prorate(payment.amount, sub, moment), moment)
         self.maybe_come_back(moment, REACTIVATION)
 
@@ -612,47 +600,24 @@ class _CustomerHistory:
 
     # ------------------------------------------------------------ invoices and payments
 
-    def bill(self, sub: _Subscription, moment: datetime) -> None:
-        lines = [
-            c.InvoiceLine(
-                description=plan_name(TIERS[sub.tier], sub.yearly),
-                quantity=sub.quantity,
-                unit_amount=sub.amount,
-                period_start=sub.period_start,
-                period_end=sub.period_end,
-            ),
-            *sub.pending_lines,
-        ]
-        outcome = self.issue(
-            self.ledger.draft_invoice,
-            c.DraftInvoice(
-                customer_id=self.customer_id,
-                currency=self.currency,
-                lines=lines,
-                subscription_id=sub.id,
-                discount=sub.pending_credit,
-            ),
-            moment,
+    def bill(self, sub: _Subscription, moment: datetime, restarted: bool = False) -> None:
+        """The ledger drafted the period's invoice at its start (its id derives from the
+        subscription and the period); it is finalized when the grace period ends."""
+        invoice_id = ids.subscription_invoice_id(
+            sub.id, moment.isoformat(), "subscription_update" if restarted else "cycle"
         )
-        sub.pending_lines, sub.pending_credit = [], 0
         self.stats.invoices += 1
-        invoice = _Invoice(
-            id=outcome.resource_id,
-            subscription=sub,
-            period=sub.period,
-            due=(sub.period_start + timedelta(days=DUE_DAYS)).date(),
-        )
+        invoice = _Invoice(id=invoice_id, subscription=sub, period=sub.period, due=moment.date())
         self.open_invoices[invoice.id] = invoice
-        self.at(moment + timedelta(hours=1), partial(self.finalize, invoice))
+        self.at(moment + self.ledger.billing.grace, partial(self.finalize, invoice))
 
     def finalize(self, invoice: _Invoice, moment: datetime) -> None:
-        outcome = self.issue(
-            self.ledger.finalize_invoice,
-            c.FinalizeInvoice(invoice_id=invoice.id, due_date=invoice.due),
-            moment,
-        )
-        invoice.total = int(outcome.receipt["total"])
-        if outcome.receipt["status"] == "paid":  # nothing to pay (credited in full)
+        """The ledger's clock finalizes the invoice at the end of its grace period."""
+        self.issue(self.ledger.advance, c.Advance(invoice.subscription.id), moment)
+        finalized: Invoice = self.ledger.repository.get(invoice.id)
+        invoice.total = int(finalized.amount_remaining)
+        invoice.due = finalized.due_date or invoice.due
+        if finalized.status == "paid":  # nothing to pay (credited in full)
             self.settle(invoice, None, moment)
             return
         rng = self.rng

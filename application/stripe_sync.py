@@ -407,6 +407,7 @@ class StripeSync:
                     trial_days=trial_days,
                     occurred_at=snap.start_date,
                     subscription_id=ids.stripe_object_id(snap.id),
+                    billed_by="external",  # Stripe invoices it; the ledger mirrors those invoices
                 )
             )
         if sub.status == CANCELED:

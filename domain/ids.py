@@ -92,3 +92,8 @@ def subscription_invoice_id(subscription_id: UUID, period_start: str, reason: st
 def invoice_line_id(invoice_id: UUID, index: int) -> UUID:
     """A hand-made line's id: its invoice and its place on it."""
     return _uuid5(f"invoice-line:{invoice_id}:{index}")
+
+
+def credit_note_id(number: str) -> UUID:
+    """A credit note's id: its gapless number, unique in its sequence."""
+    return _uuid5(f"credit-note:{number}")

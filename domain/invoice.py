@@ -80,6 +80,7 @@ class Invoice(LedgerAggregate):
         finalize_at: datetime,
         billing_reason: str,
         occurred_at: datetime,
+        usage_period: tuple[datetime, datetime] | None = None,
     ) -> Invoice:
         """A draft the ledger makes itself for a subscription, with its lines and every figure
         computed; it is finalized at `finalize_at` (after the grace period)."""
@@ -103,6 +104,8 @@ class Invoice(LedgerAggregate):
             finalize_at=finalize_at,
             billing_reason=billing_reason,
             figures=_figures(lines, coupon, 0, currency, tax_rate_bps, tax_exempt).__dict__,
+            usage_period_start=usage_period[0] if usage_period else None,
+            usage_period_end=usage_period[1] if usage_period else None,
         )
 
     @event("Drafted")
@@ -122,6 +125,8 @@ class Invoice(LedgerAggregate):
         finalize_at: datetime | None = None,
         billing_reason: str = "manual",
         figures: dict[str, int] | None = None,
+        usage_period_start: datetime | None = None,
+        usage_period_end: datetime | None = None,
     ) -> None:
         self.customer_id = customer_id
         self.subscription_id = subscription_id
@@ -135,11 +140,16 @@ class Invoice(LedgerAggregate):
         self.period_end = period_end
         self.finalize_at = finalize_at
         self.billing_reason = billing_reason
+        # The period whose usage the invoice bills in arrears (re-rated until it is finalized).
+        self.usage_period = (
+            (usage_period_start, usage_period_end) if usage_period_start and usage_period_end else None
+        )
         self.status = DRAFT
         self.number: str | None = None
         self.due_date: date | None = None
         self._set_figures(self.figures())
         self.amount_paid = 0
+        self.payment_ids: list[UUID] = []
         self.amount_credited = 0
         self.balance_applied = 0
         self.drafted_at = occurred_at
@@ -370,6 +380,7 @@ class Invoice(LedgerAggregate):
     def _apply_payment(self, payment_id: UUID, amount: int, occurred_at: datetime) -> None:
         self.amount_paid += amount
         self.amount_remaining -= amount
+        self.payment_ids = [*self.payment_ids, payment_id]
 
     @event("Paid")
     def _mark_paid(self, occurred_at: datetime) -> None:

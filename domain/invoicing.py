@@ -123,14 +123,19 @@ def rated_usage(
     return quantity, exact_amount(price, quantity), rate(price, quantity)
 
 
-def lineage(records: Sequence[UsageFact]) -> dict[str, Any]:
+def lineage(records: Sequence[UsageFact], as_of: int | None = None) -> dict[str, Any]:
+    """Where a usage line came from: its records (count, first and last position, digest), as
+    the log stood at position `as_of` (corrections up to there count)."""
     positions = [r.position for r in records]
-    return {
+    found: dict[str, Any] = {
         "records": len(records),
         "first_position": min(positions),
         "last_position": max(positions),
         "records_digest": records_digest(records),
     }
+    if as_of is not None:
+        found["as_of_position"] = as_of
+    return found
 
 
 def usage_lines(
@@ -141,9 +146,11 @@ def usage_lines(
     records: Sequence[UsageFact],
     period_start: datetime,
     period_end: datetime,
+    as_of: int | None = None,
 ) -> list[Line]:
     """One line per priced metric with usage in the period (a metric without usage bills
-    nothing), rated with the prices given (the plan's in force at the period's end)."""
+    nothing), rated with the prices given (the plan's in force at the period's end); `as_of` is
+    the log position the records were read at."""
     lines = []
     for metric in sorted(prices):
         of_metric = [r for r in records if r.metric == metric and period_start <= r.occurred_at < period_end]
@@ -161,7 +168,7 @@ def usage_lines(
                 period_start=period_start,
                 period_end=period_end,
                 metric=metric,
-                source=lineage(of_metric),
+                source=lineage(of_metric, as_of),
             )
         )
     return lines

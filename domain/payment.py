@@ -108,6 +108,11 @@ class Payment(LedgerAggregate):
     def _attach_to_invoice(self, invoice_id: UUID, occurred_at: datetime) -> None:
         self.invoice_id = invoice_id
 
+    @property
+    def refundable(self) -> int:
+        """What can still be refunded of a succeeded payment."""
+        return self.amount - self.amount_refunded if self.status in (SUCCEEDED, REFUNDED) else 0
+
     def refund(self, *, amount: int, occurred_at: datetime) -> None:
         if self.status not in (SUCCEEDED, REFUNDED):
             raise InvalidTransition(f"a {self.status} payment cannot be refunded")

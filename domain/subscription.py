@@ -3,12 +3,15 @@ applying, so a later plan revision never rewrites what a customer was billed und
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import event
 
 from domain.base import LedgerAggregate
+from domain.coupon import redeemed
 from domain.errors import (
     ChangeOutOfOrder,
     CurrencyMismatch,
@@ -19,8 +22,10 @@ from domain.errors import (
 from domain.money import charge
 from domain.periods import months_in, period_containing, period_end, trial_end
 from domain.plan import Plan
+from domain.proration import check_behavior, proration
 
 TRIALING, ACTIVE, PAST_DUE, CANCELED = "trialing", "active", "past_due", "canceled"
+BILLED_BY = ("ledger", "external")
 LAST_INSTANT = timedelta(microseconds=1)  # a period [start, end) holds end - LAST_INSTANT
 
 
@@ -40,7 +45,12 @@ class Subscription(LedgerAggregate):
         trial_days: int | None,
         occurred_at: datetime,
         subscription_id: UUID | None = None,
+        billed_by: str = "ledger",
     ) -> Subscription:
+        """`billed_by` "ledger" (the ledger invoices it, SPEC 7) or "external" (its invoices come
+        from elsewhere: a payment provider it is mirrored from, or hand-made invoices)."""
+        if billed_by not in BILLED_BY:
+            raise InvalidValue("billed_by is ledger or external", field="billed_by")
         plan.check_not_retired()
         check_quantity(quantity)
         charge(plan.amount, quantity)  # amount × quantity must stay a recordable amount
@@ -64,6 +74,7 @@ class Subscription(LedgerAggregate):
             period_start=occurred_at,
             period_end=ends_trial or period_end(anchor, plan.months_per_period, 0),
             occurred_at=occurred_at,
+            billed_by=billed_by,
         )
 
     @event("Started")
@@ -81,8 +92,10 @@ class Subscription(LedgerAggregate):
         period_start: datetime,
         period_end: datetime,
         occurred_at: datetime,
+        billed_by: str = "ledger",
     ) -> None:
         self.customer_id = customer_id
+        self.billed_by = billed_by
         self.plan_id = plan_id
         self.plan_code = plan_code
         self.currency = currency
@@ -99,6 +112,17 @@ class Subscription(LedgerAggregate):
         self.billing_anchor = trial_end or occurred_at
         # The latest change decided by a command (not by the clock): nothing may take effect before it.
         self.last_changed_at = occurred_at
+        # What was billed: the fee of each period (by its start) and the usage of each metric and
+        # period, so that late usage and backdated changes are billed as differences, once.
+        self.billed_fees: dict[str, dict[str, Any]] = {}
+        self.billed_usage: dict[str, dict[str, Any]] = {}
+        self.usage_seen_position = 0
+        # Draft invoices waiting for the end of their grace period: invoice id -> finalize at.
+        self.drafts: dict[str, datetime] = {}
+        # Proration lines waiting for the next invoice.
+        self.pending_items: list[dict[str, Any]] = []
+        # A coupon applied to this subscription's invoices.
+        self.discount: dict[str, Any] | None = None
         self.cancel_at_period_end = False
         # When a scheduled cancellation takes effect: the end of the period it was requested in.
         self.cancel_at: datetime | None = None
@@ -124,6 +148,17 @@ class Subscription(LedgerAggregate):
 
     @property
     def next_due_at(self) -> datetime | None:
+        """When the ledger's clock next has something to do here: a transition, or one of the
+        subscription's draft invoices to finalize at the end of its grace period."""
+        candidates = [at for at in (self.next_transition_at, self.next_draft_due_at) if at is not None]
+        return min(candidates) if candidates else None
+
+    @property
+    def next_draft_due_at(self) -> datetime | None:
+        return min(self.drafts.values()) if self.drafts else None
+
+    @property
+    def next_transition_at(self) -> datetime | None:
         """When the next time-driven transition falls due (None once canceled)."""
         if self.status == CANCELED:
             return None
@@ -138,7 +173,7 @@ class Subscription(LedgerAggregate):
         trial ending (or its scheduled cancellation), scheduled cancellations taking effect, periods
         renewing. Returns how many were recorded."""
         recorded = 0
-        while (due := self.next_due_at) is not None and due <= now:
+        while (due := self.next_transition_at) is not None and due <= now:
             if self.status == TRIALING:
                 if self.cancel_at is not None:
                     self._end(due)
@@ -198,8 +233,18 @@ class Subscription(LedgerAggregate):
         self.current_period_start = period_start
         self.current_period_end = period_end
 
-    def change(self, *, plan: Plan | None, quantity: int | None, occurred_at: datetime) -> bool:
-        """Change plan and/or quantity; returns False (and records nothing) if nothing changes."""
+    def change(
+        self,
+        *,
+        plan: Plan | None,
+        quantity: int | None,
+        occurred_at: datetime,
+        proration_behavior: str = "create_prorations",
+    ) -> bool:
+        """Change plan and/or quantity; returns False (and records nothing) if nothing changes.
+        Unless `proration_behavior` is none, what was billed for the rest of the period at the
+        old terms is credited and the new terms charged for it, by the second (SPEC 7)."""
+        check_behavior(proration_behavior)
         self.check_not_canceled()
         self.check_effective(occurred_at)
         if quantity is not None:
@@ -220,6 +265,7 @@ class Subscription(LedgerAggregate):
         _, target_amount, target_interval, target_count = target
         new_months = months_in(target_interval, target_count)
         period_start, period_end_ = self.current_period_start, self.current_period_end
+        restarts = False
         if new_months != self.months_per_period:
             if self.in_trial_at(occurred_at):
                 # The trial runs on; periods after it follow the new interval from its end.
@@ -227,6 +273,17 @@ class Subscription(LedgerAggregate):
             else:
                 # A new billing interval restarts the billing cycle, as Stripe does.
                 period_start, period_end_ = occurred_at, period_end(occurred_at, new_months, 0)
+                restarts = True
+        new_plan_name = plan.name if plan else self.plan_code
+        prorations = (
+            []
+            if proration_behavior == "none"
+            else self._prorations(
+                at=occurred_at,
+                new_amount=None if restarts else target_amount * new_quantity,
+                new_terms=f"{new_plan_name} × {new_quantity}",
+            )
+        )
         self._change(
             plan_id=plan.id if plan else self.plan_id,
             plan_code=plan.code if plan else self.plan_code,
@@ -237,8 +294,52 @@ class Subscription(LedgerAggregate):
             period_start=period_start,
             period_end=period_end_,
             occurred_at=occurred_at,
+            proration_behavior=proration_behavior,
+            prorations=prorations,
         )
         return True
+
+    def _prorations(self, *, at: datetime, new_amount: int | None, new_terms: str) -> list[dict[str, Any]]:
+        """What billing owes back and owes more for a change at `at`: for the period holding it,
+        a credit of what was billed for its unused seconds and (unless the cycle restarts, which
+        bills a new period) a charge of the new terms for them; for any later period already
+        billed (a backdated change), its whole fee back and the new one. Periods not billed
+        (a trial, a subscription billed elsewhere) owe nothing back."""
+        items: list[dict[str, Any]] = []
+        for start_text, billed in sorted(self.billed_fees.items()):
+            start = datetime.fromisoformat(start_text)
+            end = datetime.fromisoformat(billed["period_end"])
+            if end <= at:
+                continue
+            split = proration(
+                old_amount=int(billed["amount"]),
+                new_amount=new_amount or 0,
+                period_start=start,
+                period_end=end,
+                at=max(at, start),
+            )
+            period = {"period_start": max(at, start).isoformat(), "period_end": end.isoformat()}
+            if split.credit:
+                items.append(
+                    {
+                        "kind": "proration",
+                        "description": f"Unused time on {billed['terms']}",
+                        "amount": split.credit,
+                        **period,
+                        "source": {"subscription_id": str(self.id), "billed_on": billed["invoice_id"]},
+                    }
+                )
+            if new_amount is not None and split.charge:
+                items.append(
+                    {
+                        "kind": "proration",
+                        "description": f"Remaining time on {new_terms}",
+                        "amount": split.charge,
+                        **period,
+                        "source": {"subscription_id": str(self.id), "terms": new_terms},
+                    }
+                )
+        return items
 
     @event("Changed")
     def _change(
@@ -252,10 +353,25 @@ class Subscription(LedgerAggregate):
         period_start: datetime,
         period_end: datetime,
         occurred_at: datetime,
+        proration_behavior: str = "create_prorations",
+        prorations: list[dict[str, Any]] | None = None,
     ) -> None:
+        self.pending_items = [*self.pending_items, *copy.deepcopy(prorations or [])]
         restarted = months_in(interval, interval_count) != self.months_per_period and not self.in_trial_at(
             occurred_at
         )
+        if proration_behavior != "none":
+            # From now on each billed period counts as billed at the new terms (what the proration
+            # lines settle), so a second change in the same period credits what the first charged.
+            terms = {"amount": 0 if restarted else amount * quantity, "terms": f"{plan_code} × {quantity}"}
+            self.billed_fees = {
+                start: (
+                    {**billed, **terms}
+                    if datetime.fromisoformat(billed["period_end"]) > occurred_at
+                    else billed
+                )
+                for start, billed in self.billed_fees.items()
+            }
         if restarted:
             self.billing_anchor = period_start
         self.plan_id = plan_id
@@ -350,11 +466,25 @@ class Subscription(LedgerAggregate):
         self.canceled_at = None
         self.last_changed_at = occurred_at
 
-    def cancel_now(self, *, occurred_at: datetime) -> None:
+    def cancel_now(self, *, occurred_at: datetime, proration_behavior: str = "create_prorations") -> None:
+        """End now. Unless `proration_behavior` is none, what was billed for the time after it
+        is credited on the subscription's final invoice."""
+        check_behavior(proration_behavior)
         self.check_not_canceled()
         self.check_effective(occurred_at)
         start, end = self.period_at(occurred_at)
-        self._cancel(ended_at=occurred_at, occurred_at=occurred_at, period_start=start, period_end=end)
+        prorations = (
+            []
+            if proration_behavior == "none"
+            else self._prorations(at=occurred_at, new_amount=None, new_terms="")
+        )
+        self._cancel(
+            ended_at=occurred_at,
+            occurred_at=occurred_at,
+            period_start=start,
+            period_end=end,
+            prorations=prorations,
+        )
 
     def end_at_period_end(self, *, now: datetime) -> None:
         """Carry out a scheduled cancellation once the period it was requested in has ended."""
@@ -379,7 +509,9 @@ class Subscription(LedgerAggregate):
         occurred_at: datetime,
         period_start: datetime | None = None,
         period_end: datetime | None = None,
+        prorations: list[dict[str, Any]] | None = None,
     ) -> None:
+        self.pending_items = [*self.pending_items, *copy.deepcopy(prorations or [])]
         # The period it ended in (events recorded before this rule carry none).
         if period_start is not None and period_end is not None:
             self.current_period_start, self.current_period_end = period_start, period_end
@@ -389,3 +521,102 @@ class Subscription(LedgerAggregate):
         self.cancel_at_period_end = False
         self.past_due_invoice_ids = []
         self.last_changed_at = max(self.last_changed_at, occurred_at)
+
+    # ------------------------------------------------------------------ billing memory
+
+    def record_invoice(
+        self,
+        *,
+        invoice_id: UUID,
+        finalize_at: datetime,
+        fee: dict[str, Any] | None,
+        used_pending: bool,
+        used_discount: bool,
+        occurred_at: datetime,
+    ) -> None:
+        """An invoice was drafted for this subscription: the fee it bills in advance (for the
+        period starting `fee["period_start"]`), the proration lines and discount it used."""
+        self._record_invoice(
+            invoice_id=invoice_id,
+            finalize_at=finalize_at,
+            fee=fee,
+            used_pending=used_pending,
+            used_discount=used_discount,
+            occurred_at=occurred_at,
+        )
+
+    @event("InvoiceDrafted")
+    def _record_invoice(
+        self,
+        invoice_id: UUID,
+        finalize_at: datetime,
+        fee: dict[str, Any] | None,
+        used_pending: bool,
+        used_discount: bool,
+        occurred_at: datetime,
+    ) -> None:
+        self.drafts = {**self.drafts, str(invoice_id): finalize_at}
+        if fee is not None:
+            self.billed_fees = {
+                **self.billed_fees,
+                fee["period_start"]: {**fee, "invoice_id": str(invoice_id)},
+            }
+        if used_pending:
+            self.pending_items = []
+        if used_discount:
+            self.discount = redeemed(self.discount)
+
+    def record_finalized(
+        self,
+        *,
+        invoice_id: UUID,
+        number: str,
+        usage: list[dict[str, Any]],
+        usage_seen_position: int,
+        occurred_at: datetime,
+    ) -> None:
+        """An invoice of this subscription was finalized: the usage it billed, per metric and
+        period (adjustments add to what earlier invoices billed)."""
+        self._record_finalized(
+            invoice_id=invoice_id,
+            number=number,
+            usage=usage,
+            usage_seen_position=usage_seen_position,
+            occurred_at=occurred_at,
+        )
+
+    @event("InvoiceFinalized")
+    def _record_finalized(
+        self,
+        invoice_id: UUID,
+        number: str,
+        usage: list[dict[str, Any]],
+        usage_seen_position: int,
+        occurred_at: datetime,
+    ) -> None:
+        self.drafts = {k: v for k, v in self.drafts.items() if k != str(invoice_id)}
+        billed = dict(self.billed_usage)
+        for item in usage:
+            key = usage_key(item["metric"], item["period_start"])
+            before = billed.get(key)
+            billed[key] = {
+                "metric": item["metric"],
+                "period_start": item["period_start"],
+                "period_end": item["period_end"],
+                "amount": (before["amount"] if before else 0) + int(item["amount"]),
+                "invoice_number": before["invoice_number"] if before else number,
+            }
+        self.billed_usage = billed
+        self.usage_seen_position = max(self.usage_seen_position, usage_seen_position)
+
+    def apply_discount(self, *, discount: dict[str, Any], occurred_at: datetime) -> None:
+        self.check_not_canceled()
+        self._apply_discount(discount=discount, occurred_at=occurred_at)
+
+    @event("DiscountApplied")
+    def _apply_discount(self, discount: dict[str, Any], occurred_at: datetime) -> None:
+        self.discount = copy.deepcopy(discount)
+
+
+def usage_key(metric: str, period_start: str) -> str:
+    return f"{metric}|{period_start}"

@@ -4,6 +4,7 @@ projector and the key store. Nothing is created at import time."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from psycopg_pool import ConnectionPool
 
@@ -119,6 +120,7 @@ def bootstrap(
                 env=event_store_env(address, settings.database_schema, settings.database_pool_size),
                 invoice_prefix=settings.invoice_number_prefix,
                 allow_test_clock=settings.allow_test_clock,
+                invoice_grace=timedelta(hours=settings.invoice_grace_hours),
             )
         finally:
             conn.execute("SELECT pg_advisory_unlock(7429002)")

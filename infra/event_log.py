@@ -3,6 +3,7 @@ position, every envelope column with the payload as it was stored (never upcast 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -44,3 +45,31 @@ def log_after(conn: Connection[Any], *, after: int, limit: int) -> list[dict[str
         (after, limit + 1),
     ).fetchall()
     return [_logged(r) for r in rows]
+
+
+def usage_line_sources(
+    conn: Connection[Any],
+    *,
+    customer_id: UUID,
+    metric: str,
+    start: datetime,
+    end: datetime,
+    as_of: int,
+) -> list[dict[str, Any]]:
+    """The usage records behind an invoice's usage line: the customer's records of `metric`
+    that occurred in [start, end) and were recorded at or before position `as_of`, each with its
+    value as corrected by then."""
+    rows: list[dict[str, Any]] = conn.execute(
+        f"SELECT r.originator_id AS record_id, r.notification_id AS position, r.occurred_at,"
+        f" coalesce(c.value, convert_from(r.state, 'UTF8')::jsonb ->> 'value') AS value"
+        f" FROM {EVENTS_TABLE} r LEFT JOIN LATERAL ("
+        f"  SELECT convert_from(x.state, 'UTF8')::jsonb ->> 'value' AS value FROM {EVENTS_TABLE} x"
+        f"  WHERE x.originator_id = r.originator_id AND x.event_type = 'UsageRecord.Corrected'"
+        f"  AND x.notification_id <= %(as_of)s ORDER BY x.originator_version DESC LIMIT 1) c ON true"
+        f" WHERE r.customer_id = %(customer)s AND r.event_type = 'UsageRecord.Recorded'"
+        f" AND r.occurred_at >= %(start)s AND r.occurred_at < %(end)s AND r.notification_id <= %(as_of)s"
+        f" AND convert_from(r.state, 'UTF8')::jsonb ->> 'metric' = %(metric)s"
+        f" ORDER BY r.notification_id",
+        {"customer": customer_id, "metric": metric, "start": start, "end": end, "as_of": as_of},
+    ).fetchall()
+    return [{**r, "metric": metric} for r in rows]

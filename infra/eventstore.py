@@ -262,6 +262,11 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 ).format(
                     index=Identifier(f"{self.events_table_name}_customer_idx"), schema=schema, table=table
                 ),
+                # Billing reads a customer's usage of a period: its records by business time.
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS {index} ON {schema}.{table} (customer_id, occurred_at) "
+                    "WHERE event_type = 'UsageRecord.Recorded'"
+                ).format(index=Identifier(f"{self.events_table_name}_usage_idx"), schema=schema, table=table),
                 SQL(
                     "CREATE OR REPLACE FUNCTION {schema}.ledger_refuse_change() RETURNS trigger "
                     "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION "
@@ -400,6 +405,30 @@ class LedgerRecorder(PostgresApplicationRecorder):
         self._timer_sql = SQL("SELECT due_at FROM {schema}.ledger_timers WHERE aggregate_id = %s").format(
             schema=schema
         )
+        # A customer's usage records with their current value (the last correction's, if any),
+        # by business time and/or recorded (or corrected) after a position.
+        self._usage_sql = SQL(
+            "SELECT r.originator_id, r.notification_id, r.occurred_at, "
+            "convert_from(r.state, 'UTF8')::jsonb ->> 'metric' AS metric, "
+            "coalesce(c.value, convert_from(r.state, 'UTF8')::jsonb ->> 'value') AS value, "
+            "greatest(r.notification_id, c.position) AS changed_at "
+            "FROM {schema}.{table} r LEFT JOIN LATERAL ("
+            "SELECT convert_from(x.state, 'UTF8')::jsonb ->> 'value' AS value, x.notification_id AS position "
+            "FROM {schema}.{table} x WHERE x.originator_id = r.originator_id AND x.originator_version > 1 "
+            "AND x.event_type = 'UsageRecord.Corrected' "
+            "ORDER BY x.originator_version DESC LIMIT 1) c ON true "
+            "WHERE r.customer_id = %(customer)s AND r.event_type = 'UsageRecord.Recorded' "
+            "AND r.occurred_at >= %(start)s AND r.occurred_at < %(end)s "
+            "AND (r.notification_id > %(after)s OR c.position > %(after)s) "
+            "ORDER BY r.notification_id"
+        ).format(schema=schema, table=table)
+        self._subscriptions_sql = SQL(
+            "SELECT originator_id FROM {schema}.{table} WHERE customer_id = %s"
+            " AND event_type = 'Subscription.Started' ORDER BY notification_id"
+        ).format(schema=schema, table=table)
+        self._head_sql = SQL("SELECT coalesce(max(notification_id), 0) AS head FROM {schema}.{table}").format(
+            schema=schema, table=table
+        )
         self._version_sql = SQL(
             "SELECT max(originator_version) AS version FROM {schema}.{table} WHERE originator_id = %s"
         ).format(schema=schema, table=table)
@@ -537,6 +566,48 @@ class LedgerRecorder(PostgresApplicationRecorder):
             curs.execute(self._version_sql, (stream_id,))
             row = curs.fetchone()
             return int(row["version"] or 0) if row else 0
+
+    def usage_records(
+        self,
+        customer_id: UUID,
+        *,
+        start: datetime = datetime(1, 1, 1, tzinfo=UTC),
+        end: datetime = datetime(9999, 1, 1, tzinfo=UTC),
+        changed_after: int = 0,
+    ) -> list[tuple[UUID, int, datetime, str, str, int]]:
+        """(record id, position, occurred_at, metric, current value, position of its last change)
+        of a customer's usage records that occurred in [start, end) and were recorded or corrected
+        after position `changed_after`."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                self._usage_sql,
+                {"customer": customer_id, "start": start, "end": end, "after": changed_after},
+                prepare=True,
+            )
+            return [
+                (
+                    row["originator_id"],
+                    row["notification_id"],
+                    row["occurred_at"],
+                    row["metric"],
+                    row["value"],
+                    row["changed_at"],
+                )
+                for row in curs
+            ]
+
+    def subscriptions_of(self, customer_id: UUID) -> list[UUID]:
+        """A customer's subscriptions, oldest first."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._subscriptions_sql, (customer_id,))
+            return [row["originator_id"] for row in curs]
+
+    def head(self) -> int:
+        """The position of the last stored event (0 when none)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._head_sql)
+            row = curs.fetchone()
+            return int(row["head"]) if row else 0
 
     def position_of(self, stream_id: UUID) -> int | None:
         """The position of the last stored event of a stream."""

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     read_wait_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     projection_poll_seconds: float = Field(default=0.05, gt=0, le=5)
     invoice_number_prefix: str = "INV"
+    invoice_grace_hours: float = Field(
+        default=1.0,
+        ge=0,
+        le=24 * 31,
+        description="a generated invoice stays a draft this long (late usage of its period joins it)",
+    )
     clock_interval_seconds: float = Field(
         default=30.0,
         gt=0,

@@ -120,8 +120,8 @@ def customer_registered(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     cur.execute(
         "INSERT INTO rm_customers (id, seq, external_id, email, name, currency, tax_rate_bps,"
-        " metadata, created_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-        " ON CONFLICT (id) DO NOTHING",
+        " metadata, created_at, updated_at, tax_exempt, vat_id, address, net_terms_days)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
         (
             e.stream_id,
             e.position,
@@ -133,6 +133,10 @@ def customer_registered(cur: Executor, e: StoredEventRow) -> None:
             Jsonb(p["metadata"]),
             e.occurred_at,
             e.occurred_at,
+            p.get("tax_exempt", "none"),
+            p.get("vat_id"),
+            Jsonb(p["address"]) if p.get("address") else None,
+            p.get("net_terms_days", 30),
         ),
     )
 
@@ -142,13 +146,19 @@ def customer_updated(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     cur.execute(
         "UPDATE rm_customers SET email=coalesce(%s, email), name=coalesce(%s, name),"
-        " tax_rate_bps=coalesce(%s, tax_rate_bps), metadata=coalesce(%s, metadata), updated_at=%s"
+        " tax_rate_bps=coalesce(%s, tax_rate_bps), metadata=coalesce(%s, metadata),"
+        " tax_exempt=coalesce(%s, tax_exempt), vat_id=coalesce(%s, vat_id),"
+        " address=coalesce(%s, address), net_terms_days=coalesce(%s, net_terms_days), updated_at=%s"
         " WHERE id=%s",
         (
             p.get("email"),
             p.get("name"),
             p.get("tax_rate_bps"),
             Jsonb(p["metadata"]) if p.get("metadata") is not None else None,
+            p.get("tax_exempt"),
+            p.get("vat_id"),
+            Jsonb(p["address"]) if p.get("address") is not None else None,
+            p.get("net_terms_days"),
             e.occurred_at,
             e.stream_id,
         ),
@@ -186,8 +196,8 @@ def subscription_started(cur: Executor, e: StoredEventRow) -> None:
     cur.execute(
         "INSERT INTO rm_subscriptions (id, seq, customer_id, plan_code, quantity, status, amount,"
         " currency, interval, interval_count, mrr, current_period_start, current_period_end,"
-        " trial_end, started_at, updated_at)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
+        " trial_end, started_at, updated_at, billed_by)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
         (
             e.stream_id,
             e.position,
@@ -205,6 +215,7 @@ def subscription_started(cur: Executor, e: StoredEventRow) -> None:
             p["trial_end"],
             e.occurred_at,
             e.occurred_at,
+            p.get("billed_by", "ledger"),
         ),
     )
     _mark_customer_had_mrr(cur, e.stream_id)
@@ -305,19 +316,34 @@ def subscription_canceled(cur: Executor, e: StoredEventRow) -> None:
 @handles("Invoice.Drafted")
 def invoice_drafted(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
+    figures = p.get("figures") or {"subtotal": 0, "discount": 0, "tax": 0, "total": 0}
     cur.execute(
         "INSERT INTO rm_invoices (id, seq, customer_id, subscription_id, status, currency, lines,"
-        " subtotal, discount, tax, total, amount_paid, amount_remaining, created_at, updated_at)"
-        " VALUES (%s,%s,%s,%s,'draft',%s,'[]'::jsonb,0,%s,0,0,0,0,%s,%s) ON CONFLICT (id) DO NOTHING",
+        " subtotal, discount, tax, total, amount_paid, amount_remaining, created_at, updated_at,"
+        " period_start, period_end, billing_reason, tax_rate_bps, tax_exempt, coupon, finalize_at)"
+        " VALUES (%s,%s,%s,%s,'draft',%s,%s,%s,%s,%s,%s,0,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+        " ON CONFLICT (id) DO NOTHING",
         (
             e.stream_id,
             e.position,
             p["customer_id"],
             p["subscription_id"],
             p["currency"],
-            p["discount"],
+            Jsonb(p.get("lines") or []),
+            figures["subtotal"],
+            figures["discount"] if p.get("figures") else p["discount"],
+            figures["tax"],
+            figures["total"],
+            max(figures["total"], 0),
             e.occurred_at,
             e.occurred_at,
+            p.get("period_start"),
+            p.get("period_end"),
+            p.get("billing_reason", "manual"),
+            p.get("tax_rate_bps", 0),
+            p.get("tax_exempt", "none"),
+            Jsonb(p["coupon"]) if p.get("coupon") else None,
+            p.get("finalize_at"),
         ),
     )
 
@@ -328,19 +354,60 @@ def invoice_line_added(cur: Executor, e: StoredEventRow) -> None:
     line = {
         k: p[k] for k in ("description", "quantity", "unit_amount", "amount", "period_start", "period_end")
     }
+    if p.get("line_id"):
+        line = {"line_id": p["line_id"], "kind": "manual", **line}
+    figures = p.get("figures")
+    if figures is None:  # recorded before drafts carried their figures
+        cur.execute(
+            "UPDATE rm_invoices SET lines = lines || jsonb_build_array(%s::jsonb),"
+            " subtotal = subtotal + %s, updated_at=%s WHERE id=%s",
+            (Jsonb(line), p["amount"], e.occurred_at, e.stream_id),
+        )
+        return
     cur.execute(
-        "UPDATE rm_invoices SET lines = lines || jsonb_build_array(%s::jsonb),"
-        " subtotal = subtotal + %s, updated_at=%s WHERE id=%s",
-        (Jsonb(line), p["amount"], e.occurred_at, e.stream_id),
+        "UPDATE rm_invoices SET lines = lines || jsonb_build_array(%s::jsonb), subtotal=%s, discount=%s,"
+        " tax=%s, total=%s, amount_remaining=greatest(%s, 0), updated_at=%s WHERE id=%s",
+        (
+            Jsonb(line),
+            figures["subtotal"],
+            figures["discount"],
+            figures["tax"],
+            figures["total"],
+            figures["total"],
+            e.occurred_at,
+            e.stream_id,
+        ),
+    )
+
+
+@handles("Invoice.LinesRevised")
+def invoice_lines_revised(cur: Executor, e: StoredEventRow) -> None:
+    p = e.payload
+    figures = p["figures"]
+    cur.execute(
+        "UPDATE rm_invoices SET lines=%s, subtotal=%s, discount=%s, tax=%s, total=%s,"
+        " amount_remaining=greatest(%s, 0), updated_at=%s WHERE id=%s",
+        (
+            Jsonb(p["lines"]),
+            figures["subtotal"],
+            figures["discount"],
+            figures["tax"],
+            figures["total"],
+            figures["total"],
+            e.occurred_at,
+            e.stream_id,
+        ),
     )
 
 
 @handles("Invoice.Finalized")
 def invoice_finalized(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
+    applied = p.get("balance_applied", 0)
     cur.execute(
         "UPDATE rm_invoices SET status='open', number=%s, due_date=%s, subtotal=%s, discount=%s,"
-        " tax=%s, total=%s, amount_remaining=%s, finalized_at=%s, updated_at=%s WHERE id=%s",
+        " tax=%s, total=%s, balance_applied=%s, amount_remaining=%s, finalized_at=%s, updated_at=%s"
+        " WHERE id=%s",
         (
             p["number"],
             p["due_date"],
@@ -348,11 +415,22 @@ def invoice_finalized(cur: Executor, e: StoredEventRow) -> None:
             p["discount"],
             p["tax"],
             p["total"],
-            p["total"],
+            applied,
+            max(p["total"], 0) - applied,
             e.occurred_at,
             e.occurred_at,
             e.stream_id,
         ),
+    )
+
+
+@handles("Invoice.Credited")
+def invoice_credited(cur: Executor, e: StoredEventRow) -> None:
+    p = e.payload
+    cur.execute(
+        "UPDATE rm_invoices SET amount_credited = amount_credited + %s,"
+        " amount_remaining = amount_remaining - %s, updated_at=%s WHERE id=%s",
+        (p["amount"], p["against_remaining"], e.occurred_at, e.stream_id),
     )
 
 
@@ -493,4 +571,79 @@ def alert_reopened(cur: Executor, e: StoredEventRow) -> None:
         "UPDATE rm_alerts SET status='open', message=%s, raised_at=%s, resolved_at=NULL, note=NULL"
         " WHERE id=%s",
         (e.payload["message"], e.occurred_at, e.stream_id),
+    )
+
+
+# ---------------------------------------------------------------------------- billing
+
+
+@handles("Customer.BalanceAdjusted")
+def customer_balance_adjusted(cur: Executor, e: StoredEventRow) -> None:
+    p = e.payload
+    cur.execute(
+        "INSERT INTO rm_customer_balances (customer_id, currency, amount) VALUES (%s, %s, %s)"
+        " ON CONFLICT (customer_id, currency)"
+        " DO UPDATE SET amount = rm_customer_balances.amount + excluded.amount",
+        (e.stream_id, p["currency"], p["amount"]),
+    )
+
+
+@handles("Customer.DiscountApplied")
+def customer_discount_applied(cur: Executor, e: StoredEventRow) -> None:
+    cur.execute(
+        "UPDATE rm_customers SET discount=%s, updated_at=%s WHERE id=%s",
+        (Jsonb(e.payload["discount"]), e.occurred_at, e.stream_id),
+    )
+
+
+@handles("Subscription.DiscountApplied")
+def subscription_discount_applied(cur: Executor, e: StoredEventRow) -> None:
+    _set_subscription(cur, e, "discount=%s", Jsonb(e.payload["discount"]))
+
+
+@handles("Coupon.Defined")
+def coupon_defined(cur: Executor, e: StoredEventRow) -> None:
+    p = e.payload
+    cur.execute(
+        "INSERT INTO rm_coupons (id, seq, code, name, percent_off, amount_off, currency, duration,"
+        " duration_in_periods, created_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+        " ON CONFLICT (id) DO NOTHING",
+        (
+            e.stream_id,
+            e.position,
+            p["code"],
+            p["name"],
+            p["percent_off"],
+            p["amount_off"],
+            p["currency"],
+            p["duration"],
+            p["duration_in_periods"],
+            e.occurred_at,
+        ),
+    )
+
+
+@handles("CreditNote.Issued")
+def credit_note_issued(cur: Executor, e: StoredEventRow) -> None:
+    p = e.payload
+    cur.execute(
+        "INSERT INTO rm_credit_notes (id, seq, number, invoice_id, customer_id, currency, reason, amount,"
+        " lines, against_remaining, refund_amount, credit_amount, memo, created_at)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
+        (
+            e.stream_id,
+            e.position,
+            p["number"],
+            p["invoice_id"],
+            p["customer_id"],
+            p["currency"],
+            p["reason"],
+            p["amount"],
+            Jsonb(p["lines"]),
+            p["against_remaining"],
+            p["refund_amount"],
+            p["credit_amount"],
+            p["memo"],
+            e.occurred_at,
+        ),
     )

@@ -6,6 +6,10 @@ names its source event: stream id, version and position.
 | event                          | debit                      | credit                                       |
 |--------------------------------|----------------------------|----------------------------------------------|
 | Invoice.Finalized              | accounts_receivable: total | revenue: subtotal-discount, tax_payable: tax |
+|   with a credit balance applied| customer_credit: applied   | accounts_receivable: applied                 |
+|   with a negative total        | revenue, tax_payable       | customer_credit: what is owed to the customer|
+| Invoice.Credited (credit note) | refunds: amount            | accounts_receivable: against what remained,  |
+|                                |                            | customer_credit: the part credited           |
 | Payment.Succeeded              | cash: amount               | customer_credit: amount                      |
 | Invoice.PaymentApplied         | customer_credit: amount    | accounts_receivable: amount                  |
 | Payment.Refunded, with invoice | refunds: amount            | cash: amount                                 |
@@ -25,7 +29,9 @@ Choices worth knowing:
   named no invoice gives back unapplied money: it reduces `customer_credit`.
 - A void reverses the whole finalization (an invoice with payments applied cannot be voided);
   a draft invoice was never booked, so its void books nothing.
-- The domain has no credit notes yet: nothing to book for them.
+- A customer's credit balance is `customer_credit`: an invoice's negative total and a credit
+  note's credited part put money there; finalization applies it to what the invoice owes. The
+  refunded part of a credit note is booked when the payment's refund is (refunds / cash).
 
 Handlers only send statements (never read into Python): amounts the event does not carry (an
 invoice's currency, a payment's amount) come from the journal's own two small tables inside
@@ -163,7 +169,42 @@ def invoice_drafted(cur: Executor, e: StoredEventRow) -> None:
 @books("Invoice.Finalized")
 def invoice_finalized(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
-    _book(cur, FINALIZED, e, e.stream_id, p["total"], p["subtotal"] - p["discount"], p["tax"])
+    total, applied = p["total"], p.get("balance_applied", 0)
+    _book_signed(
+        cur,
+        e,
+        [
+            ("accounts_receivable", max(total, 0)),
+            ("customer_credit", -max(-total, 0)),
+            ("revenue", -(p["subtotal"] - p["discount"])),
+            ("tax_payable", -p["tax"]),
+            ("customer_credit", applied),
+            ("accounts_receivable", -applied),
+        ],
+    )
+
+
+@books("Invoice.Credited")
+def invoice_credited(cur: Executor, e: StoredEventRow) -> None:
+    p = e.payload
+    against = p["against_remaining"]
+    _book_signed(
+        cur,
+        e,
+        [
+            ("refunds", p["amount"]),
+            ("accounts_receivable", -against),
+            ("customer_credit", -(p["amount"] - against)),
+        ],
+    )
+
+
+def _book_signed(cur: Executor, e: StoredEventRow, lines: list[tuple[str, int]]) -> None:
+    """An entry of the invoice `e` from (account, amount) lines: a positive amount is a debit,
+    a negative one a credit; zero lines are left out (the sides stay balanced)."""
+    accounts = [(account, "") if amount > 0 else ("", account) for account, amount in lines]
+    sql = _entry_sql("journal_invoices", accounts)
+    _book(cur, sql, e, e.stream_id, *(abs(amount) for _, amount in lines))
 
 
 @books("Invoice.PaymentApplied")

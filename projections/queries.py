@@ -274,3 +274,48 @@ def pick_plan(conn: Connection[Any], code: str | None) -> dict[str, Any] | None:
         {"code": code},
     ).fetchone()
     return row
+
+
+# ---------------------------------------------------------------------------- billing
+
+
+def get_customer_row(conn: Connection[Any], customer_id: UUID) -> dict[str, Any] | None:
+    return _by_id(conn, "rm_customers", customer_id)
+
+
+def customer_balances(conn: Connection[Any], customer_id: UUID) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = conn.execute(
+        "SELECT currency, amount FROM rm_customer_balances WHERE customer_id = %s ORDER BY currency",
+        (customer_id,),
+    ).fetchall()
+    return rows
+
+
+def list_coupons(conn: Connection[Any], *, cursor: str | None, limit: int) -> Page:
+    return _page(conn, "SELECT * FROM rm_coupons", {}, cursor, limit)
+
+
+def get_coupon(conn: Connection[Any], code: str) -> dict[str, Any] | None:
+    row: dict[str, Any] | None = conn.execute("SELECT * FROM rm_coupons WHERE code = %s", (code,)).fetchone()
+    return row
+
+
+def list_credit_notes(
+    conn: Connection[Any],
+    *,
+    customer_id: UUID | None,
+    invoice_id: UUID | None,
+    cursor: str | None,
+    limit: int,
+) -> Page:
+    return _page(
+        conn,
+        with_customer_name("rm_credit_notes"),
+        {"customer_id": customer_id, "invoice_id": invoice_id},
+        cursor,
+        limit,
+    )
+
+
+def get_credit_note(conn: Connection[Any], credit_note_id: UUID) -> dict[str, Any] | None:
+    return _by_id(conn, "rm_credit_notes", credit_note_id)

@@ -43,6 +43,7 @@ _FACT_OF_EVENT = {
     "Invoice.PaymentApplied": "payment",
     "Invoice.Voided": "closed",
     "Invoice.MarkedUncollectible": "closed",
+    "Invoice.Credited": "payment",  # a credit note lowers what remains, as a payment does
 }
 
 
@@ -51,7 +52,12 @@ def apply_receivable_fact(cur: Executor, e: StoredEventRow) -> None:
     if kind is None or e.customer_id is None:
         return
     p = e.payload
-    amount = p["total"] if kind == "finalized" else p["amount"] if kind == "payment" else 0
+    if kind == "finalized":
+        amount = max(p["total"], 0) - p.get("balance_applied", 0)  # what the credit balance left to pay
+    elif e.type == "Invoice.Credited":
+        amount = p["against_remaining"]
+    else:
+        amount = p["amount"] if kind == "payment" else 0
     cur.execute(
         "INSERT INTO rm_receivable_facts (invoice_id, position, customer_id, occurred_at, kind, amount,"
         " due_date) VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",

@@ -12,7 +12,17 @@ from projections.mrr import MRR_DDL, MRR_TABLES
 from projections.receivables import RECEIVABLES_DDL, RECEIVABLES_TABLES
 from projections.usage import USAGE_DDL, USAGE_TABLES
 
-CORE_TABLES = ("rm_plans", "rm_customers", "rm_subscriptions", "rm_invoices", "rm_payments", "rm_alerts")
+CORE_TABLES = (
+    "rm_plans",
+    "rm_customers",
+    "rm_subscriptions",
+    "rm_invoices",
+    "rm_payments",
+    "rm_alerts",
+    "rm_coupons",
+    "rm_credit_notes",
+    "rm_customer_balances",
+)
 # The metrics of SPEC section 4, kept by the same projector (read-your-writes waits on one name).
 METRICS_TABLES = MRR_TABLES + RECEIVABLES_TABLES + USAGE_TABLES
 METRICS_DDL = MRR_DDL + RECEIVABLES_DDL + USAGE_DDL
@@ -63,8 +73,31 @@ CREATE TABLE IF NOT EXISTS rm_customers (
     email text NOT NULL, name text NOT NULL, currency text NOT NULL, tax_rate_bps int NOT NULL,
     metadata jsonb NOT NULL, archived boolean NOT NULL DEFAULT false,
     ever_had_mrr boolean NOT NULL DEFAULT false,
-    created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL
+    created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL,
+    tax_exempt text NOT NULL DEFAULT 'none', vat_id text, address jsonb,
+    net_terms_days int NOT NULL DEFAULT 30, discount jsonb
 );
+ALTER TABLE rm_customers ADD COLUMN IF NOT EXISTS tax_exempt text NOT NULL DEFAULT 'none',
+    ADD COLUMN IF NOT EXISTS vat_id text, ADD COLUMN IF NOT EXISTS address jsonb,
+    ADD COLUMN IF NOT EXISTS net_terms_days int NOT NULL DEFAULT 30,
+    ADD COLUMN IF NOT EXISTS discount jsonb;
+CREATE TABLE IF NOT EXISTS rm_customer_balances (
+    customer_id uuid NOT NULL, currency text NOT NULL, amount bigint NOT NULL,
+    PRIMARY KEY (customer_id, currency)
+);
+CREATE TABLE IF NOT EXISTS rm_coupons (
+    id uuid PRIMARY KEY, seq bigint NOT NULL, code text NOT NULL UNIQUE, name text NOT NULL,
+    percent_off text, amount_off bigint, currency text, duration text NOT NULL,
+    duration_in_periods int, created_at timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rm_credit_notes (
+    id uuid PRIMARY KEY, seq bigint NOT NULL, number text NOT NULL UNIQUE, invoice_id uuid NOT NULL,
+    customer_id uuid NOT NULL, currency text NOT NULL, reason text NOT NULL, amount bigint NOT NULL,
+    lines jsonb NOT NULL, against_remaining bigint NOT NULL, refund_amount bigint NOT NULL,
+    credit_amount bigint NOT NULL, memo text, created_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rm_credit_notes_customer ON rm_credit_notes (customer_id, seq);
+CREATE INDEX IF NOT EXISTS rm_credit_notes_invoice ON rm_credit_notes (invoice_id, seq);
 CREATE INDEX IF NOT EXISTS rm_customers_seq ON rm_customers (seq);
 CREATE TABLE IF NOT EXISTS rm_subscriptions (
     id uuid PRIMARY KEY, seq bigint NOT NULL, customer_id uuid NOT NULL, plan_code text NOT NULL,
@@ -73,9 +106,12 @@ CREATE TABLE IF NOT EXISTS rm_subscriptions (
     current_period_start timestamptz NOT NULL, current_period_end timestamptz NOT NULL,
     trial_end timestamptz, cancel_at_period_end boolean NOT NULL DEFAULT false,
     canceled_at timestamptz, ended_at timestamptz, started_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL, cancel_at timestamptz
+    updated_at timestamptz NOT NULL, cancel_at timestamptz, discount jsonb,
+    billed_by text NOT NULL DEFAULT 'ledger'
 );
-ALTER TABLE rm_subscriptions ADD COLUMN IF NOT EXISTS cancel_at timestamptz;
+ALTER TABLE rm_subscriptions ADD COLUMN IF NOT EXISTS cancel_at timestamptz,
+    ADD COLUMN IF NOT EXISTS discount jsonb,
+    ADD COLUMN IF NOT EXISTS billed_by text NOT NULL DEFAULT 'ledger';
 CREATE INDEX IF NOT EXISTS rm_subscriptions_customer ON rm_subscriptions (customer_id, seq);
 CREATE INDEX IF NOT EXISTS rm_subscriptions_status ON rm_subscriptions (status, seq);
 CREATE TABLE IF NOT EXISTS rm_invoices (
@@ -83,8 +119,22 @@ CREATE TABLE IF NOT EXISTS rm_invoices (
     number text, status text NOT NULL, currency text NOT NULL, lines jsonb NOT NULL,
     subtotal bigint NOT NULL, discount bigint NOT NULL, tax bigint NOT NULL, total bigint NOT NULL,
     amount_paid bigint NOT NULL, amount_remaining bigint NOT NULL, due_date date,
-    created_at timestamptz NOT NULL, finalized_at timestamptz, updated_at timestamptz NOT NULL
+    created_at timestamptz NOT NULL, finalized_at timestamptz, updated_at timestamptz NOT NULL,
+    period_start timestamptz, period_end timestamptz, billing_reason text NOT NULL DEFAULT 'manual',
+    tax_rate_bps int NOT NULL DEFAULT 0, tax_exempt text NOT NULL DEFAULT 'none', coupon jsonb,
+    balance_applied bigint NOT NULL DEFAULT 0, amount_credited bigint NOT NULL DEFAULT 0,
+    finalize_at timestamptz
 );
+ALTER TABLE rm_invoices ADD COLUMN IF NOT EXISTS period_start timestamptz,
+    ADD COLUMN IF NOT EXISTS period_end timestamptz,
+    ADD COLUMN IF NOT EXISTS billing_reason text NOT NULL DEFAULT 'manual',
+    ADD COLUMN IF NOT EXISTS tax_rate_bps int NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS tax_exempt text NOT NULL DEFAULT 'none',
+    ADD COLUMN IF NOT EXISTS coupon jsonb,
+    ADD COLUMN IF NOT EXISTS balance_applied bigint NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS amount_credited bigint NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS finalize_at timestamptz;
+CREATE INDEX IF NOT EXISTS rm_invoices_subscription ON rm_invoices (subscription_id, seq);
 CREATE INDEX IF NOT EXISTS rm_invoices_customer ON rm_invoices (customer_id, seq);
 CREATE INDEX IF NOT EXISTS rm_invoices_status ON rm_invoices (status, seq);
 CREATE TABLE IF NOT EXISTS rm_payments (

@@ -5,9 +5,17 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, status
 
-from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, Today, command_context, written
+from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, ReadKey, Today, command_context, written
 from api.schemas.common import ListOf
-from api.schemas.resources import CustomerRegister, CustomerUpdate, CustomerView, CustomerWritten
+from api.schemas.resources import (
+    BalancesOut,
+    CustomerRegister,
+    CustomerUpdate,
+    CustomerView,
+    CustomerWritten,
+    DiscountApply,
+    InvoiceOut,
+)
 from application import commands as c
 from domain.errors import NotFound
 from projections import queries
@@ -25,7 +33,7 @@ def register_customer(
 ) -> dict[str, Any]:
     """Register a customer. The same registration again (same external_id and fields) answers
     the same and records nothing; a different one with that external_id is 409."""
-    cmd = c.RegisterCustomer(**body.model_dump(exclude={"effective_at"}))
+    cmd = c.RegisterCustomer(**body.model_dump(exclude={"effective_at"}, exclude_none=False))
     outcome = ledger.register_customer(cmd, command_context(request, principal, body, body.effective_at))
     return written(container, outcome)
 
@@ -73,3 +81,39 @@ def get_customer(customer_id: UUID, conn: ReadConn, today: Today) -> dict[str, A
     if row is None:
         raise NotFound(f"no customer with id {customer_id}")
     return row
+
+
+@router.post("/{customer_id}/discount", response_model=CustomerWritten)
+def apply_customer_discount(
+    customer_id: UUID,
+    body: DiscountApply,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
+) -> dict[str, Any]:
+    """Apply a coupon to all the customer's invoices (a subscription's own discount wins)."""
+    cmd = c.ApplyDiscount(coupon=body.coupon, customer_id=customer_id)
+    outcome = ledger.apply_discount(cmd, command_context(request, principal, body, body.effective_at))
+    return written(container, outcome)
+
+
+@router.get("/{customer_id}/balance", response_model=BalancesOut)
+def get_customer_balance(customer_id: UUID, conn: ReadConn) -> dict[str, Any]:
+    """The customer's credit balance per currency: positive amounts are owed to the customer and
+    pay its next invoices at finalization."""
+    if queries.get_customer_row(conn, customer_id) is None:
+        raise NotFound(f"no customer with id {customer_id}")
+    return {"customer_id": customer_id, "balances": queries.customer_balances(conn, customer_id)}
+
+
+@router.get("/{customer_id}/upcoming-invoice", response_model=InvoiceOut)
+def get_upcoming_invoice(
+    customer_id: UUID,
+    ledger: LedgerDep,
+    _: ReadKey,
+    subscription_id: UUID | None = None,
+) -> dict[str, Any]:
+    """The invoice the subscription's next period boundary would make if it came now (nothing is
+    recorded): the same billing engine, run on copies."""
+    return ledger.upcoming_invoice(customer_id, subscription_id)

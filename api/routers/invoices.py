@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -8,9 +9,19 @@ from fastapi import APIRouter, Body, Query, Request, status
 from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, command_context, written
 from api.references import body_references
 from api.schemas.common import ListOf
-from api.schemas.resources import InvoiceDraft, InvoiceFinalize, InvoiceOut, InvoiceTransition, InvoiceWritten
+from api.schemas.resources import (
+    CreditNoteIssue,
+    CreditNoteWritten,
+    InvoiceDraft,
+    InvoiceFinalize,
+    InvoiceOut,
+    InvoiceTransition,
+    InvoiceWritten,
+    LineSourcesOut,
+)
 from application import commands as c
 from domain.errors import NotFound
+from infra.event_log import usage_line_sources
 from projections import queries
 
 router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
@@ -101,3 +112,70 @@ def get_invoice(invoice_id: UUID, conn: ReadConn) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"no invoice with id {invoice_id}")
     return row
+
+
+@router.post(
+    "/{invoice_id}/credit-notes", status_code=status.HTTP_201_CREATED, response_model=CreditNoteWritten
+)
+def issue_credit_note(
+    invoice_id: UUID,
+    body: CreditNoteIssue,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
+) -> dict[str, Any]:
+    """A credit note on an open or paid invoice, for an `amount` or for `lines` ({line_id,
+    amount}). It lowers what remains to pay; beyond that (money paid) it is refunded
+    (`refund_amount`) and/or credited to the customer's balance (`credit_amount`; all credit when
+    neither is given). Credit notes never exceed the invoice's total. Numbered CN-000001, gapless."""
+    cmd = c.IssueCreditNote(
+        invoice_id=invoice_id,
+        reason=body.reason,
+        amount=body.amount,
+        lines=[{"line_id": str(line.line_id), "amount": line.amount} for line in body.lines]
+        if body.lines is not None
+        else None,
+        refund_amount=body.refund_amount,
+        credit_amount=body.credit_amount,
+        memo=body.memo,
+    )
+    outcome = ledger.issue_credit_note(cmd, command_context(request, principal, body, body.effective_at))
+    return written(container, outcome)
+
+
+@router.get("/{invoice_id}/lines/{line_id}/sources", response_model=LineSourcesOut)
+def get_line_sources(invoice_id: UUID, line_id: UUID, conn: ReadConn) -> dict[str, Any]:
+    """The usage records behind a usage line (or an adjustment line): the customer's records of the
+    line's metric in its period, as the log stood when the line was rated, with their values then.
+    Their sorted ids hash to the line's `records_digest`."""
+    invoice = queries.get_invoice(conn, invoice_id)
+    if invoice is None:
+        raise NotFound(f"no invoice with id {invoice_id}")
+    line = next((item for item in invoice["lines"] if item.get("line_id") == str(line_id)), None)
+    if line is None:
+        raise NotFound(f"invoice {invoice_id} has no line {line_id}")
+    source = line.get("source") or {}
+    if not line.get("metric") or "as_of_position" not in source:
+        return {
+            "invoice_id": invoice_id,
+            "line_id": line_id,
+            "records": 0,
+            "records_digest": None,
+            "data": [],
+        }
+    records = usage_line_sources(
+        conn,
+        customer_id=invoice["customer_id"],
+        metric=line["metric"],
+        start=datetime.fromisoformat(line["period_start"]),
+        end=datetime.fromisoformat(line["period_end"]),
+        as_of=int(source["as_of_position"]),
+    )
+    return {
+        "invoice_id": invoice_id,
+        "line_id": line_id,
+        "records": len(records),
+        "records_digest": source.get("records_digest"),
+        "data": records,
+    }

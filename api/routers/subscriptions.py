@@ -9,6 +9,7 @@ from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, command_contex
 from api.references import body_references
 from api.schemas.common import ListOf
 from api.schemas.resources import (
+    DiscountApply,
     SubscriptionCancel,
     SubscriptionChange,
     SubscriptionRenew,
@@ -47,7 +48,12 @@ def change_subscription(
     container: ContainerDep,
     principal: AdminKey,
 ) -> dict[str, Any]:
-    cmd = c.ChangeSubscription(subscription_id, plan_code=body.plan_code, quantity=body.quantity)
+    cmd = c.ChangeSubscription(
+        subscription_id,
+        plan_code=body.plan_code,
+        quantity=body.quantity,
+        proration_behavior=body.proration_behavior,
+    )
     outcome = ledger.change_subscription(cmd, command_context(request, principal, body, body.effective_at))
     return written(container, outcome)
 
@@ -61,7 +67,9 @@ def cancel_subscription(
     container: ContainerDep,
     principal: AdminKey,
 ) -> dict[str, Any]:
-    cmd = c.CancelSubscription(subscription_id, at_period_end=body.at_period_end)
+    cmd = c.CancelSubscription(
+        subscription_id, at_period_end=body.at_period_end, proration_behavior=body.proration_behavior
+    )
     outcome = ledger.cancel_subscription(cmd, command_context(request, principal, body, body.effective_at))
     return written(container, outcome)
 
@@ -102,3 +110,18 @@ def get_subscription(subscription_id: UUID, conn: ReadConn) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"no subscription with id {subscription_id}")
     return row
+
+
+@router.post("/{subscription_id}/discount", response_model=SubscriptionWritten)
+def apply_subscription_discount(
+    subscription_id: UUID,
+    body: DiscountApply,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
+) -> dict[str, Any]:
+    """Apply a coupon to the subscription's next invoices (it wins over its customer's discount)."""
+    cmd = c.ApplyDiscount(coupon=body.coupon, subscription_id=subscription_id)
+    outcome = ledger.apply_discount(cmd, command_context(request, principal, body, body.effective_at))
+    return written(container, outcome)

@@ -76,6 +76,8 @@ PositiveMinorUnits = Annotated[
     StrictInt, Field(gt=0, le=MAX_AMOUNT, description="integer count of minor units, at most 10^15")
 ]
 Quantity = Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY, description="a whole number, at most 10^9")]
+
+
 # A rate, not money: a decimal string of minor units, so sub-cent prices are exact ("0.06" is 0.06
 # cents); a whole number is taken as well.
 def _unit_amount(value: Any) -> Any:

@@ -116,6 +116,18 @@ class PlanWritten(PlanOut, Written):
 
 
 # ---------------------------------------------------------------- customers
+TaxExempt = Literal["none", "exempt", "reverse"]
+
+
+class Address(Request):
+    line1: str | None = Field(default=None, max_length=200)
+    line2: str | None = Field(default=None, max_length=200)
+    postal_code: str | None = Field(default=None, max_length=40)
+    city: str | None = Field(default=None, max_length=200)
+    state: str | None = Field(default=None, max_length=200)
+    country: str | None = Field(default=None, max_length=2, description="ISO 3166-1 alpha-2")
+
+
 class CustomerRegister(Command):
     external_id: str = Field(min_length=1, max_length=200)
     email: EmailStr
@@ -123,6 +135,10 @@ class CustomerRegister(Command):
     currency: Currency
     tax_rate_bps: int = Field(default=0, ge=0, le=10_000)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    tax_exempt: TaxExempt = Field(default="none", description="exempt and reverse charge pay no tax")
+    vat_id: str | None = Field(default=None, max_length=50)
+    address: Address | None = None
+    net_terms_days: int = Field(default=30, ge=0, le=365, description="days from finalization to due")
 
 
 class CustomerUpdate(Command):
@@ -130,6 +146,10 @@ class CustomerUpdate(Command):
     name: str | None = Field(default=None, max_length=200)
     tax_rate_bps: int | None = Field(default=None, ge=0, le=10_000)
     metadata: dict[str, Any] | None = None
+    tax_exempt: TaxExempt | None = None
+    vat_id: str | None = Field(default=None, max_length=50)
+    address: Address | None = None
+    net_terms_days: int | None = Field(default=None, ge=0, le=365)
 
 
 class CustomerOut(BaseModel):
@@ -139,6 +159,10 @@ class CustomerOut(BaseModel):
     name: str
     currency: str
     tax_rate_bps: int
+    tax_exempt: TaxExempt = "none"
+    vat_id: str | None = None
+    address: dict[str, Any] | None = None
+    net_terms_days: int = 30
     metadata: dict[str, Any]
     archived: bool
     created_at: datetime
@@ -160,15 +184,36 @@ class SubscriptionStart(Command):
     plan_code: str = Field(min_length=1)
     quantity: Quantity = 1
     trial_days: int | None = Field(default=None, ge=0, le=730)
+    billed_by: Literal["ledger", "external"] = Field(
+        default="ledger",
+        description="ledger: the ledger invoices it each period (SPEC 7); external: its invoices come"
+        " from elsewhere (hand-made, or a provider), the ledger only records them",
+    )
+
+
+ProrationBehavior = Literal["create_prorations", "always_invoice", "none"]
 
 
 class SubscriptionChange(Command):
     plan_code: str | None = Field(default=None, min_length=1)
     quantity: Quantity | None = None
+    proration_behavior: ProrationBehavior = Field(
+        default="create_prorations",
+        description="create_prorations: proration lines join the next invoice;"
+        " always_invoice: an invoice now; none: no proration",
+    )
 
 
 class SubscriptionCancel(Command):
     at_period_end: bool
+    proration_behavior: ProrationBehavior = Field(
+        default="create_prorations",
+        description="canceling now: credit the unused time on the final invoice, or not (none)",
+    )
+
+
+class DiscountApply(Command):
+    coupon: str = Field(min_length=1, max_length=100)
 
 
 class SubscriptionRenew(Command):
@@ -193,6 +238,7 @@ class SubscriptionOut(BaseModel):
     canceled_at: datetime | None
     ended_at: datetime | None
     started_at: datetime
+    billed_by: Literal["ledger", "external"] = "ledger"
 
 
 class SubscriptionWritten(SubscriptionOut, Written):
@@ -252,12 +298,22 @@ class InvoiceTransition(Command):
 
 
 class InvoiceLineOut(BaseModel):
+    line_id: UUID | None = None
+    kind: Literal["fee", "usage", "proration", "adjustment", "manual"] = "manual"
     description: str
-    quantity: int
-    unit_amount: int
+    quantity: int | str = Field(description="a whole number, or a decimal string for usage")
+    unit_amount: int | str | None = Field(
+        default=None, description="minor units; a decimal string where it is a rate; null on tiered usage"
+    )
     amount: int
     period_start: datetime | None
     period_end: datetime | None
+    metric: str | None = None
+    source: dict[str, Any] = Field(
+        default_factory=dict,
+        description="lineage: a fee line its subscription and terms; a usage line `records`,"
+        " `first_position`, `last_position` and `records_digest` (sha256 of the sorted record ids)",
+    )
 
 
 class InvoiceOut(BaseModel):
@@ -273,10 +329,19 @@ class InvoiceOut(BaseModel):
     tax: int
     total: int
     amount_paid: int
+    amount_credited: int = 0
+    balance_applied: int = Field(default=0, description="the customer's credit balance applied")
     amount_remaining: int
     due_date: date | None
     created_at: datetime
     finalized_at: datetime | None
+    billing_reason: str = "manual"
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    tax_rate_bps: int = 0
+    tax_exempt: TaxExempt = "none"
+    tax_note: str | None = Field(default=None, description='"Reverse charge" where it applies')
+    coupon: dict[str, Any] | None = None
     customer_name: str | None = Field(default=None, description="in lists: the customer's name")
 
 
@@ -351,3 +416,94 @@ class AlertOut(BaseModel):
 
 class AlertWritten(AlertOut, Written):
     pass
+
+
+# ---------------------------------------------------------------- coupons
+class CouponDefine(Command):
+    code: str = Field(min_length=1, max_length=100, pattern=PLAN_CODE_PATTERN)
+    name: str = Field(default="", max_length=200)
+    percent_off: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{1,3}(\.[0-9]{1,4})?$",
+        description='a percentage in (0, 100] as a decimal string, e.g. "12.5"',
+    )
+    amount_off: PositiveMinorUnits | None = None
+    currency: Currency | None = Field(default=None, description="the currency of amount_off")
+    duration: Literal["once", "repeating", "forever"]
+    duration_in_periods: int | None = Field(default=None, ge=1, le=1200, description="repeating only")
+
+
+class CouponOut(BaseModel):
+    id: UUID
+    code: str
+    name: str
+    percent_off: str | None
+    amount_off: int | None
+    currency: str | None
+    duration: str
+    duration_in_periods: int | None
+
+
+class CouponWritten(CouponOut, Written):
+    pass
+
+
+# ---------------------------------------------------------------- credit notes
+class CreditNoteLineIn(Request):
+    line_id: UUID
+    amount: PositiveMinorUnits
+
+
+class CreditNoteIssue(Command):
+    reason: Literal["duplicate", "fraudulent", "order_change", "product_unsatisfactory", "other"]
+    amount: PositiveMinorUnits | None = None
+    lines: list[CreditNoteLineIn] | None = Field(default=None, min_length=1, max_length=1000)
+    refund_amount: MinorUnits | None = None
+    credit_amount: MinorUnits | None = None
+    memo: str | None = Field(default=None, max_length=1000)
+
+
+class CreditNoteOut(BaseModel):
+    id: UUID
+    number: str
+    invoice_id: UUID
+    customer_id: UUID
+    currency: str
+    reason: str
+    amount: int
+    lines: list[dict[str, Any]]
+    against_remaining: int = Field(description="what the note took off what remained to pay")
+    refund_amount: int
+    credit_amount: int = Field(description="credited to the customer's balance")
+    memo: str | None
+    created_at: datetime
+
+
+class CreditNoteWritten(CreditNoteOut, Written):
+    pass
+
+
+class BalanceOut(BaseModel):
+    currency: str
+    amount: int = Field(description="owed to the customer (positive), minor units")
+
+
+class BalancesOut(BaseModel):
+    customer_id: UUID
+    balances: list[BalanceOut]
+
+
+class UsageRecordOut(BaseModel):
+    record_id: UUID
+    position: int
+    metric: str
+    occurred_at: datetime
+    value: str
+
+
+class LineSourcesOut(BaseModel):
+    invoice_id: UUID
+    line_id: UUID
+    records: int
+    records_digest: str | None
+    data: list[UsageRecordOut]

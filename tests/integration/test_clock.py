@@ -226,7 +226,8 @@ def test_moving_the_test_clock_records_what_fell_due_at_the_moment_it_did(
     finance.position = moved["position"]
 
     trial_end = start + timedelta(days=14)
-    assert audit_stream(finance, trialing)[1:] == [
+    lifecycle = [e for e in audit_stream(finance, trialing) if not e[0].startswith("Subscription.Invoice")]
+    assert lifecycle[1:] == [
         ("Subscription.TrialEnded", trial_end),
         ("Subscription.Renewed", a_month_after(trial_end)),
     ]

@@ -47,13 +47,22 @@ class Finance:
         body = {"external_id": name, "email": f"{name}@example.com", "currency": "EUR"}
         return str(self.post("/v1/customers", {**body, "effective_at": "2025-01-01T00:00:00Z"})["id"])
 
-    def subscribe(self, customer: str, plan: str, at: str, quantity: int = 1, trial_days: int = 0) -> str:
+    def subscribe(
+        self,
+        customer: str,
+        plan: str,
+        at: str,
+        quantity: int = 1,
+        trial_days: int = 0,
+        billed_by: str = "ledger",
+    ) -> str:
         body = {
             "customer_id": customer,
             "plan_code": plan,
             "quantity": quantity,
             "trial_days": trial_days,
             "effective_at": at,
+            "billed_by": billed_by,
         }
         return str(self.post("/v1/subscriptions", body)["id"])
 

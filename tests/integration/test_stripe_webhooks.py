@@ -42,6 +42,10 @@ def test_a_stripe_lifecycle_becomes_the_ledgers_customer_subscription_invoice_an
         "name": "Jenny Rosen",
         "currency": "EUR",
         "tax_rate_bps": 0,
+        "tax_exempt": "none",
+        "vat_id": None,
+        "address": None,
+        "net_terms_days": 30,
         "metadata": {"account": "acme"},
         "archived": False,
     }
