@@ -129,6 +129,7 @@ def issue_credit_note(ledger: Ledger, cmd: c.IssueCreditNote, ctx: c.CommandCont
             amount=amount,
             against_remaining=split.against_remaining,
             occurred_at=ctx.occurred_at,
+            to_balance=split.credit,
         )
         changed: list[Any] = [invoice, assigned]
         if split.credit:

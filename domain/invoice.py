@@ -387,9 +387,16 @@ class Invoice(LedgerAggregate):
         self.status = PAID
 
     def credit(
-        self, *, credit_note_id: UUID, amount: int, against_remaining: int, occurred_at: datetime
+        self,
+        *,
+        credit_note_id: UUID,
+        amount: int,
+        against_remaining: int,
+        occurred_at: datetime,
+        to_balance: int = 0,
     ) -> None:
-        """A credit note on this invoice: `against_remaining` of it lowers what remains to pay."""
+        """A credit note on this invoice: `against_remaining` of it lowers what remains to pay,
+        `to_balance` is credited to the customer's balance (the rest is refunded)."""
         if self.status not in (OPEN, PAID):
             raise InvoiceNotOpen(f"a {self.status} invoice cannot be credited")
         if self.amount_credited + amount > max(self.total, 0):
@@ -403,13 +410,19 @@ class Invoice(LedgerAggregate):
             amount=amount,
             against_remaining=against_remaining,
             occurred_at=occurred_at,
+            to_balance=to_balance,
         )
         if self.status == OPEN and self.amount_remaining == 0:
             self._mark_paid(occurred_at=occurred_at)
 
     @event("Credited")
     def _credit(
-        self, credit_note_id: UUID, amount: int, against_remaining: int, occurred_at: datetime
+        self,
+        credit_note_id: UUID,
+        amount: int,
+        against_remaining: int,
+        occurred_at: datetime,
+        to_balance: int = 0,
     ) -> None:
         self.amount_credited += amount
         self.amount_remaining -= against_remaining

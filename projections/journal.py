@@ -8,7 +8,7 @@ names its source event: stream id, version and position.
 | Invoice.Finalized              | accounts_receivable: total | revenue: subtotal-discount, tax_payable: tax |
 |   with a credit balance applied| customer_credit: applied   | accounts_receivable: applied                 |
 |   with a negative total        | revenue, tax_payable       | customer_credit: what is owed to the customer|
-| Invoice.Credited (credit note) | refunds: amount            | accounts_receivable: against what remained,  |
+| Invoice.Credited (credit note) | refunds: all but refunded  | accounts_receivable: against what remained,  |
 |                                |                            | customer_credit: the part credited           |
 | Payment.Succeeded              | cash: amount               | customer_credit: amount                      |
 | Invoice.PaymentApplied         | customer_credit: amount    | accounts_receivable: amount                  |
@@ -187,14 +187,15 @@ def invoice_finalized(cur: Executor, e: StoredEventRow) -> None:
 @books("Invoice.Credited")
 def invoice_credited(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
-    against = p["against_remaining"]
+    against, to_balance = p["against_remaining"], p.get("to_balance", 0)
+    # The refunded part is booked with the payment's refund (refunds / cash).
     _book_signed(
         cur,
         e,
         [
-            ("refunds", p["amount"]),
+            ("refunds", against + to_balance),
             ("accounts_receivable", -against),
-            ("customer_credit", -(p["amount"] - against)),
+            ("customer_credit", -to_balance),
         ],
     )
 

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from psycopg import Connection
 
+from domain.billing import tax_note
 from domain.errors import InvalidValue
 
 
@@ -208,16 +209,23 @@ def get_subscription(conn: Connection[Any], subscription_id: UUID) -> dict[str, 
     return None if row is None else _subscription_view(row)
 
 
+def _invoice_view(row: dict[str, Any]) -> dict[str, Any]:
+    row["tax_note"] = tax_note(row["tax_exempt"])
+    return row
+
+
 def list_invoices(
     conn: Connection[Any], *, customer_id: UUID | None, status: str | None, cursor: str | None, limit: int
 ) -> Page:
-    return _page(
+    page = _page(
         conn, with_customer_name("rm_invoices"), {"customer_id": customer_id, "status": status}, cursor, limit
     )
+    return Page([_invoice_view(r) for r in page.items], page.next_cursor)
 
 
 def get_invoice(conn: Connection[Any], invoice_id: UUID) -> dict[str, Any] | None:
-    return _by_id(conn, "rm_invoices", invoice_id)
+    row = _by_id(conn, "rm_invoices", invoice_id)
+    return None if row is None else _invoice_view(row)
 
 
 def list_payments(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -53,3 +55,45 @@ def stripe_live_container(settings: Settings, database_url: str) -> Iterator[Con
 def stripe_live(stripe_live_container: Container) -> Iterator[TestClient]:
     with TestClient(create_app(lambda: stripe_live_container), raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+class Clocked:
+    """A ledger with the test clock allowed, its API and an admin key: the tools of a test that
+    moves business time forward as a user of the test clock would."""
+
+    def __init__(self, client: TestClient, container: Container, admin: dict[str, str]) -> None:
+        self.client, self.container, self.admin, self.position = client, container, admin, 0
+
+    def post(
+        self, path: str, body: dict[str, object] | None = None, status: int | None = None
+    ) -> dict[str, Any]:
+        response = self.client.post(path, json=body or {}, headers=self.admin)
+        expected = (status,) if status else (200, 201)
+        assert response.status_code in expected, (path, body, response.text)
+        answer: dict[str, Any] = response.json()
+        self.position = max(self.position, int(answer.get("position", 0)))
+        return answer
+
+    def get(self, path: str, **params: object) -> Any:
+        response = self.client.get(path, params={"min_position": self.position, **params}, headers=self.admin)
+        assert response.status_code == 200, (path, response.text)
+        return response.json()
+
+    def advance(self, to: datetime) -> None:
+        self.post("/v1/ops/clock", {"advance_to": to.isoformat().replace("+00:00", "Z")})
+
+    @property
+    def now(self) -> datetime:
+        return self.container.ledger.now()
+
+
+@pytest.fixture
+def clocked(settings: Settings, database_url: str) -> Iterator[Clocked]:
+    allowed = settings.model_copy(update={"allow_test_clock": True})
+    container = bootstrap(allowed, database_url, run_projection=True)
+    try:
+        with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+            _, raw = container.keys.mint(role="admin", name="tests")
+            yield Clocked(client, container, {"Authorization": f"Bearer {raw}"})
+    finally:
+        container.close()
