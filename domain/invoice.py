@@ -151,6 +151,7 @@ class Invoice(LedgerAggregate):
         self.amount_paid = 0
         self.payment_ids: list[UUID] = []
         self.amount_credited = 0
+        self.credited_against_remaining = 0
         self.balance_applied = 0
         self.drafted_at = occurred_at
         self.finalized_at: datetime | None = None
@@ -425,6 +426,7 @@ class Invoice(LedgerAggregate):
         to_balance: int = 0,
     ) -> None:
         self.amount_credited += amount
+        self.credited_against_remaining += against_remaining
         self.amount_remaining -= against_remaining
 
     def void(self, *, occurred_at: datetime) -> None:
