@@ -54,6 +54,8 @@ class BillingWork:
     invoices, invoice numbers. Aggregates the command already holds are used as they are."""
 
     ledger: Ledger
+    # Set for a preview "as known at" a moment: the log as it stood at this position.
+    as_of: int | None = None
     loaded: dict[UUID, LedgerAggregate | None] = field(default_factory=dict)
     numbers: list[InvoiceNumberAssigned] = field(default_factory=list)
     handled: dict[UUID, int] = field(default_factory=dict)  # events of each subscription billed
@@ -65,9 +67,24 @@ class BillingWork:
 
     def find(self, aggregate_id: UUID) -> LedgerAggregate | None:
         if aggregate_id not in self.loaded:
-            found = self.ledger._find(aggregate_id)
+            found: object = None
+            if self.as_of is None:
+                found = self.ledger._find(aggregate_id)
+            elif version := self.ledger.store.version_at(aggregate_id, self.as_of):
+                found = self.ledger.repository.get(aggregate_id, version=version)
             self.loaded[aggregate_id] = found if isinstance(found, LedgerAggregate) else None
         return self.loaded[aggregate_id]
+
+    def head(self) -> int:
+        return self.as_of if self.as_of is not None else self.ledger.store.head()
+
+    def usage_records(
+        self, customer_id: UUID, start: datetime, end: datetime, changed_after: int = 0
+    ) -> list[UsageFact]:
+        rows = self.ledger.store.usage_records(
+            customer_id, start=start, end=end, changed_after=changed_after, up_to=self.as_of
+        )
+        return [UsageFact(r[0], r[1], r[3], r[2], Decimal(r[4])) for r in rows]
 
     def add(self, aggregate: LedgerAggregate) -> None:
         self.loaded[aggregate.id] = aggregate
@@ -215,7 +232,7 @@ class Billing:
                 "terms": f"{terms.plan_name} × {terms.quantity}",
             }
         if usage_period is not None and plan is not None:
-            lines.extend(self._usage_lines(sub, plan, invoice_id, usage_period))
+            lines.extend(self._usage_lines(sub, plan, invoice_id, usage_period, work))
         pending = [_pending_line(invoice_id, i, item) for i, item in enumerate(sub.pending_items)]
         lines.extend(pending)
         lines.extend(self._late_usage_lines(sub, work, invoice_id, before=(usage_period or (at, at))[0]))
@@ -253,23 +270,20 @@ class Billing:
             customer.redeem_discount(invoice_id=invoice_id, occurred_at=at)
         return invoice
 
-    def _usage_facts(
-        self, sub: Subscription, start: datetime, end: datetime, changed_after: int = 0
-    ) -> list[UsageFact]:
-        rows = self.ledger.store.usage_records(
-            sub.customer_id, start=start, end=end, changed_after=changed_after
-        )
-        return [UsageFact(r[0], r[1], r[3], r[2], Decimal(r[4])) for r in rows]
-
     def _usage_lines(
-        self, sub: Subscription, plan: Plan, invoice_id: UUID, period: tuple[datetime, datetime]
+        self,
+        sub: Subscription,
+        plan: Plan,
+        invoice_id: UUID,
+        period: tuple[datetime, datetime],
+        work: BillingWork,
     ) -> list[Line]:
         """The usage of `period`, rated with the prices of the plan in force at its end."""
         prices, quotas = plan.usage_terms_at(period[1])
         if not prices:
             return []
-        as_of = self.ledger.store.head()  # every record at or before it is committed
-        records = [r for r in self._usage_facts(sub, *period) if r.position <= as_of]
+        as_of = work.head()  # every record at or before it is committed
+        records = [r for r in work.usage_records(sub.customer_id, *period) if r.position <= as_of]
         aggregations = {metric: quota.get("aggregation", "sum") for metric, quota in quotas.items()}
         return usage_lines(
             invoice_id,
@@ -286,9 +300,8 @@ class Billing:
     ) -> list[Line]:
         """Usage of periods already billed that arrived (or was corrected) since: re-rated with
         everything now known, minus what was billed for that metric and period, any age."""
-        late = self._usage_facts(
-            sub, datetime.min.replace(tzinfo=before.tzinfo), before, sub.usage_seen_position
-        )
+        since = datetime.min.replace(tzinfo=before.tzinfo)
+        late = work.usage_records(sub.customer_id, since, before, sub.usage_seen_position)
         if not late:
             return []
         lines: list[Line] = []
@@ -309,7 +322,7 @@ class Billing:
                 billed=BilledUsage(metric, start, end, int(billed["amount"]) if billed else 0, number),
                 price=prices[metric],
                 aggregation=quotas.get(metric, {}).get("aggregation", "sum"),
-                records=self._usage_facts(sub, start, end),
+                records=work.usage_records(sub.customer_id, start, end),
             )
             if adjustment is not None:
                 lines.append(adjustment)
@@ -339,10 +352,10 @@ class Billing:
                 invoice_id=invoice_id, number=number or "", usage=[], usage_seen_position=0, occurred_at=at
             )
             return
-        seen = self.ledger.store.head()
+        seen = work.head()
         if invoice.usage_period is not None:
             plan = work.plan(sub.plan_code)
-            usage = self._usage_lines(sub, plan, invoice_id, invoice.usage_period) if plan else []
+            usage = self._usage_lines(sub, plan, invoice_id, invoice.usage_period, work) if plan else []
             others = [line for line in invoice.lines if line.get("kind") != "usage"]
             invoice.revise_lines(lines=[*others, *(line.as_payload() for line in usage)], occurred_at=at)
         customer = work.customer(invoice.customer_id)

@@ -177,19 +177,23 @@ def _refund_payments_of(ledger: Ledger, invoice: Invoice, amount: int, at: datet
 
 
 def upcoming_invoice(
-    ledger: Ledger, customer_id: UUID, subscription_id: UUID | None = None
+    ledger: Ledger,
+    customer_id: UUID,
+    subscription_id: UUID | None = None,
+    known_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """The invoice the next period boundary would make if it came now: the same engine, on
-    copies of the aggregates, saving nothing."""
-    customer = ledger._get(Customer, customer_id, "customer")
-    sub = _upcoming_subscription(ledger, customer, subscription_id)
-    work = BillingWork(ledger)
-    work.hold([sub, customer])
+    """The invoice the next period boundary would make if it came now (or, with `known_at`, as
+    the ledger knew it then: only what was recorded by then): the same engine, on copies of the
+    aggregates, saving nothing."""
+    work = BillingWork(ledger, as_of=ledger.store.position_at(known_at) if known_at else None)
+    customer = work.find(customer_id)
+    if not isinstance(customer, Customer):
+        raise NotFound(f"no customer with id {customer_id}")
+    sub = _upcoming_subscription(ledger, work, customer, subscription_id)
     boundary = sub.next_transition_at
     if boundary is None:
         raise InvalidValue("the subscription has no next period", field="subscription_id")
-    now = ledger.now()
-    sub.advance(max(boundary, now) if boundary > now else now)
+    sub.advance(max(boundary, known_at or ledger.now()))
     ledger.billing._on_new_events(sub, work)
     drafted = [a for a in work.loaded.values() if isinstance(a, Invoice) and a.pending_events]
     upcoming = max(drafted, key=lambda i: i.drafted_at) if drafted else None
@@ -198,14 +202,19 @@ def upcoming_invoice(
     return receipts.invoice_receipt(upcoming)
 
 
-def _upcoming_subscription(ledger: Ledger, customer: Customer, subscription_id: UUID | None) -> Subscription:
+def _upcoming_subscription(
+    ledger: Ledger, work: BillingWork, customer: Customer, subscription_id: UUID | None
+) -> Subscription:
+    """The subscription asked for, or the customer's latest that is not canceled."""
     if subscription_id is not None:
-        sub = ledger._get(Subscription, subscription_id, "subscription")
+        sub = work.find(subscription_id)
+        if not isinstance(sub, Subscription):
+            raise NotFound(f"no subscription with id {subscription_id}", field="subscription_id")
         if sub.customer_id != customer.id:
             raise InvalidValue("the subscription belongs to another customer", field="subscription_id")
         return sub
     for candidate in reversed(ledger.store.subscriptions_of(customer.id)):
-        sub = ledger._get(Subscription, candidate, "subscription")
-        if sub.status != "canceled":
-            return sub
+        found = work.find(candidate)
+        if isinstance(found, Subscription) and found.status != "canceled":
+            return found
     raise NotFound(f"customer {customer.id} has no live subscription")

@@ -682,8 +682,10 @@ class Ledger(Application[UUID]):
     def issue_credit_note(self, cmd: c.IssueCreditNote, ctx: c.CommandContext) -> Outcome:
         return billing_use_cases.issue_credit_note(self, cmd, ctx)
 
-    def upcoming_invoice(self, customer_id: UUID, subscription_id: UUID | None = None) -> dict[str, Any]:
-        return billing_use_cases.upcoming_invoice(self, customer_id, subscription_id)
+    def upcoming_invoice(
+        self, customer_id: UUID, subscription_id: UUID | None = None, known_at: datetime | None = None
+    ) -> dict[str, Any]:
+        return billing_use_cases.upcoming_invoice(self, customer_id, subscription_id, known_at)
 
     # ------------------------------------------------------------------ clock
 

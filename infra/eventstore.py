@@ -415,12 +415,21 @@ class LedgerRecorder(PostgresApplicationRecorder):
             "FROM {schema}.{table} r LEFT JOIN LATERAL ("
             "SELECT convert_from(x.state, 'UTF8')::jsonb ->> 'value' AS value, x.notification_id AS position "
             "FROM {schema}.{table} x WHERE x.originator_id = r.originator_id AND x.originator_version > 1 "
-            "AND x.event_type = 'UsageRecord.Corrected' "
+            "AND x.event_type = 'UsageRecord.Corrected' AND x.notification_id <= %(upto)s "
             "ORDER BY x.originator_version DESC LIMIT 1) c ON true "
             "WHERE r.customer_id = %(customer)s AND r.event_type = 'UsageRecord.Recorded' "
             "AND r.occurred_at >= %(start)s AND r.occurred_at < %(end)s "
             "AND (r.notification_id > %(after)s OR c.position > %(after)s) "
+            "AND r.notification_id <= %(upto)s "
             "ORDER BY r.notification_id"
+        ).format(schema=schema, table=table)
+        self._position_at_sql = SQL(
+            "SELECT notification_id FROM {schema}.{table} WHERE recorded_at <= %s"
+            " ORDER BY notification_id DESC LIMIT 1"
+        ).format(schema=schema, table=table)
+        self._version_at_sql = SQL(
+            "SELECT max(originator_version) AS version FROM {schema}.{table}"
+            " WHERE originator_id = %s AND notification_id <= %s"
         ).format(schema=schema, table=table)
         self._subscriptions_sql = SQL(
             "SELECT originator_id FROM {schema}.{table} WHERE customer_id = %s"
@@ -574,14 +583,16 @@ class LedgerRecorder(PostgresApplicationRecorder):
         start: datetime = datetime(1, 1, 1, tzinfo=UTC),
         end: datetime = datetime(9999, 1, 1, tzinfo=UTC),
         changed_after: int = 0,
+        up_to: int | None = None,
     ) -> list[tuple[UUID, int, datetime, str, str, int]]:
         """(record id, position, occurred_at, metric, current value, position of its last change)
         of a customer's usage records that occurred in [start, end) and were recorded or corrected
-        after position `changed_after`."""
+        after position `changed_after` (as the log stood at position `up_to`, if given)."""
+        upto = up_to if up_to is not None else 2**62
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
                 self._usage_sql,
-                {"customer": customer_id, "start": start, "end": end, "after": changed_after},
+                {"customer": customer_id, "start": start, "end": end, "after": changed_after, "upto": upto},
                 prepare=True,
             )
             return [
@@ -601,6 +612,20 @@ class LedgerRecorder(PostgresApplicationRecorder):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self._subscriptions_sql, (customer_id,))
             return [row["originator_id"] for row in curs]
+
+    def position_at(self, known_at: datetime) -> int:
+        """The last position recorded at or before `known_at` (0 when none)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._position_at_sql, (known_at,))
+            row = curs.fetchone()
+            return int(row["notification_id"]) if row else 0
+
+    def version_at(self, stream_id: UUID, position: int) -> int:
+        """The version a stream had once the log reached `position` (0: it did not exist yet)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._version_at_sql, (stream_id, position))
+            row = curs.fetchone()
+            return int(row["version"] or 0) if row else 0
 
     def head(self) -> int:
         """The position of the last stored event (0 when none)."""

@@ -6,7 +6,8 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, status
 
 from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, ReadKey, Today, command_context, written
-from api.schemas.common import ListOf
+from api.errors import ApiProblem
+from api.schemas.common import ListOf, Moment
 from api.schemas.resources import (
     BalancesOut,
     CustomerRegister,
@@ -111,9 +112,17 @@ def get_customer_balance(customer_id: UUID, conn: ReadConn) -> dict[str, Any]:
 def get_upcoming_invoice(
     customer_id: UUID,
     ledger: LedgerDep,
-    _: ReadKey,
+    principal: ReadKey,
     subscription_id: UUID | None = None,
+    known_at: Annotated[
+        Moment | None,
+        Query(description="answer as the ledger knew it then: only what was recorded by then (audit role)"),
+    ] = None,
 ) -> dict[str, Any]:
     """The invoice the subscription's next period boundary would make if it came now (nothing is
-    recorded): the same billing engine, run on copies."""
-    return ledger.upcoming_invoice(customer_id, subscription_id)
+    recorded): the same billing engine, run on copies. With `known_at`, as known at that moment."""
+    if known_at is not None and not principal.may("audit"):
+        raise ApiProblem(
+            403, "Forbidden", f"a {principal.role} key may not ask for known_at", code="forbidden"
+        )
+    return ledger.upcoming_invoice(customer_id, subscription_id, known_at)
