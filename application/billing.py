@@ -59,6 +59,13 @@ class BillingWork:
     loaded: dict[UUID, LedgerAggregate | None] = field(default_factory=dict)
     numbers: list[InvoiceNumberAssigned] = field(default_factory=list)
     handled: dict[UUID, int] = field(default_factory=dict)  # events of each subscription billed
+    # Read once for a batch of subscriptions (the clock's sweep): the log's head, and each
+    # customer's usage records of a window of time (None: read as asked).
+    _head: int | None = None
+    _usage: dict[UUID, list[UsageFact]] | None = None
+    _usage_window: tuple[datetime, datetime] | None = None
+    _late: dict[UUID, list[UsageFact]] | None = None
+    _late_after: int = 0
 
     def hold(self, aggregates: Iterable[object]) -> None:
         for aggregate in aggregates:
@@ -76,15 +83,70 @@ class BillingWork:
         return self.loaded[aggregate_id]
 
     def head(self) -> int:
-        return self.as_of if self.as_of is not None else self.ledger.store.head()
+        if self.as_of is not None:
+            return self.as_of
+        if self._head is None:
+            self._head = self.ledger.store.head()
+        return self._head
 
     def usage_records(
         self, customer_id: UUID, start: datetime, end: datetime, changed_after: int = 0
     ) -> list[UsageFact]:
+        """A customer's usage records in [start, end) recorded or corrected after a position."""
+        if changed_after == 0 and self._usage is not None and self._usage_window is not None:
+            window_start, window_end = self._usage_window
+            if window_start <= start and end <= window_end:
+                return [r for r in self._usage.get(customer_id, []) if start <= r.occurred_at < end]
+        if self._late is not None and changed_after >= self._late_after:
+            return [
+                r
+                for r in self._late.get(customer_id, [])
+                if start <= r.occurred_at < end and r.changed_at > changed_after
+            ]
+        return self._read_usage(customer_id, start, end, changed_after)
+
+    def _read_usage(
+        self, customer_id: UUID, start: datetime, end: datetime, changed_after: int
+    ) -> list[UsageFact]:
         rows = self.ledger.store.usage_records(
             customer_id, start=start, end=end, changed_after=changed_after, up_to=self.as_of
         )
-        return [UsageFact(r[0], r[1], r[3], r[2], Decimal(r[4])) for r in rows]
+        return [UsageFact(r[0], r[1], r[3], r[2], Decimal(r[4]), r[5]) for r in rows]
+
+    def prefetch(self, subs: list[Subscription], customers: dict[UUID, Any]) -> None:
+        """Read at once what billing these subscriptions will ask for: their customers, the usage
+        of their current periods, the usage recorded since each was last billed."""
+        self.hold(customers.values())
+        if not subs:
+            return
+        self._head = self.ledger.store.head()
+        start = min(s.current_period_start for s in subs)
+        end = max(s.current_period_end for s in subs)
+        ids = sorted({s.customer_id for s in subs})
+        self._usage_window = (start, end)
+        self._usage = self._read_usage_of(ids, start, end, 0)
+        self._late_after = min(s.usage_seen_position for s in subs)
+        self._late = self._read_usage_of(
+            ids, datetime.min.replace(tzinfo=start.tzinfo), end, self._late_after
+        )
+
+    def _read_usage_of(
+        self, customer_ids: list[UUID], start: datetime, end: datetime, changed_after: int
+    ) -> dict[UUID, list[UsageFact]]:
+        found: dict[UUID, list[UsageFact]] = {customer: [] for customer in customer_ids}
+        for (
+            customer,
+            record,
+            position,
+            occurred_at,
+            metric,
+            value,
+            changed,
+        ) in self.ledger.store.usage_records_of(
+            customer_ids, start=start, end=end, changed_after=changed_after, up_to=self._head
+        ):
+            found[customer].append(UsageFact(record, position, metric, occurred_at, Decimal(value), changed))
+        return found
 
     def add(self, aggregate: LedgerAggregate) -> None:
         self.loaded[aggregate.id] = aggregate
@@ -213,7 +275,7 @@ class Billing:
         key = fee_period[0] if fee_period is not None else at
         suffix = "cycle" if reason in ("subscription_create", "subscription_cycle") else reason
         invoice_id = ids.subscription_invoice_id(sub.id, key.isoformat(), suffix)
-        if work.invoice(invoice_id) is not None:
+        if str(invoice_id) in sub.invoiced:
             return None  # billed already: each period once
         customer = work.customer(sub.customer_id)
         plan = work.plan(sub.plan_code)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 from datetime import UTC, datetime
-from typing import Any, Protocol, Self, runtime_checkable
+from functools import cache
+from typing import Any, Self
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -17,6 +18,15 @@ def ensure_utc(moment: datetime, field: str = "effective_at") -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidValue("a moment must carry a UTC offset", field=field)
     return moment.astimezone(UTC)
+
+
+@cache
+def _init_defaults(cls: type) -> dict[str, Any]:
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(cls.__init__).parameters.items()  # type: ignore[misc]
+        if parameter.default is not inspect.Parameter.empty
+    }
 
 
 class LedgerAggregate(Aggregate):
@@ -36,24 +46,19 @@ class LedgerAggregate(Aggregate):
         if aggregate_id is None:
             return cls(**kwargs)
         # The event class wants every field; those the caller left out take __init__'s defaults.
-        defaults = {
-            name: parameter.default
-            for name, parameter in inspect.signature(cls.__init__).parameters.items()
-            if parameter.default is not inspect.Parameter.empty and name not in kwargs
-        }
+        defaults = {k: v for k, v in _init_defaults(cls).items() if k not in kwargs}
         return cls._create(getattr(cls, created_event), id=aggregate_id, **defaults, **kwargs)
 
 
-@runtime_checkable
-class TimeDriven(Protocol):
+class TimeDriven(LedgerAggregate):
     """An aggregate with transitions that fall due with time (a trial ending, a period renewing):
     `advance(now)` records each one due by `now` at the moment it fell due, and `next_due_at`
     says when the next one will (None: never again). The ledger's clock keeps the latter in its
     timers and calls the former."""
 
-    id: UUID
-
     @property
-    def next_due_at(self) -> datetime | None: ...
+    def next_due_at(self) -> datetime | None:
+        raise NotImplementedError
 
-    def advance(self, now: datetime) -> int: ...
+    def advance(self, now: datetime) -> int:
+        raise NotImplementedError

@@ -35,6 +35,7 @@ class UsageFact:
     metric: str
     occurred_at: datetime
     value: Decimal
+    changed_at: int = 0  # the position of its last change (its recording or a correction)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from eventsourcing.domain import event
 
-from domain.base import LedgerAggregate
+from domain.base import TimeDriven
 from domain.coupon import redeemed
 from domain.errors import (
     ChangeOutOfOrder,
@@ -34,7 +34,7 @@ def check_quantity(quantity: int) -> None:
         raise InvalidValue("quantity is at least 1", field="quantity")
 
 
-class Subscription(LedgerAggregate):
+class Subscription(TimeDriven):
     @classmethod
     def start(
         cls,
@@ -119,6 +119,8 @@ class Subscription(LedgerAggregate):
         self.usage_seen_position = 0
         # Draft invoices waiting for the end of their grace period: invoice id -> finalize at.
         self.drafts: dict[str, datetime] = {}
+        # Every invoice the ledger made for it: a period is billed once.
+        self.invoiced: set[str] = set()
         # Proration lines waiting for the next invoice.
         self.pending_items: list[dict[str, Any]] = []
         # A coupon applied to this subscription's invoices.
@@ -556,6 +558,7 @@ class Subscription(LedgerAggregate):
         occurred_at: datetime,
     ) -> None:
         self.drafts = {**self.drafts, str(invoice_id): finalize_at}
+        self.invoiced = {*self.invoiced, str(invoice_id)}
         if fee is not None:
             self.billed_fees = {
                 **self.billed_fees,

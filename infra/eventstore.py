@@ -339,10 +339,11 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 lock_timeout=Literal(f"{self.datastore.lock_timeout}s"),
             )
         )
+        # Binary parameters (%b): arrays of event states are dumped several times faster so.
         self._append_sql = SQL(
-            "SELECT {schema}.{append}(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[], %s::text[], "
-            "%s::timestamptz[], %s::uuid[], %s::text[], %s::text[], %s::uuid[], %s::uuid[], "
-            "%s::text[], %s::int[], %s::uuid[], %s::timestamptz[]) AS notification_id"
+            "SELECT {schema}.{append}(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], %b::text[], "
+            "%b::timestamptz[], %b::uuid[], %b::text[], %b::text[], %b::uuid[], %b::uuid[], "
+            "%b::text[], %b::int[], %b::uuid[], %b::timestamptz[]) AS notification_id"
         ).format(schema=schema, append=append)
         staging = Identifier(f"{self.events_table_name}_staged")
         columns = SQL(
@@ -408,7 +409,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
         # A customer's usage records with their current value (the last correction's, if any),
         # by business time and/or recorded (or corrected) after a position.
         self._usage_sql = SQL(
-            "SELECT r.originator_id, r.notification_id, r.occurred_at, "
+            "SELECT r.customer_id, r.originator_id, r.notification_id, r.occurred_at, "
             "convert_from(r.state, 'UTF8')::jsonb ->> 'metric' AS metric, "
             "coalesce(c.value, convert_from(r.state, 'UTF8')::jsonb ->> 'value') AS value, "
             "greatest(r.notification_id, c.position) AS changed_at "
@@ -417,7 +418,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
             "FROM {schema}.{table} x WHERE x.originator_id = r.originator_id AND x.originator_version > 1 "
             "AND x.event_type = 'UsageRecord.Corrected' AND x.notification_id <= %(upto)s "
             "ORDER BY x.originator_version DESC LIMIT 1) c ON true "
-            "WHERE r.customer_id = %(customer)s AND r.event_type = 'UsageRecord.Recorded' "
+            "WHERE r.customer_id = ANY(%(customers)s::uuid[]) AND r.event_type = 'UsageRecord.Recorded' "
             "AND r.occurred_at >= %(start)s AND r.occurred_at < %(end)s "
             "AND (r.notification_id > %(after)s OR c.position > %(after)s) "
             "AND r.notification_id <= %(upto)s "
@@ -434,6 +435,10 @@ class LedgerRecorder(PostgresApplicationRecorder):
         self._subscriptions_sql = SQL(
             "SELECT originator_id FROM {schema}.{table} WHERE customer_id = %s"
             " AND event_type = 'Subscription.Started' ORDER BY notification_id"
+        ).format(schema=schema, table=table)
+        self._load_many_sql = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {schema}.{table}"
+            " WHERE originator_id = ANY(%s::uuid[]) ORDER BY originator_id, originator_version"
         ).format(schema=schema, table=table)
         self._head_sql = SQL("SELECT coalesce(max(notification_id), 0) AS head FROM {schema}.{table}").format(
             schema=schema, table=table
@@ -588,15 +593,33 @@ class LedgerRecorder(PostgresApplicationRecorder):
         """(record id, position, occurred_at, metric, current value, position of its last change)
         of a customer's usage records that occurred in [start, end) and were recorded or corrected
         after position `changed_after` (as the log stood at position `up_to`, if given)."""
-        upto = up_to if up_to is not None else 2**62
+        rows = self.usage_records_of(
+            [customer_id], start=start, end=end, changed_after=changed_after, up_to=up_to
+        )
+        return [row[1:] for row in rows]
+
+    def usage_records_of(
+        self,
+        customer_ids: Sequence[UUID],
+        *,
+        start: datetime,
+        end: datetime,
+        changed_after: int = 0,
+        up_to: int | None = None,
+    ) -> list[tuple[UUID, UUID, int, datetime, str, str, int]]:
+        """`usage_records` of several customers at once, each row led by its customer."""
+        params = {
+            "customers": list(customer_ids),
+            "start": start,
+            "end": end,
+            "after": changed_after,
+            "upto": up_to if up_to is not None else 2**62,
+        }
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                self._usage_sql,
-                {"customer": customer_id, "start": start, "end": end, "after": changed_after, "upto": upto},
-                prepare=True,
-            )
+            curs.execute(self._usage_sql, params, prepare=True)
             return [
                 (
+                    row["customer_id"],
                     row["originator_id"],
                     row["notification_id"],
                     row["occurred_at"],
@@ -626,6 +649,25 @@ class LedgerRecorder(PostgresApplicationRecorder):
             curs.execute(self._version_at_sql, (stream_id, position))
             row = curs.fetchone()
             return int(row["version"] or 0) if row else 0
+
+    def load_aggregates(self, stream_ids: Sequence[UUID], mapper: Mapper[UUID]) -> dict[UUID, Any]:
+        """Many aggregates at once, each rebuilt from all its events (one query for them all)."""
+        if not stream_ids:
+            return {}
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._load_many_sql, (list(stream_ids),))
+            rows = curs.fetchall()
+        aggregates: dict[UUID, Any] = {}
+        for row in rows:
+            stored = StoredEvent(
+                originator_id=row["originator_id"],
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=bytes(row["state"]),
+            )
+            event = mapper.to_domain_event(stored)
+            aggregates[row["originator_id"]] = event.mutate(aggregates.get(row["originator_id"]))  # type: ignore[attr-defined]
+        return aggregates
 
     def head(self) -> int:
         """The position of the last stored event (0 when none)."""
