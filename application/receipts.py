@@ -44,6 +44,7 @@ def customer_receipt(customer: Customer) -> dict[str, Any]:
         "vat_id": customer.vat_id,
         "address": customer.address,
         "net_terms_days": customer.net_terms_days,
+        "discount": customer.discount,
         "metadata": customer.metadata,
         "archived": customer.is_archived,
         "created_at": _time(customer.registered_at),
@@ -70,6 +71,7 @@ def subscription_receipt(sub: Subscription) -> dict[str, Any]:
         "ended_at": _time(sub.ended_at),
         "started_at": _time(sub.started_at),
         "billed_by": sub.billed_by,
+        "discount": sub.discount,
     }
 
 

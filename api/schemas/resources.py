@@ -163,6 +163,7 @@ class CustomerOut(BaseModel):
     vat_id: str | None = None
     address: dict[str, Any] | None = None
     net_terms_days: int = 30
+    discount: dict[str, Any] | None = Field(default=None, description="a coupon applied to all its invoices")
     metadata: dict[str, Any]
     archived: bool
     created_at: datetime
@@ -239,6 +240,7 @@ class SubscriptionOut(BaseModel):
     ended_at: datetime | None
     started_at: datetime
     billed_by: Literal["ledger", "external"] = "ledger"
+    discount: dict[str, Any] | None = Field(default=None, description="a coupon applied to its invoices")
 
 
 class SubscriptionWritten(SubscriptionOut, Written):
