@@ -9,8 +9,8 @@ from their last usage, or, if they never had any, from the start of their latest
 subscription. Usage recorded after the tick's moment (a tick handled late) counts as activity:
 the alert it would raise would be resolved by that usage anyway. Customers whose alert the
 alerts read model already shows open are left alone, so a quiet customer is not re-raised (one
-more record in the log) every day. A tick also resolves the open alerts of customers who no
-longer have a live subscription."""
+more record in the log) every day. A tick also resolves the open alerts, raised before it, of
+customers who no longer have a live subscription."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ ORDER BY l.customer_id
 """
 _NO_LONGER_LIVE = f"""
 SELECT a.customer_id FROM rm_alerts a
-WHERE a.type = '{ALERT}' AND a.status = 'open' AND a.customer_id IS NOT NULL
+WHERE a.type = '{ALERT}' AND a.status = 'open' AND a.customer_id IS NOT NULL AND a.raised_at < %(moment)s
   AND a.customer_id NOT IN (SELECT customer_id FROM ({_LIVE}) l)
 ORDER BY a.customer_id
 """
