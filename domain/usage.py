@@ -81,7 +81,7 @@ def usage_group(properties: Any, group_by: str | None) -> str:
     text = text.replace("\x00", "")
     if len(text) <= MAX_GROUP_LENGTH:
         return text
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{text[: MAX_GROUP_LENGTH - 18]}~{digest}"
 
 
