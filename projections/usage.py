@@ -61,6 +61,10 @@ DO $$ BEGIN
     ALTER TABLE rm_usage_periods DROP CONSTRAINT IF EXISTS rm_usage_periods_pkey;
     ALTER TABLE rm_usage_periods ADD CONSTRAINT rm_usage_periods_key
         PRIMARY KEY (customer_id, metric, period_start, grp);
+    -- Rows settled before groups existed: their last usage, from their records.
+    UPDATE rm_usage_periods p SET last_at = (
+        SELECT max(r.occurred_at) FROM rm_usage_records r WHERE r.customer_id = p.customer_id
+        AND r.metric = p.metric AND r.occurred_at >= p.period_start AND r.occurred_at < p.period_end);
   END IF;
 END $$;
 """
