@@ -158,13 +158,13 @@ def entitled_connection(
     ] = None,
 ) -> Iterator[Connection[Any]]:
     """Like ReadConn, and also open to an ingest key scoped to the customer in the path (an
-    on-premise instance asking whether it may go on)."""
+    on-premise instance asking whether it may go on, or for its status)."""
     own_key = principal.customer_id is not None and principal.customer_id == customer_id
     if not (principal.may("read") or own_key):
         raise ApiProblem(
             403,
             "Forbidden",
-            f"a {principal.role} key may not read this customer's entitlements",
+            f"a {principal.role} key may not read this customer (its own key, or read, needed)",
             code="forbidden",
         )
     wait_for_read_models(container, min_position)

@@ -88,6 +88,18 @@ class ArchiveCustomer:
 
 
 @dataclass(frozen=True)
+class Onboard:
+    """Register a customer, start its subscription and issue it an ingest key (SPEC 10)."""
+
+    external_id: str
+    name: str
+    email: str
+    plan_code: str
+    trial_days: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class StartSubscription:
     customer_id: UUID
     plan_code: str

@@ -38,6 +38,7 @@ from domain.errors import (
     TestClockDisabled,
 )
 from domain.invoice import Invoice, InvoiceNumberAssigned, assign_invoice_number
+from domain.onboarding import Onboarding, request_fingerprint
 from domain.payment import Payment
 from domain.plan import Plan, normalized_usage_prices
 from domain.subscription import ACTIVE, PAST_DUE, Subscription
@@ -410,6 +411,67 @@ class Ledger(Application[UUID]):
             customer = self._get(Customer, cmd.customer_id, "customer")
             customer.archive(occurred_at=ctx.occurred_at)
             return self._commit(ctx, customer, receipts.customer_receipt(customer))
+
+        return self._run(ctx, use_case)
+
+    # ------------------------------------------------------------------ onboarding
+
+    def onboard(self, cmd: c.Onboard, ctx: c.CommandContext) -> Outcome:
+        """Register the customer (or take the one registered under that external_id), start its
+        subscription (the plan's trial, or `trial_days`) and record the onboarding with the id of
+        the ingest key to issue, in one append. The same request again answers as the first time
+        and records nothing; another request under that external_id is 409. The key itself is
+        stored by `application.onboarding`, after this append."""
+        request_hash = request_fingerprint(
+            name=cmd.name,
+            email=cmd.email,
+            plan_code=cmd.plan_code,
+            trial_days=cmd.trial_days,
+            metadata=cmd.metadata,
+        )
+
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            found = self._find(ids.onboarding_id(cmd.external_id))
+            if isinstance(found, Onboarding):
+                found.check_same_request(request_hash)
+                return self._commit(ctx, found, receipts.onboarding_receipt(found))
+            plan = self._plan(cmd.plan_code)
+            customer = self._find(ids.customer_id(cmd.external_id))
+            if not isinstance(customer, Customer):
+                customer = Customer.register(
+                    external_id=cmd.external_id,
+                    email=cmd.email,
+                    name=cmd.name,
+                    currency=plan.currency,
+                    tax_rate_bps=0,
+                    metadata=cmd.metadata,
+                    occurred_at=ctx.occurred_at,
+                )
+            customer.check_not_archived()
+            if plan.currency != customer.currency:
+                raise CurrencyMismatch(
+                    f"plan {plan.code} is in {plan.currency}, customer pays in {customer.currency}",
+                    field="plan_code",
+                )
+            sub = Subscription.start(
+                customer_id=customer.id,
+                plan=plan,
+                quantity=1,
+                trial_days=cmd.trial_days,
+                occurred_at=ctx.occurred_at,
+                subscription_id=ids.onboarding_subscription_id(cmd.external_id),
+            )
+            record = Onboarding.complete(
+                external_id=cmd.external_id,
+                customer_id=customer.id,
+                subscription_id=sub.id,
+                plan_code=plan.code,
+                trial_end=sub.trial_end,
+                request_hash=request_hash,
+                occurred_at=ctx.occurred_at,
+            )
+            receipt = receipts.onboarding_receipt(record)
+            return self._commit(ctx, record, receipt, customer, sub, created=True)
 
         return self._run(ctx, use_case)
 

@@ -13,6 +13,7 @@ from domain.coupon import Coupon
 from domain.credit_note import CreditNote
 from domain.customer import Customer
 from domain.invoice import Invoice
+from domain.onboarding import Onboarding
 from domain.payment import Payment
 from domain.plan import Plan
 from domain.subscription import Subscription
@@ -48,6 +49,15 @@ def customer_receipt(customer: Customer) -> dict[str, Any]:
         "metadata": customer.metadata,
         "archived": customer.is_archived,
         "created_at": _time(customer.registered_at),
+    }
+
+
+def onboarding_receipt(onboarding: Onboarding) -> dict[str, Any]:
+    return {
+        "customer_id": str(onboarding.customer_id),
+        "subscription_id": str(onboarding.subscription_id),
+        "trial_end": _time(onboarding.trial_end),
+        "ingest_key_id": str(onboarding.key_id),
     }
 
 

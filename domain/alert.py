@@ -17,6 +17,7 @@ DEFAULT_SEVERITY = {
     "customer_at_risk": "high",
     "subscription_canceled": "medium",
     "quota_threshold": "medium",
+    "customer_inactive": "low",
 }
 
 

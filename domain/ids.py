@@ -58,6 +58,20 @@ def stripe_sync_id(stripe_id: str) -> UUID:
     return _uuid5(f"stripe-sync:{stripe_id}")
 
 
+def onboarding_id(external_id: str) -> UUID:
+    """The record of a customer's onboarding (SPEC 10): one per external_id."""
+    return _uuid5(f"onboarding:{external_id}")
+
+
+def onboarding_subscription_id(external_id: str) -> UUID:
+    return _uuid5(f"onboarding-subscription:{external_id}")
+
+
+def onboarding_key_id(external_id: str) -> UUID:
+    """The id of the ingest key an onboarding issues: whoever stores it first, stores it once."""
+    return _uuid5(f"onboarding-key:{external_id}")
+
+
 def alert_id(alert_type: str, subject: str, occurrence: str = "") -> UUID:
     return _uuid5(f"alert:{alert_type}:{subject}:{occurrence}")
 

@@ -18,6 +18,8 @@ from domain.rating import unit_amount
 AGGREGATIONS = ("sum", "max", "last")
 ENFORCEMENTS = ("soft", "hard")
 PRICE_MODELS = ("per_unit", "graduated", "volume", "package")
+# A quota may count per value of a usage property (`group_by`, e.g. `project`): SPEC section 10.
+MAX_GROUP_BY_LENGTH = 100
 
 
 def check_quotas(quotas: dict[str, dict[str, Any]]) -> None:
@@ -35,6 +37,14 @@ def check_quotas(quotas: dict[str, dict[str, Any]]) -> None:
             raise InvalidValue("aggregation is sum, max or last", field=f"{field}.aggregation")
         if quota.get("enforcement", "soft") not in ENFORCEMENTS:
             raise InvalidValue("enforcement is soft or hard", field=f"{field}.enforcement")
+        group_by = quota.get("group_by")
+        if group_by is not None and (
+            not isinstance(group_by, str) or not group_by.strip() or len(group_by) > MAX_GROUP_BY_LENGTH
+        ):
+            raise InvalidValue(
+                f"group_by names a usage property (1 to {MAX_GROUP_BY_LENGTH} characters)",
+                field=f"{field}.group_by",
+            )
 
 
 def check_usage_prices(usage_prices: dict[str, dict[str, Any]]) -> None:

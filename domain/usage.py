@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import math
 from datetime import datetime
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
@@ -52,6 +54,35 @@ def check_metric(metric: str) -> str:
     if len(metric) > MAX_METRIC_LENGTH:
         raise InvalidValue(f"metric has at most {MAX_METRIC_LENGTH} characters", field="metric")
     return metric
+
+
+# The group of usage that lacks the property a quota groups by (or holds no string, number or
+# boolean there): such usage still counts, under this group (SPEC section 10).
+NO_GROUP = ""
+MAX_GROUP_LENGTH = 200
+
+
+def usage_group(properties: Any, group_by: str | None) -> str:
+    """The group a usage record counts in under a quota that groups by the property `group_by`:
+    the property's value as text (a number or boolean as JSON writes it), else `NO_GROUP`. A
+    value longer than MAX_GROUP_LENGTH is shortened to a prefix and a digest of the whole, so
+    distinct values stay distinct and the group fits an index key."""
+    if group_by is None or not isinstance(properties, dict):
+        return NO_GROUP
+    value = properties.get(group_by)
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = value
+    elif isinstance(value, int | float) and math.isfinite(value):
+        text = str(value)
+    else:
+        return NO_GROUP
+    text = text.replace("\x00", "")
+    if len(text) <= MAX_GROUP_LENGTH:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{text[: MAX_GROUP_LENGTH - 18]}~{digest}"
 
 
 class UsageRecord(LedgerAggregate):

@@ -183,7 +183,7 @@ def start_policies(container: Container) -> None:
     container.clock = BackgroundLoop("clock", run_clock, poll_seconds=interval, max_idle_seconds=interval)
     container.clock.start()
     policies = BackgroundPolicies(
-        Policies(container.pool, container.ledger, CORE_PROJECTION),
+        Policies(container.pool, container.ledger, CORE_PROJECTION, container.settings.inactivity_days),
         container.settings.projection_poll_seconds,
     )
     policies.start()

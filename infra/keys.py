@@ -49,17 +49,36 @@ class KeyStore:
         self, *, role: str, name: str, customer_id: UUID | None = None, created_by: str | None = None
     ) -> tuple[UUID, str]:
         """Create a key; the raw key is returned once and never stored."""
+        key_id = uuid4()
+        raw = self.issue_once(
+            key_id=key_id, role=role, name=name, customer_id=customer_id, created_by=created_by
+        )
+        if raw is None:  # a fresh uuid4 is never taken
+            raise RuntimeError(f"key id {key_id} exists")
+        return key_id, raw
+
+    def issue_once(
+        self,
+        *,
+        key_id: UUID,
+        role: str,
+        name: str,
+        customer_id: UUID | None = None,
+        created_by: str | None = None,
+    ) -> str | None:
+        """Create the key `key_id` unless a key with that id exists: the raw key if this call
+        created it, else None (it was issued before, and shown then). The id decides, in the
+        database: of concurrent calls with one id, exactly one creates the key."""
         if role not in ROLES:
             raise ValueError(f"unknown role {role}")
-        key_id = uuid4()
         raw = f"lk_{role}_{secrets.token_urlsafe(32)}"
         with self.pool.connection() as conn:
-            conn.execute(
+            created = conn.execute(
                 "INSERT INTO api_keys (id, name, role, customer_id, key_hash, created_by)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
                 (key_id, name, role, customer_id, hash_key(raw), created_by),
-            )
-        return key_id, raw
+            ).rowcount
+        return raw if created == 1 else None
 
     def authenticate(self, raw: str) -> Principal | None:
         if self.admin_token and hmac.compare_digest(raw.encode(), self.admin_token.encode()):

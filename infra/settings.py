@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         default=False,
         description="let an admin move the ledger's now forward (POST /v1/ops/clock); never in production",
     )
+    inactivity_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="a customer with a live subscription and no usage for this many days: customer_inactive",
+    )
     ingest_auto_create_customers: bool = Field(
         default=False, description="usage for an unknown customer registers it instead of being rejected"
     )

@@ -251,12 +251,13 @@ def unpaid_total(conn: Connection[Any], currency: str, as_of: date) -> int:
 
 # ------------------------------------------------------------------------------------ usage quotas
 
-# A quota row per customer, metric and period with usage; and, for each quota of the plan of a
-# live subscription, a row for its current period even before any usage (used 0), so a quota
-# reads the same through the list as through the entitlement.
+# A quota row per customer, metric, period and group with usage; and, for each quota of the plan
+# of a live subscription that does not group, a row for its current period even before any usage
+# (used 0), so a quota reads the same through the list as through the entitlement. (A grouped
+# quota has no row before usage: its groups are the values its usage names.)
 _QUOTA_SELECT = """
 SELECT * FROM (
-  SELECT u.customer_id, u.metric, u.period_start, u.period_end, u.used_sum, u.used_max, u.used_last,
+  SELECT u.customer_id, u.metric, u.period_start, u.period_end, u.grp, u.used_sum, u.used_max, u.used_last,
          pl.quotas -> u.metric AS quota
   FROM rm_usage_periods u
   LEFT JOIN LATERAL (
@@ -267,12 +268,12 @@ SELECT * FROM (
   LEFT JOIN rm_plans pl ON pl.code = s.plan_code
   UNION ALL
   (SELECT DISTINCT ON (s.customer_id, q.metric)
-          s.customer_id, q.metric, s.current_period_start, s.current_period_end, 0, 0, 0,
+          s.customer_id, q.metric, s.current_period_start, s.current_period_end, '', 0, 0, 0,
           pl.quotas -> q.metric
    FROM rm_subscriptions s
    JOIN rm_plans pl ON pl.code = s.plan_code
    CROSS JOIN LATERAL jsonb_object_keys(pl.quotas) AS q(metric)
-   WHERE s.status <> 'canceled' AND NOT EXISTS (
+   WHERE s.status <> 'canceled' AND NOT pl.quotas -> q.metric ? 'group_by' AND NOT EXISTS (
        SELECT 1 FROM rm_usage_periods x
        WHERE x.customer_id = s.customer_id AND x.metric = q.metric
          AND x.period_start = s.current_period_start)
@@ -296,6 +297,8 @@ def quota_row(r: dict[str, Any]) -> dict[str, Any]:
     return {
         "customer_id": r["customer_id"],
         "metric": r["metric"],
+        "group": r["grp"],
+        "group_by": quota.get("group_by"),
         "period_start": r["period_start"],
         "period_end": r["period_end"],
         "used": _number(used),
@@ -314,22 +317,27 @@ def quotas(
     current_at: datetime | None,
     cursor: str | None,
     limit: int,
+    group: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Quota rows per customer, metric and period; `current_at` keeps the period containing it."""
+    """Quota rows per customer, metric, period and group; `current_at` keeps the period
+    containing it, `group` the rows of that group."""
     after = decode_quota_cursor(cursor)
     rows = conn.execute(
         f"{_QUOTA_SELECT} WHERE (%(customer)s::uuid IS NULL OR u.customer_id = %(customer)s)"
         " AND (%(metric)s::text IS NULL OR u.metric = %(metric)s)"
+        " AND (%(group)s::text IS NULL OR u.grp = %(group)s)"
         " AND (%(at)s::timestamptz IS NULL OR (u.period_start <= %(at)s AND %(at)s < u.period_end))"
-        " AND (u.customer_id, u.metric, u.period_start) > (%(c)s, %(m)s, %(p)s)"
-        " ORDER BY u.customer_id, u.metric, u.period_start LIMIT %(limit)s",
+        " AND (u.customer_id, u.metric, u.period_start, u.grp) > (%(c)s, %(m)s, %(p)s, %(g)s)"
+        " ORDER BY u.customer_id, u.metric, u.period_start, u.grp LIMIT %(limit)s",
         {
             "customer": customer_id,
             "metric": metric,
+            "group": group,
             "at": current_at,
             "c": after[0],
             "m": after[1],
             "p": after[2],
+            "g": after[3],
             "limit": limit + 1,
         },
     ).fetchall()
@@ -337,38 +345,55 @@ def quotas(
     rows = rows[:limit]
     last = rows[-1] if more and rows else None
     next_cursor = (
-        encode_quota_cursor(last["customer_id"], last["metric"], last["period_start"]) if last else None
+        encode_quota_cursor(last["customer_id"], last["metric"], last["period_start"], last["grp"])
+        if last
+        else None
     )
     return [quota_row(r) for r in rows], next_cursor
 
 
-def encode_quota_cursor(customer_id: UUID, metric: str, period_start: datetime) -> str:
-    return encode_token("q", f"{customer_id}|{period_start.isoformat()}|{metric}")
+def encode_quota_cursor(customer_id: UUID, metric: str, period_start: datetime, group: str = "") -> str:
+    # The group first after the fixed-width parts, by its length: a group or a metric may hold "|".
+    return encode_token("q", f"{customer_id}|{period_start.isoformat()}|{len(group)}|{group}{metric}")
 
 
-def decode_quota_cursor(cursor: str | None) -> tuple[UUID, str, datetime]:
+def decode_quota_cursor(cursor: str | None) -> tuple[UUID, str, datetime, str]:
     if not cursor:
-        return UUID(int=0), "", datetime(1, 1, 1, tzinfo=UTC)
+        return UUID(int=0), "", datetime(1, 1, 1, tzinfo=UTC), ""
     try:
-        customer, started, metric = decode_token(cursor, "q").split("|", 2)
-        return UUID(customer), metric, datetime.fromisoformat(started)
+        customer, started, length, rest = decode_token(cursor, "q").split("|", 3)
+        size = int(length)
+        if not 0 <= size <= len(rest):
+            raise ValueError(length)
+        return UUID(customer), rest[size:], datetime.fromisoformat(started), rest[:size]
     except ValueError:
         raise InvalidValue("the cursor is not one this API returned", field="cursor") from None
 
 
-def entitlement(conn: Connection[Any], customer_id: UUID, metric: str, now: datetime) -> dict[str, Any]:
-    """Whether the customer may use more of `metric` now: a hard quota refuses once exceeded."""
-    rows, _ = quotas(conn, customer_id, metric, now, None, 1)
+def _quota_of(conn: Connection[Any], customer_id: UUID, metric: str) -> dict[str, Any]:
+    """The quota on `metric` of the plan of the customer's subscription ({} if none)."""
+    plan: Any = conn.execute(
+        "SELECT pl.quotas -> %s AS quota FROM rm_subscriptions s"
+        " JOIN rm_plans pl ON pl.code = s.plan_code"
+        " WHERE s.customer_id = %s ORDER BY (s.status <> 'canceled') DESC, s.seq DESC LIMIT 1",
+        (metric, customer_id),
+    ).fetchone()
+    quota: dict[str, Any] = (plan or {}).get("quota") or {}
+    return quota
+
+
+def entitlement(
+    conn: Connection[Any], customer_id: UUID, metric: str, now: datetime, group: str | None = None
+) -> dict[str, Any]:
+    """Whether the customer may use more of `metric` now: a hard quota refuses once exceeded. A
+    quota that groups (SPEC 10) answers for `group` (usage without the property: ""); one that
+    does not answers for the customer's whole usage, whatever `group` says."""
+    quota = _quota_of(conn, customer_id, metric)
+    grp = (group or "") if quota.get("group_by") else ""
+    rows, _ = quotas(conn, customer_id, metric, now, None, 1, group=grp)
     if rows:
         row = rows[0]
     else:
-        plan: Any = conn.execute(
-            "SELECT pl.quotas -> %s AS quota FROM rm_subscriptions s"
-            " JOIN rm_plans pl ON pl.code = s.plan_code"
-            " WHERE s.customer_id = %s ORDER BY (s.status <> 'canceled') DESC, s.seq DESC LIMIT 1",
-            (metric, customer_id),
-        ).fetchone()
-        quota = (plan or {}).get("quota") or {}
         limit_value = quota.get("limit")
         row = {
             "used": 0,
@@ -382,6 +407,7 @@ def entitlement(conn: Connection[Any], customer_id: UUID, metric: str, now: date
     return {
         "customer_id": customer_id,
         "metric": metric,
+        "group": grp,
         "allowed": allowed,
         "used": used,
         "limit": limit,

@@ -5,9 +5,11 @@
 - `customer_at_risk` follows the customer's health (SPEC 4: a past_due subscription, an overdue
   invoice or an unresolved failed payment): every event that can change it raises or resolves it;
 - a canceled subscription raises `subscription_canceled` (churn);
-- usage crossing 80%, 95% and 100% of a quota raises one `quota_threshold` alert each per period;
+- usage crossing 80%, 95% and 100% of a quota raises one `quota_threshold` alert each per period
+  (and per group, for a quota that groups by a usage property);
 - each daily clock tick raises `invoice_overdue` for open invoices past their due date (paying,
-  voiding or writing the invoice off resolves it).
+  voiding or writing the invoice off resolves it), and `customer_inactive` for customers with a
+  live subscription and no usage for `inactivity_days` (their next usage resolves it).
 Time-driven transitions (trials, renewals, scheduled cancellations) are not policies: the
 subscriptions record them themselves, through the ledger's clock (`Ledger.advance_due`).
 
@@ -38,7 +40,9 @@ from domain import ids
 from domain.alert import DEFAULT_SEVERITY
 from domain.errors import DomainError
 from domain.metrics import THRESHOLD_SEVERITY, thresholds_reached
+from domain.usage import usage_group
 from infra.background import BackgroundLoop
+from projections import inactivity
 from projections.checkpoints import STORE_PARTITION, applied_position, lock_checkpoint, save_checkpoint
 from projections.core import StoredEventRow
 from projections.metric_queries import quotas
@@ -53,10 +57,13 @@ BATCH = 500
 
 
 class Policies:
-    def __init__(self, pool: ConnectionPool, ledger: Ledger, core: str = "core") -> None:
+    def __init__(
+        self, pool: ConnectionPool, ledger: Ledger, core: str = "core", inactivity_days: int = 30
+    ) -> None:
         self.pool = pool
         self.ledger = ledger
         self.core = core
+        self.inactivity_days = inactivity_days
         self.handlers: dict[str, Callable[[StoredEventRow], None]] = {
             "Payment.Failed": self.payment_failed,
             "Payment.Succeeded": self.payment_succeeded,
@@ -212,13 +219,20 @@ class Policies:
 
     def usage_changed(self, e: StoredEventRow) -> None:
         record = self._one(
-            "SELECT customer_id, metric, occurred_at FROM rm_usage_records WHERE record_id = %s", e.stream_id
+            "SELECT customer_id, metric, occurred_at, properties FROM rm_usage_records WHERE record_id = %s",
+            e.stream_id,
         )
         if record is None:
             return
-        # The quota exactly as GET /v1/usage/quotas answers it for the record's period.
+        inactivity.usage_resumed(self, e, record["customer_id"], record["occurred_at"])
+        # The quota exactly as GET /v1/usage/quotas answers it for the record's period (and its
+        # group, where the quota groups by a usage property).
         with self.pool.connection() as conn:
-            rows, _ = quotas(conn, record["customer_id"], record["metric"], record["occurred_at"], None, 1)
+            at = record["customer_id"], record["metric"], record["occurred_at"]
+            rows, _ = quotas(conn, *at, None, 1)
+            group_by = rows[0]["group_by"] if rows else None
+            if group_by is not None:
+                rows, _ = quotas(conn, *at, None, 1, group=usage_group(record["properties"], group_by))
         if not rows:
             return
         quota = rows[0]
@@ -226,13 +240,16 @@ class Policies:
             return
         used, limit = Decimal(str(quota["used"])), Decimal(str(quota["limit"]))
         period = f"{quota['period_start'].isoformat()}/{quota['period_end'].isoformat()}"
+        # A group is named in the subject (so each group has its alerts); an ungrouped quota's
+        # subject stays as it always was.
+        metric = quota["metric"] if group_by is None else f"{quota['metric']}:{group_by}={quota['group']}"
         for threshold in thresholds_reached(used, limit):
-            subject = f"{quota['metric']}:{threshold}%:{period}"
+            subject = f"{metric}:{threshold}%:{period}"
             self.raise_alert(
                 e,
                 "quota_threshold",
                 subject,
-                f"{quota['metric']} at {used} of {limit} ({threshold}% crossed) for {period}",
+                f"{metric} at {used} of {limit} ({threshold}% crossed) for {period}",
                 record["customer_id"],
                 severity=THRESHOLD_SEVERITY[threshold],
                 scope=str(record["customer_id"]),
@@ -258,6 +275,7 @@ class Policies:
                 at=moment,
             )
             self.follow_health(e, invoice["customer_id"], at=moment)
+        inactivity.check_inactive(self, e, moment)
 
 
 class BackgroundPolicies(BackgroundLoop):

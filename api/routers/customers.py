@@ -5,9 +5,21 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, status
 
-from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, ReadKey, Today, command_context, written
+from api.deps import (
+    AdminKey,
+    ContainerDep,
+    EntitledConn,
+    LedgerDep,
+    Now,
+    ReadConn,
+    ReadKey,
+    Today,
+    command_context,
+    written,
+)
 from api.errors import ApiProblem
 from api.schemas.common import ListOf, Moment
+from api.schemas.integrations import CustomerStatusOut
 from api.schemas.resources import (
     BalancesOut,
     CustomerRegister,
@@ -20,6 +32,7 @@ from api.schemas.resources import (
 from application import commands as c
 from domain.errors import NotFound
 from projections import queries
+from projections.customer_status import customer_status
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
@@ -74,6 +87,16 @@ def list_customers(
         conn, status=status_, today=today, cursor=cursor, limit=limit, search=search or None
     )
     return {"data": page.items, "next_cursor": page.next_cursor}
+
+
+@router.get("/{customer_id}/status", response_model=CustomerStatusOut)
+def get_customer_status(customer_id: UUID, conn: EntitledConn, today: Today, now: Now) -> dict[str, Any]:
+    """The customer's status and its subscription's (trial, period, cancellation), for read keys
+    and for an ingest key scoped to this customer (an instance asking about its own billing)."""
+    found = customer_status(conn, customer_id, today, now)
+    if found is None:
+        raise NotFound(f"no customer with id {customer_id}")
+    return found
 
 
 @router.get("/{customer_id}", response_model=CustomerView)

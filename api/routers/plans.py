@@ -18,7 +18,7 @@ PlanCode = Annotated[str, Path(min_length=1, max_length=100, pattern=PLAN_CODE_P
 def _terms(body: PlanTerms) -> dict[str, Any]:
     return {
         **body.model_dump(exclude={"code", "effective_at", "quotas", "usage_prices"}),
-        "quotas": {k: v.model_dump() for k, v in body.quotas.items()},
+        "quotas": {k: v.model_dump(exclude_none=True) for k, v in body.quotas.items()},
         "usage_prices": {k: v.model_dump(exclude_none=True) for k, v in body.usage_prices.items()},
     }
 

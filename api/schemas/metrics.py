@@ -102,9 +102,17 @@ class ReceivablesOut(BaseModel):
     next_cursor: str | None
 
 
+GROUP_DESCRIPTION = (
+    'the value of the usage property the quota groups by (`group_by`); "" for usage without it, and'
+    " for a quota that does not group"
+)
+
+
 class QuotaOut(BaseModel):
     customer_id: UUID
     metric: str
+    group: str = Field(description=GROUP_DESCRIPTION)
+    group_by: str | None = Field(description="the usage property the quota counts per value of, if any")
     period_start: datetime
     period_end: datetime
     used: int | float
@@ -118,6 +126,7 @@ class QuotaOut(BaseModel):
 class EntitlementOut(BaseModel):
     customer_id: UUID
     metric: str
+    group: str = Field(description=GROUP_DESCRIPTION)
     allowed: bool
     used: int | float
     limit: int | float | None

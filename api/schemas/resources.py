@@ -53,6 +53,16 @@ class Quota(Request):
     limit: float = Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False, description="a usage quantity")
     aggregation: Literal["sum", "max", "last"] = "sum"
     enforcement: Literal["soft", "hard"] = "soft"
+    group_by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description=(
+            "a usage property (e.g. `project`): usage, thresholds, alerts and entitlements are then per"
+            " value of it, each group against the whole limit. Usage without that property (or with a"
+            ' value that is not a string, number or boolean) counts under the group "" (empty string)'
+        ),
+    )
 
 
 class PriceTier(Request):

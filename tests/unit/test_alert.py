@@ -64,6 +64,7 @@ def test_default_severities_follow_the_spec() -> None:
         "customer_at_risk": "high",
         "subscription_canceled": "medium",
         "quota_threshold": "medium",
+        "customer_inactive": "low",  # SPEC section 10
     }
     assert set(DEFAULT_SEVERITY.values()) <= set(SEVERITIES)
 

@@ -11,7 +11,11 @@ export function quotaColumns({ withCustomer = true } = {}) {
     columns.push({ label: "Customer", render: (q) => h("a", { class: "primary-text mono", href: `#/customers/${q.customer_id}` }, q.customer_id.slice(0, 8)) });
   }
   columns.push(
-    { label: "Metric", render: (q) => h("code", {}, q.metric) },
+    {
+      label: "Metric",
+      // A quota that counts per value of a usage property (SPEC 10) names the group ("" is usage without it).
+      render: (q) => (q.group_by ? h("span", {}, h("code", {}, q.metric), " ", h("span", { class: "muted" }, `${q.group_by}: ${q.group === "" ? "(none)" : q.group}`)) : h("code", {}, q.metric)),
+    },
     { label: "Period", class: "hide-narrow", render: (q) => `${day(q.period_start)} → ${day(q.period_end)}` },
     { label: "Used", class: "num", render: (q) => `${quantity(q.used)} / ${q.limit === null ? "∞" : quantity(q.limit)}` },
     {
