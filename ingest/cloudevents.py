@@ -259,6 +259,11 @@ def _checked(
         )
     if not isinstance(data, dict):
         return Rejection(index, event_id, "invalid_data", "data is a JSON object")
+    canonical = canonical_event(attributes, data)
+    encoded = _encoded(canonical)
+    if (b"\\u0000" in encoded or b"\\x00" in encoded) and _holds_nul(canonical):
+        # PostgreSQL text cannot hold U+0000: refused here rather than failing a projector later
+        return Rejection(index, event_id, "invalid_data", "text may not contain the NUL character (U+0000)")
     return ReadEvent(
         index=index,
         id=event_id,
@@ -267,7 +272,7 @@ def _checked(
         subject=subject,
         time=time,
         data=data,
-        content_hash=content_hash(canonical_event(attributes, data)),
+        content_hash=hashlib.sha256(encoded).hexdigest()[:32],
         sent=sent,
     )
 
@@ -300,11 +305,24 @@ def _canonical_string(value: Any) -> Any:
 
 def content_hash(sent: dict[str, Any]) -> str:
     """The fingerprint of an event: its canonical attributes and data, keys sorted."""
+    return hashlib.sha256(_encoded(sent)).hexdigest()[:32]
+
+
+def _encoded(sent: dict[str, Any]) -> bytes:
     try:
-        encoded = orjson.dumps(sent, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(sent, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     except TypeError:  # a value orjson refuses (an integer beyond 64 bits): canonical repr instead
-        encoded = repr(sorted(sent.items())).encode()
-    return hashlib.sha256(encoded).hexdigest()[:32]
+        return repr(sorted(sent.items())).encode()
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 # ---------------------------------------------------------------------------- into commands

@@ -72,6 +72,9 @@ def test_a_structured_event_is_read_with_time_as_utc_and_aliases_resolved() -> N
         ({**VALID, "type": "order.placed", "data": {}}, "unknown_type"),
         ({**VALID, "data": "text"}, "invalid_data"),
         ({**VALID, "data_base64": "AAAA"}, "invalid_data"),
+        ({**VALID, "data": {"metric": "api\x00calls", "value": 1}}, "invalid_data"),
+        ({**VALID, "data": {"tags": [{"k\x00": "v"}]}}, "invalid_data"),
+        ({**VALID, "subject": "ac\x00me", "data": {}}, "invalid_data"),
     ],
 )
 def test_unreadable_events_are_rejections_with_a_code(raw: Any, code: str) -> None:
@@ -87,3 +90,9 @@ def test_the_content_hash_ignores_key_order_and_sees_every_value() -> None:
     same = {"data": {"metric": "m", "value": 1}, "source": "s", "id": "1"}
     other = {"id": "1", "source": "s", "data": {"value": 2, "metric": "m"}}
     assert content_hash(one) == content_hash(same) != content_hash(other)
+
+
+def test_text_that_only_spells_a_nul_escape_is_ordinary_text() -> None:
+    read = read_event({**VALID, "time": VALID["time"].isoformat(), "data": {"note": "\\u0000"}}, 0)
+    assert isinstance(read, ReadEvent)
+    assert read.data == {"note": "\\u0000"}
