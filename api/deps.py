@@ -15,7 +15,8 @@ from psycopg import Connection
 
 from api.errors import ApiProblem
 from application.commands import CommandContext
-from application.ledger import Ledger, Outcome
+from application.ledger import Ledger
+from application.outcome import Outcome
 from domain.business_time import check_business_time
 from infra.bootstrap import CORE_PROJECTION, Container
 from infra.keys import Principal

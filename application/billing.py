@@ -427,6 +427,8 @@ class Billing:
             due_date=at.date() + timedelta(days=customer.net_terms_days),
             occurred_at=at,
             balance_available=customer.balance(invoice.currency),
+            collection_method=customer.collection_method,
+            dunning=self.ledger.dunning,
         )
         if invoice.balance_applied:
             customer.adjust_balance(

@@ -28,7 +28,8 @@ from domain.payment import Payment
 from domain.subscription import Subscription
 
 if TYPE_CHECKING:
-    from application.ledger import Ledger, Outcome
+    from application.ledger import Ledger
+    from application.outcome import Outcome
 
 
 # ------------------------------------------------------------------ coupons and discounts

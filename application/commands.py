@@ -67,6 +67,7 @@ class RegisterCustomer:
     vat_id: str | None = None
     address: dict[str, Any] | None = None
     net_terms_days: int = 30
+    collection_method: str = "send_invoice"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class UpdateCustomer:
     vat_id: str | None = None
     address: dict[str, Any] | None = None
     net_terms_days: int | None = None
+    collection_method: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,41 @@ class FailPayment:
 @dataclass(frozen=True)
 class RetryPayment:
     payment_id: UUID
+
+
+@dataclass(frozen=True)
+class CancelPayment:
+    payment_id: UUID
+    reason: str = "canceled"
+
+
+@dataclass(frozen=True)
+class StartCollection:
+    """Make the `attempt`-th attempt to collect an invoice through the payment backend."""
+
+    invoice_id: UUID
+    attempt: int
+
+
+@dataclass(frozen=True)
+class SubmitPayment:
+    """The payment backend took a payment under its own id."""
+
+    payment_id: UUID
+    external_payment_id: str
+    payment_url: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordBackendOutcome:
+    """What the payment backend says became of a payment (its callback, or its status polled)."""
+
+    external_payment_id: str
+    status: str
+    amount: int | None = None
+    currency: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from application import commands as c
-from application.ledger import Ledger, Outcome
+from application.ledger import Ledger
+from application.outcome import Outcome
 from application.simulation import FAILURE_CODES, company_name, plan_catalog
 
 DUE_DAYS = 14

@@ -18,16 +18,18 @@ from eventsourcing.persistence import IntegrityError, Mapper, Recording
 from psycopg import OperationalError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
-from application import billing_use_cases, receipts
+from application import billing_use_cases, payment_collection, receipts
 from application import commands as c
 from application.billing import Billing, BillingWork
 from application.idempotency import CommandRecord
+from application.outcome import Outcome
 from domain import ids
 from domain.alert import Alert
 from domain.base import LedgerAggregate, TimeDriven, ensure_utc
 from domain.business_time import check_business_time
 from domain.clock import ClockTick, TestClock
 from domain.customer import Customer
+from domain.dunning import DunningPolicy
 from domain.errors import (
     AlreadyExists,
     CurrencyMismatch,
@@ -51,23 +53,27 @@ A = TypeVar("A", bound=Aggregate)
 Receipt = dict[str, Any] | Callable[[Any], dict[str, Any]]
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What a use case answers: the resource's receipt and the log position of its last event."""
-
-    resource_id: UUID
-    receipt: dict[str, Any]
-    position: int
-    created: bool = False
-    recorded: bool = True  # whether the command recorded anything
-
-
 _current_work: contextvars.ContextVar[BillingWork | None] = contextvars.ContextVar(
     "billing_work", default=None
 )
 _simulated_now: contextvars.ContextVar[Callable[[], datetime] | None] = contextvars.ContextVar(
     "simulated_now", default=None
 )
+
+
+_by_hand: contextvars.ContextVar[bool] = contextvars.ContextVar("collections_by_hand", default=False)
+
+
+@contextmanager
+def collections_by_hand() -> Iterator[None]:
+    """Within the block (this thread or task only), invoices are not dunned: no reminders, no
+    retries, no final action. For a writer that plays the collections itself (`ledger simulate`
+    retries and writes off its customers' invoices as its model says)."""
+    token = _by_hand.set(True)
+    try:
+        yield
+    finally:
+        _by_hand.reset(token)
 
 
 @contextmanager
@@ -109,9 +115,11 @@ class Ledger(Application[UUID]):
         invoice_prefix: str = "INV",
         allow_test_clock: bool = False,
         invoice_grace: timedelta = timedelta(hours=1),
+        dunning: DunningPolicy | None = None,
     ) -> None:
         super().__init__(env)
         self.invoice_prefix = invoice_prefix
+        self._dunning = dunning or DunningPolicy()
         self.allow_test_clock = allow_test_clock
         self.billing = Billing(self, grace=invoice_grace)
 
@@ -132,6 +140,11 @@ class Ledger(Application[UUID]):
         self._notify(recordings)
         self.notify(processing.events)  # deprecated in the library, kept as it calls it
         return recordings
+
+    @property
+    def dunning(self) -> DunningPolicy | None:
+        """The dunning settings, or None where collections are played by hand (`collections_by_hand`)."""
+        return None if _by_hand.get() else self._dunning
 
     def now(self) -> datetime:
         """The ledger's now: the wall clock (UTC), unless a test clock moved it forward, or the
@@ -352,6 +365,7 @@ class Ledger(Application[UUID]):
                     cmd.vat_id,
                     cmd.address,
                     cmd.net_terms_days,
+                    cmd.collection_method,
                 )
                 found = (
                     existing.email,
@@ -363,6 +377,7 @@ class Ledger(Application[UUID]):
                     existing.vat_id,
                     existing.address,
                     existing.net_terms_days,
+                    existing.collection_method,
                 )
                 if wanted != found:
                     raise AlreadyExists(
@@ -383,6 +398,7 @@ class Ledger(Application[UUID]):
                 vat_id=cmd.vat_id,
                 address=cmd.address,
                 net_terms_days=cmd.net_terms_days,
+                collection_method=cmd.collection_method,
             )
             return self._commit(ctx, customer, receipts.customer_receipt(customer), created=True)
 
@@ -401,6 +417,7 @@ class Ledger(Application[UUID]):
                 vat_id=cmd.vat_id,
                 address=cmd.address,
                 net_terms_days=cmd.net_terms_days,
+                collection_method=cmd.collection_method,
             )
             return self._commit(ctx, customer, receipts.customer_receipt(customer))
 
@@ -603,13 +620,20 @@ class Ledger(Application[UUID]):
     def finalize_invoice(self, cmd: c.FinalizeInvoice, ctx: c.CommandContext) -> Outcome:
         def use_case(ctx: c.CommandContext) -> Outcome:
             invoice = self._get(Invoice, cmd.invoice_id, "invoice")
+            customer = self._get(Customer, invoice.customer_id, "customer")
             assigned = assign_invoice_number(
                 last_sequence=self.store.stream_version(ids.INVOICE_NUMBERING_ID),
                 prefix=self.invoice_prefix,
                 invoice_id=invoice.id,
                 occurred_at=ctx.occurred_at,
             )
-            invoice.finalize(number=assigned.number, due_date=cmd.due_date, occurred_at=ctx.occurred_at)
+            invoice.finalize(
+                number=assigned.number,
+                due_date=cmd.due_date,
+                occurred_at=ctx.occurred_at,
+                collection_method=customer.collection_method,
+                dunning=self.dunning,
+            )
             return self._commit(ctx, invoice, receipts.invoice_receipt(invoice), assigned)
 
         return self._run(ctx, use_case)
@@ -702,6 +726,10 @@ class Ledger(Application[UUID]):
                 occurred_at=ctx.occurred_at,
             )
             invoice, sub = self._invoice_and_subscription(payment, ctx.occurred_at)
+            if invoice is not None:
+                invoice.record_failed_payment(
+                    payment_id=payment.id, occurred_at=ctx.occurred_at, policy=self.dunning
+                )
             if (
                 invoice is not None
                 and sub is not None
@@ -709,7 +737,7 @@ class Ledger(Application[UUID]):
                 and str(invoice.id) not in sub.past_due_invoice_ids
             ):
                 sub.mark_past_due(invoice_id=invoice.id, occurred_at=ctx.occurred_at)
-            return self._commit(ctx, payment, receipts.payment_receipt(payment), sub)
+            return self._commit(ctx, payment, receipts.payment_receipt(payment), invoice, sub)
 
         return self._run(ctx, use_case)
 
@@ -720,6 +748,20 @@ class Ledger(Application[UUID]):
             return self._commit(ctx, payment, receipts.payment_receipt(payment))
 
         return self._run(ctx, use_case)
+
+    # ------------------------------------------------------------------ collections (payment_collection.py)
+
+    def start_collection(self, cmd: c.StartCollection, ctx: c.CommandContext) -> Outcome | None:
+        return payment_collection.start_collection(self, cmd, ctx)
+
+    def submit_payment(self, cmd: c.SubmitPayment, ctx: c.CommandContext) -> Outcome:
+        return payment_collection.submit_payment(self, cmd, ctx)
+
+    def record_backend_outcome(self, cmd: c.RecordBackendOutcome, ctx: c.CommandContext) -> Outcome:
+        return payment_collection.record_backend_outcome(self, cmd, ctx)
+
+    def cancel_payment(self, cmd: c.CancelPayment, ctx: c.CommandContext) -> Outcome:
+        return payment_collection.cancel_payment(self, cmd, ctx)
 
     def refund_payment(self, cmd: c.RefundPayment, ctx: c.CommandContext) -> Outcome:
         def use_case(ctx: c.CommandContext) -> Outcome:

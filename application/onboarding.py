@@ -18,7 +18,8 @@ from typing import Protocol
 from uuid import UUID
 
 from application import commands as c
-from application.ledger import Ledger, Outcome
+from application.ledger import Ledger
+from application.outcome import Outcome
 
 INGEST = "ingest"
 

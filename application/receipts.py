@@ -45,6 +45,7 @@ def customer_receipt(customer: Customer) -> dict[str, Any]:
         "vat_id": customer.vat_id,
         "address": customer.address,
         "net_terms_days": customer.net_terms_days,
+        "collection_method": customer.collection_method,
         "discount": customer.discount,
         "metadata": customer.metadata,
         "archived": customer.is_archived,
@@ -112,6 +113,21 @@ def invoice_receipt(invoice: Invoice) -> dict[str, Any]:
         "due_date": _time(invoice.due_date),
         "created_at": _time(invoice.drafted_at),
         "finalized_at": _time(invoice.finalized_at),
+        "collection_method": invoice.collection_method,
+        "dunning": dunning_view(invoice),
+    }
+
+
+def dunning_view(invoice: Invoice) -> dict[str, Any] | None:
+    """SPEC 8: `{state, attempts, next_action_at}`, with the steps taken and the final action."""
+    if invoice.dunning is None:
+        return None
+    return {
+        "state": invoice.dunning["state"],
+        "attempts": invoice.payment_failures,
+        "next_action_at": _time(invoice.next_due_at),
+        "steps_taken": len(invoice.dunning["steps"]),
+        "final_action": invoice.dunning["final_action"],
     }
 
 
@@ -128,6 +144,9 @@ def payment_receipt(payment: Payment) -> dict[str, Any]:
         "failure_message": payment.failure_message,
         "amount_refunded": payment.amount_refunded,
         "provider_reference": payment.provider_reference,
+        "method": payment.method,
+        "external_payment_id": payment.external_payment_id,
+        "payment_url": payment.payment_url,
         "created_at": _time(payment.initiated_at),
     }
 

@@ -56,7 +56,8 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from application import commands as c
-from application.ledger import Ledger, Outcome, simulated_time
+from application.ledger import Ledger, collections_by_hand, simulated_time
+from application.outcome import Outcome
 from domain import ids
 from domain.base import ensure_utc
 from domain.errors import InvalidValue
@@ -261,7 +262,7 @@ class Simulation:
     def run(self, on_customer_done: Callable[[], None] | None = None) -> SimulationStats:
         # The ledger's now is the simulated moment: each command catches its subscription up to
         # the moment it happens in the simulated world, not to the wall clock.
-        with simulated_time(lambda: self.moment):
+        with simulated_time(lambda: self.moment), collections_by_hand():
             self._define_plans()
             shard, shards = self.shard
             for index, signup in enumerate(self.signup_moments(), start=1):

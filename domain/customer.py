@@ -11,6 +11,7 @@ from domain import ids
 from domain.base import LedgerAggregate
 from domain.billing import check_tax_exemption
 from domain.coupon import redeemed
+from domain.dunning import SEND_INVOICE, check_collection_method
 from domain.errors import CustomerArchived, InvalidValue
 from domain.money import check_currency
 
@@ -67,6 +68,7 @@ class Customer(LedgerAggregate):
         vat_id: str | None = None,
         address: dict[str, Any] | None = None,
         net_terms_days: int = 30,
+        collection_method: str = SEND_INVOICE,
     ) -> Customer:
         if not external_id.strip():
             raise InvalidValue("external_id cannot be blank", field="external_id")
@@ -76,6 +78,7 @@ class Customer(LedgerAggregate):
         check_tax_exemption(tax_exempt)
         check_net_terms(net_terms_days)
         check_address(address)
+        check_collection_method(collection_method)
         return cls(
             external_id=external_id,
             email=email,
@@ -88,6 +91,7 @@ class Customer(LedgerAggregate):
             vat_id=vat_id,
             address=address,
             net_terms_days=net_terms_days,
+            collection_method=collection_method,
         )
 
     @event("Registered")
@@ -104,6 +108,7 @@ class Customer(LedgerAggregate):
         vat_id: str | None = None,
         address: dict[str, Any] | None = None,
         net_terms_days: int = 30,
+        collection_method: str = SEND_INVOICE,
     ) -> None:
         self.external_id = external_id
         self.email = email
@@ -117,6 +122,7 @@ class Customer(LedgerAggregate):
         self.vat_id = vat_id
         self.address = copy.deepcopy(address)
         self.net_terms_days = net_terms_days
+        self.collection_method = collection_method
         # Credit owed to the customer, per currency: applied to what its next invoices owe.
         self.balances: dict[str, int] = {}
         # A coupon applied to all the customer's invoices (a subscription's own discount wins).
@@ -157,6 +163,7 @@ class Customer(LedgerAggregate):
         vat_id: str | None = None,
         address: dict[str, Any] | None = None,
         net_terms_days: int | None = None,
+        collection_method: str | None = None,
     ) -> bool:
         """Record the fields that change; returns False (and records nothing) if none do."""
         self.check_not_archived()
@@ -169,6 +176,8 @@ class Customer(LedgerAggregate):
         if net_terms_days is not None:
             check_net_terms(net_terms_days)
         check_address(address)
+        if collection_method is not None:
+            check_collection_method(collection_method)
         changes: dict[str, Any] = {
             "email": email if email != self.email else None,
             "name": name if name != self.name else None,
@@ -178,6 +187,7 @@ class Customer(LedgerAggregate):
             "vat_id": vat_id if vat_id != self.vat_id else None,
             "address": address if address != self.address else None,
             "net_terms_days": net_terms_days if net_terms_days != self.net_terms_days else None,
+            "collection_method": (collection_method if collection_method != self.collection_method else None),
         }
         if all(value is None for value in changes.values()):
             return False
@@ -196,6 +206,7 @@ class Customer(LedgerAggregate):
         vat_id: str | None = None,
         address: dict[str, Any] | None = None,
         net_terms_days: int | None = None,
+        collection_method: str | None = None,
     ) -> None:
         if email is not None:
             self.email = email
@@ -213,6 +224,8 @@ class Customer(LedgerAggregate):
             self.address = copy.deepcopy(address)
         if net_terms_days is not None:
             self.net_terms_days = net_terms_days
+        if collection_method is not None:
+            self.collection_method = collection_method
 
     def archive(self, *, occurred_at: datetime) -> None:
         self.check_not_archived()

@@ -111,3 +111,14 @@ def invoice_line_id(invoice_id: UUID, index: int) -> UUID:
 def credit_note_id(number: str) -> UUID:
     """A credit note's id: its gapless number, unique in its sequence."""
     return _uuid5(f"credit-note:{number}")
+
+
+def collection_attempt_id(invoice_id: UUID, attempt: int) -> UUID:
+    """The payment of the n-th attempt to collect an invoice automatically: starting the same
+    attempt twice (two policy processes, a crash before the checkpoint) finds the first."""
+    return _uuid5(f"collection:{invoice_id}:{attempt}")
+
+
+def backend_payment_reference_id(external_payment_id: str) -> UUID:
+    """Where the payment backend's id of a payment leads to the ledger's payment."""
+    return _uuid5(f"payment-backend:{external_payment_id}")

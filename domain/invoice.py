@@ -10,10 +10,23 @@ from uuid import UUID
 from eventsourcing.domain import DomainEvent, event
 
 from domain import ids
-from domain.base import LedgerAggregate
+from domain.base import TimeDriven
 from domain.billing import Discount, InvoiceFigures, balance_applied, check_tax_exemption, tax_note
 from domain.coupon import as_discount
 from domain.customer import check_tax_rate
+from domain.dunning import (
+    CHARGE_AUTOMATICALLY,
+    EXHAUSTED,
+    FINAL,
+    REMINDING,
+    RETRYING,
+    SEND_INVOICE,
+    STOPPED,
+    DunningPolicy,
+    Step,
+    check_collection_method,
+    next_step,
+)
 from domain.errors import (
     CreditNoteExceedsInvoice,
     EmptyInvoice,
@@ -34,7 +47,7 @@ def compute_tax(taxable: int, tax_rate_bps: int) -> int:
     return divide_half_even(taxable * tax_rate_bps, BPS)
 
 
-class Invoice(LedgerAggregate):
+class Invoice(TimeDriven):
     @classmethod
     def draft(
         cls,
@@ -155,6 +168,11 @@ class Invoice(LedgerAggregate):
         self.balance_applied = 0
         self.drafted_at = occurred_at
         self.finalized_at: datetime | None = None
+        # How the money is collected (the customer's method at finalization; None: elsewhere,
+        # e.g. an invoice Stripe finalized) and what is being done about it not coming in.
+        self.collection_method: str | None = None
+        self.payment_failures = 0
+        self.dunning: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ figures
 
@@ -175,10 +193,102 @@ class Invoice(LedgerAggregate):
     def tax_note(self) -> str | None:
         return tax_note(self.tax_exempt)
 
+    # ------------------------------------------------------------------ the clock of dunning
+
     @property
     def next_due_at(self) -> datetime | None:
-        """A generated draft falls due for finalization at the end of its grace period."""
-        return self.finalize_at if self.status == DRAFT else None
+        """When the next dunning step falls due (a generated draft's finalization is its
+        subscription's to decide: `finalize_at`)."""
+        step = self._next_step()
+        return step.scheduled_at if step is not None else None
+
+    def _next_step(self) -> Step | None:
+        if self.dunning is None or self.status != OPEN:
+            return None
+        schedule = [datetime.fromisoformat(m) for m in self.dunning["schedule"]]
+        return next_step(self.dunning["state"], schedule, len(self.dunning["steps"]))
+
+    def advance(self, now: datetime) -> int:
+        """Take each dunning step due by `now`, at the moment it fell due."""
+        taken = 0
+        while (step := self._next_step()) is not None and step.scheduled_at <= now:
+            self._take_step(step)
+            taken += 1
+        return taken
+
+    def _take_step(self, step: Step) -> None:
+        dunning = self.dunning or {}
+        following = None
+        if step.action != FINAL:
+            schedule = [datetime.fromisoformat(m) for m in dunning["schedule"]]
+            after = next_step(dunning["state"], schedule, step.step)
+            following = after.scheduled_at if after is not None else None
+        self._step_taken(
+            step=step.step,
+            action=step.action,
+            scheduled_at=step.scheduled_at,
+            attempts=self.payment_failures,
+            next_action_at=following,
+            final_action=dunning.get("final_action", "none") if step.action == FINAL else None,
+            occurred_at=step.scheduled_at,
+        )
+
+    @event("DunningStarted")
+    def _start_dunning(
+        self, state: str, schedule: list[str], final_action: str, occurred_at: datetime
+    ) -> None:
+        self.dunning = {
+            "state": state,
+            "schedule": list(schedule),  # ISO moments: a list of datetimes would not survive storage
+            "steps": [],
+            "final_action": final_action,
+            "started_at": occurred_at.isoformat(),
+        }
+
+    @event("DunningStepTaken")
+    def _step_taken(
+        self,
+        step: int,
+        action: str,
+        scheduled_at: datetime,
+        attempts: int,
+        next_action_at: datetime | None,
+        final_action: str | None,
+        occurred_at: datetime,
+    ) -> None:
+        dunning = self.dunning or {}
+        self.dunning = {
+            **dunning,
+            "steps": [*dunning.get("steps", []), action],
+            "state": EXHAUSTED if action == FINAL else dunning.get("state"),
+        }
+
+    def record_failed_payment(
+        self, *, payment_id: UUID, occurred_at: datetime, policy: DunningPolicy | None
+    ) -> None:
+        """An attempt to collect this invoice failed. The first failure of an automatically
+        collected invoice starts retrying; a failure once every retry was made exhausts it."""
+        if self.status != OPEN:
+            return  # paid (or settled otherwise) meanwhile: the failure changes nothing owed
+        self._payment_failed(
+            payment_id=payment_id, failures=self.payment_failures + 1, occurred_at=occurred_at
+        )
+        if self.collection_method != CHARGE_AUTOMATICALLY or policy is None:
+            return
+        if self.dunning is None:
+            self._start_dunning(
+                state=RETRYING,
+                schedule=[m.isoformat() for m in policy.retries_after(occurred_at)],
+                final_action=policy.final_action,
+                occurred_at=occurred_at,
+            )
+        if self.dunning is not None and self.dunning["state"] == RETRYING and self._next_step() is None:
+            taken = len(self.dunning["steps"])
+            self._take_step(Step(taken + 1, FINAL, occurred_at))
+
+    @event("PaymentFailed")
+    def _payment_failed(self, payment_id: UUID, failures: int, occurred_at: datetime) -> None:
+        self.payment_failures = failures
 
     def lines_of_kind(self, *kinds: str) -> list[dict[str, Any]]:
         return [line for line in self.lines if line.get("kind", "manual") in kinds]
@@ -273,7 +383,14 @@ class Invoice(LedgerAggregate):
         self._set_figures(self.figures())
 
     def finalize(
-        self, *, number: str, due_date: date, occurred_at: datetime, balance_available: int = 0
+        self,
+        *,
+        number: str,
+        due_date: date,
+        occurred_at: datetime,
+        balance_available: int = 0,
+        collection_method: str = SEND_INVOICE,
+        dunning: DunningPolicy | None = None,
     ) -> None:
         """Open the invoice under its number. The customer's credit balance (what is available of
         it in the invoice's currency) pays what the invoice owes after tax; a negative total is
@@ -284,6 +401,7 @@ class Invoice(LedgerAggregate):
             raise EmptyInvoice("an invoice without lines cannot be finalized")
         if due_date < occurred_at.date():
             raise InvalidValue("the due date is before the finalization date", field="due_date")
+        check_collection_method(collection_method)
         figures = self.figures()
         self._record_finalization(
             number=number,
@@ -294,7 +412,17 @@ class Invoice(LedgerAggregate):
             total=figures.total,
             occurred_at=occurred_at,
             balance_applied=balance_applied(figures.total, balance_available),
+            collection_method=collection_method,
         )
+        if self.status == OPEN and collection_method == SEND_INVOICE and dunning is not None:
+            reminders = dunning.reminders_for(due_date, not_before=occurred_at)
+            if reminders:
+                self._start_dunning(
+                    state=REMINDING,
+                    schedule=[m.isoformat() for m in reminders],
+                    final_action=dunning.final_action,
+                    occurred_at=occurred_at,
+                )
 
     def finalize_external(
         self,
@@ -348,8 +476,10 @@ class Invoice(LedgerAggregate):
         total: int,
         occurred_at: datetime,
         balance_applied: int = 0,
+        collection_method: str | None = None,
     ) -> None:
         self.status = OPEN
+        self.collection_method = collection_method
         self.number = number
         self.due_date = due_date
         self.subtotal = subtotal
@@ -386,6 +516,12 @@ class Invoice(LedgerAggregate):
     @event("Paid")
     def _mark_paid(self, occurred_at: datetime) -> None:
         self.status = PAID
+        self._stop_dunning()
+
+    def _stop_dunning(self) -> None:
+        """Settled: dunning under way stops (an exhausted one stays as it ended)."""
+        if self.dunning is not None and self.dunning["state"] in (RETRYING, REMINDING):
+            self.dunning = {**self.dunning, "state": STOPPED}
 
     def credit(
         self,
@@ -440,6 +576,7 @@ class Invoice(LedgerAggregate):
     def _void(self, occurred_at: datetime) -> None:
         self.status = VOID
         self.amount_remaining = 0
+        self._stop_dunning()
 
     def mark_uncollectible(self, *, occurred_at: datetime) -> None:
         if self.status != OPEN:
@@ -450,6 +587,7 @@ class Invoice(LedgerAggregate):
     def _mark_uncollectible(self, written_off: int, occurred_at: datetime) -> None:
         self.status = UNCOLLECTIBLE
         self.amount_remaining = 0
+        self._stop_dunning()
 
 
 def _copied(lines: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -5,11 +5,13 @@ from uuid import UUID
 
 from eventsourcing.domain import event
 
+from domain import ids
 from domain.base import LedgerAggregate
 from domain.errors import InvalidTransition, InvalidValue, PaymentNotPending, RefundExceedsPayment
 from domain.money import check_amount, check_currency
 
-PENDING, SUCCEEDED, FAILED, REFUNDED = "pending", "succeeded", "failed", "refunded"
+PENDING, SUCCEEDED, FAILED, REFUNDED, CANCELED = "pending", "succeeded", "failed", "refunded", "canceled"
+MANUAL, BACKEND = "manual", "backend"
 
 
 class Payment(LedgerAggregate):
@@ -24,6 +26,8 @@ class Payment(LedgerAggregate):
         provider_reference: str | None,
         occurred_at: datetime,
         payment_id: UUID | None = None,
+        method: str = MANUAL,
+        attempt: int = 1,
     ) -> Payment:
         check_currency(currency)
         if amount <= 0:
@@ -38,6 +42,8 @@ class Payment(LedgerAggregate):
             currency=currency,
             provider_reference=provider_reference,
             occurred_at=occurred_at,
+            method=method,
+            attempt=attempt,
         )
 
     @event("Initiated")
@@ -49,6 +55,8 @@ class Payment(LedgerAggregate):
         currency: str,
         provider_reference: str | None,
         occurred_at: datetime,
+        method: str = MANUAL,
+        attempt: int = 1,
     ) -> None:
         self.customer_id = customer_id
         self.invoice_id = invoice_id
@@ -56,7 +64,12 @@ class Payment(LedgerAggregate):
         self.currency = currency
         self.provider_reference = provider_reference
         self.status = PENDING
-        self.attempt = 1
+        # `manual`: recorded by hand or mirrored from a provider; `backend`: collected by the
+        # ledger through its payment backend (submitted once it has the backend's id).
+        self.method = method
+        self.attempt = attempt
+        self.external_payment_id: str | None = None
+        self.payment_url: str | None = None
         self.failure_code: str | None = None
         self.failure_message: str | None = None
         self.amount_refunded = 0
@@ -95,6 +108,38 @@ class Payment(LedgerAggregate):
     def _retry(self, attempt: int, occurred_at: datetime) -> None:
         self.status = PENDING
         self.attempt = attempt
+        if self.method == BACKEND:
+            self.external_payment_id = None  # tried again: submitted anew, under a new key
+            self.payment_url = None
+
+    def check_submittable(self) -> None:
+        if self.method != BACKEND:
+            raise InvalidTransition("only a payment the ledger collects goes to its payment backend")
+        if self.external_payment_id is not None:
+            raise InvalidTransition("the payment was already submitted to the payment backend")
+
+    def submit(self, *, external_payment_id: str, payment_url: str | None, occurred_at: datetime) -> None:
+        """The payment backend took the payment under its own id."""
+        self.check_submittable()
+        if not external_payment_id.strip():
+            raise InvalidValue("the backend's payment id cannot be blank", field="external_payment_id")
+        self._submit(
+            external_payment_id=external_payment_id, payment_url=payment_url, occurred_at=occurred_at
+        )
+
+    @event("Submitted")
+    def _submit(self, external_payment_id: str, payment_url: str | None, occurred_at: datetime) -> None:
+        self.external_payment_id = external_payment_id
+        self.payment_url = payment_url
+
+    def cancel(self, *, reason: str, occurred_at: datetime) -> None:
+        """No money will come of this payment (the backend or the customer canceled it)."""
+        self.check_pending()
+        self._cancel(reason=reason, occurred_at=occurred_at)
+
+    @event("Canceled")
+    def _cancel(self, reason: str, occurred_at: datetime) -> None:
+        self.status = CANCELED
 
     def attach_to_invoice(self, *, invoice_id: UUID, occurred_at: datetime) -> None:
         """Name the invoice a payment made without one was for. A provider may say so only
@@ -130,3 +175,29 @@ class Payment(LedgerAggregate):
         self.amount_refunded = amount_refunded
         if amount_refunded == self.amount:
             self.status = REFUNDED
+
+
+class PaymentReference(LedgerAggregate):
+    """The payment backend's id of a payment, leading to the ledger's payment (a callback names
+    only the former). Its id derives from the backend's id: `ids.backend_payment_reference_id`."""
+
+    @classmethod
+    def record(
+        cls, *, external_payment_id: str, payment_id: UUID, customer_id: UUID, occurred_at: datetime
+    ) -> PaymentReference:
+        return cls._created_with_id(
+            ids.backend_payment_reference_id(external_payment_id),
+            "Recorded",
+            external_payment_id=external_payment_id,
+            payment_id=payment_id,
+            customer_id=customer_id,
+            occurred_at=occurred_at,
+        )
+
+    @event("Recorded")
+    def __init__(
+        self, external_payment_id: str, payment_id: UUID, customer_id: UUID, occurred_at: datetime
+    ) -> None:
+        self.external_payment_id = external_payment_id
+        self.payment_id = payment_id
+        self.customer_id = customer_id

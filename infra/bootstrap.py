@@ -16,6 +16,7 @@ from infra.background import BackgroundLoop
 from infra.database import ensure_database, ensure_schema, event_store_env, open_pool
 from infra.group_commit import GroupCommitter
 from infra.keys import KeyStore
+from infra.payment_backend import PaymentBackend
 from infra.relay import BackgroundRelay, Relay
 from infra.seals import BackgroundSealer, create_seal_table
 from infra.settings import DatabaseAddress, Settings
@@ -42,6 +43,8 @@ class Container:
     stripe_sync: StripeSync | None = None
     policies: BackgroundLoop | None = None
     clock: BackgroundLoop | None = None
+    collector: BackgroundLoop | None = None
+    payment_backend: PaymentBackend | None = None
     closed: bool = field(default=False)
     _broker_ok: bool = field(default=False)
     _broker_checked_at: float = field(default=0.0)
@@ -75,9 +78,11 @@ class Container:
         if self.closed:
             return
         self.closed = True
-        for loop in (self.clock, self.policies):
+        for loop in (self.clock, self.policies, self.collector):
             if loop is not None:
                 loop.stop()
+        if self.payment_backend is not None:
+            self.payment_backend.close()
         if self.relay is not None:
             self.relay.stop()
         if self.sealer is not None:
@@ -121,6 +126,7 @@ def bootstrap(
                 invoice_prefix=settings.invoice_number_prefix,
                 allow_test_clock=settings.allow_test_clock,
                 invoice_grace=timedelta(hours=settings.invoice_grace_hours),
+                dunning=settings.dunning,
             )
         finally:
             conn.execute("SELECT pg_advisory_unlock(7429002)")
@@ -141,6 +147,12 @@ def bootstrap(
         name="ingest-group-commit",
     )
     container.stripe_sync = StripeSync(ledger, default_currency=settings.ingest_default_currency)
+    if settings.payment_backend_url and settings.payment_backend_api_key:
+        container.payment_backend = PaymentBackend(
+            settings.payment_backend_url,
+            settings.payment_backend_api_key.get_secret_value(),
+            timeout_seconds=settings.payment_backend_timeout_seconds,
+        )
     if run_sealer:
         container.sealer = BackgroundSealer(pool)
         container.sealer.start()
@@ -173,6 +185,7 @@ def bootstrap(
 def start_policies(container: Container) -> None:
     """The ledger's clock (trials ending, periods renewing, scheduled cancellations, the days) and
     the policies that follow the log (alerts)."""
+    from projections.collector import BackgroundCollector, Collector
     from projections.policies import BackgroundPolicies, Policies
 
     def run_clock() -> int:
@@ -182,9 +195,32 @@ def start_policies(container: Container) -> None:
     interval = container.settings.clock_interval_seconds
     container.clock = BackgroundLoop("clock", run_clock, poll_seconds=interval, max_idle_seconds=interval)
     container.clock.start()
+    backend = container.payment_backend
     policies = BackgroundPolicies(
-        Policies(container.pool, container.ledger, CORE_PROJECTION, container.settings.inactivity_days),
+        Policies(
+            container.pool,
+            container.ledger,
+            CORE_PROJECTION,
+            container.settings.inactivity_days,
+            collect=backend is not None,
+        ),
         container.settings.projection_poll_seconds,
     )
     policies.start()
     container.policies = policies
+    if backend is not None:
+        container.collector = BackgroundCollector(
+            Collector(
+                container.pool,
+                container.ledger,
+                backend,
+                callback_url=payment_callback_url(container.settings),
+                poll_seconds=container.settings.payment_poll_seconds,
+            ),
+            poll_seconds=1.0,
+        )
+        container.collector.start()
+
+
+def payment_callback_url(settings: Settings) -> str:
+    return settings.public_url.rstrip("/") + "/v1/payments/callback"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from urllib.parse import parse_qs, unquote, urlparse
 
 from psycopg.conninfo import make_conninfo
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.dunning import DunningPolicy
 
 
 class Settings(BaseSettings):
@@ -86,6 +89,48 @@ class Settings(BaseSettings):
     analytics_max_staleness_seconds: float = Field(
         default=5.0, ge=0, le=3600, description="a query refreshes an analytics copy this old"
     )
+    payment_backend_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="the payment backend (seed 004's contract); unset: payments are recorded by hand",
+    )
+    payment_backend_api_key: SecretStr | None = Field(
+        default=None, description="bearer key for the payment backend; also signs its callbacks"
+    )
+    payment_backend_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    payment_poll_seconds: float = Field(
+        default=60.0, gt=0, le=86_400, description="how often pending payments' status is asked"
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        pattern=r"^https?://",
+        description="where outside services reach this ledger (the payment callback URL is built on it)",
+    )
+    dunning_retry_days: str = Field(
+        default="1,3,5,7", description="days after a failed automatic payment on which it is tried again"
+    )
+    reminder_days: str = Field(
+        default="-3,1,7,14", description="days relative to a sent invoice's due date on which to remind"
+    )
+    dunning_final_action: Literal["cancel_subscription", "mark_uncollectible", "none"] = Field(
+        default="cancel_subscription", description="what an exhausted dunning schedule does"
+    )
+
+    @field_validator("dunning_retry_days")
+    @classmethod
+    def _retry_days(cls, value: str) -> str:
+        DunningPolicy.parse(value, "", "none")  # refused at start, not at the first failure
+        return value
+
+    @field_validator("reminder_days")
+    @classmethod
+    def _reminder_days(cls, value: str) -> str:
+        DunningPolicy.parse("", value, "none")
+        return value
+
+    @property
+    def dunning(self) -> DunningPolicy:
+        return DunningPolicy.parse(self.dunning_retry_days, self.reminder_days, self.dunning_final_action)
 
 
 class DatabaseAddress:

@@ -120,8 +120,9 @@ def customer_registered(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     cur.execute(
         "INSERT INTO rm_customers (id, seq, external_id, email, name, currency, tax_rate_bps,"
-        " metadata, created_at, updated_at, tax_exempt, vat_id, address, net_terms_days)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
+        " metadata, created_at, updated_at, tax_exempt, vat_id, address, net_terms_days,"
+        " collection_method)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
         (
             e.stream_id,
             e.position,
@@ -137,6 +138,7 @@ def customer_registered(cur: Executor, e: StoredEventRow) -> None:
             p.get("vat_id"),
             Jsonb(p["address"]) if p.get("address") else None,
             p.get("net_terms_days", 30),
+            p.get("collection_method") or "send_invoice",
         ),
     )
 
@@ -148,7 +150,8 @@ def customer_updated(cur: Executor, e: StoredEventRow) -> None:
         "UPDATE rm_customers SET email=coalesce(%s, email), name=coalesce(%s, name),"
         " tax_rate_bps=coalesce(%s, tax_rate_bps), metadata=coalesce(%s, metadata),"
         " tax_exempt=coalesce(%s, tax_exempt), vat_id=coalesce(%s, vat_id),"
-        " address=coalesce(%s, address), net_terms_days=coalesce(%s, net_terms_days), updated_at=%s"
+        " address=coalesce(%s, address), net_terms_days=coalesce(%s, net_terms_days),"
+        " collection_method=coalesce(%s, collection_method), updated_at=%s"
         " WHERE id=%s",
         (
             p.get("email"),
@@ -159,6 +162,7 @@ def customer_updated(cur: Executor, e: StoredEventRow) -> None:
             p.get("vat_id"),
             Jsonb(p["address"]) if p.get("address") is not None else None,
             p.get("net_terms_days"),
+            p.get("collection_method"),
             e.occurred_at,
             e.stream_id,
         ),
@@ -406,8 +410,8 @@ def invoice_finalized(cur: Executor, e: StoredEventRow) -> None:
     applied = p.get("balance_applied", 0)
     cur.execute(
         "UPDATE rm_invoices SET status='open', number=%s, due_date=%s, subtotal=%s, discount=%s,"
-        " tax=%s, total=%s, balance_applied=%s, amount_remaining=%s, finalized_at=%s, updated_at=%s"
-        " WHERE id=%s",
+        " tax=%s, total=%s, balance_applied=%s, amount_remaining=%s, finalized_at=%s, updated_at=%s,"
+        " collection_method=%s WHERE id=%s",
         (
             p["number"],
             p["due_date"],
@@ -419,8 +423,46 @@ def invoice_finalized(cur: Executor, e: StoredEventRow) -> None:
             max(p["total"], 0) - applied,
             e.occurred_at,
             e.occurred_at,
+            p.get("collection_method"),
             e.stream_id,
         ),
+    )
+
+
+@handles("Invoice.DunningStarted")
+def invoice_dunning_started(cur: Executor, e: StoredEventRow) -> None:
+    p = e.payload
+    schedule = p["schedule"]
+    dunning = {
+        "state": p["state"],
+        "next_action_at": schedule[0] if schedule else None,
+        "steps_taken": 0,
+        "final_action": p["final_action"],
+        "started_at": e.occurred_at.isoformat(),
+    }
+    cur.execute(
+        "UPDATE rm_invoices SET dunning=%s, updated_at=%s WHERE id=%s",
+        (Jsonb(dunning), e.occurred_at, e.stream_id),
+    )
+
+
+@handles("Invoice.DunningStepTaken")
+def invoice_dunning_step_taken(cur: Executor, e: StoredEventRow) -> None:
+    p = e.payload
+    change: dict[str, Any] = {"steps_taken": p["step"], "next_action_at": p["next_action_at"]}
+    if p["action"] == "final":
+        change["state"] = "exhausted"
+    cur.execute(
+        "UPDATE rm_invoices SET dunning = dunning || %s, updated_at=%s WHERE id=%s",
+        (Jsonb(change), e.occurred_at, e.stream_id),
+    )
+
+
+@handles("Invoice.PaymentFailed")
+def invoice_payment_failed(cur: Executor, e: StoredEventRow) -> None:
+    cur.execute(
+        "UPDATE rm_invoices SET payment_failures=%s, updated_at=%s WHERE id=%s",
+        (e.payload["failures"], e.occurred_at, e.stream_id),
     )
 
 
@@ -444,9 +486,13 @@ def invoice_payment_applied(cur: Executor, e: StoredEventRow) -> None:
 
 
 def _set_invoice_status(cur: Executor, e: StoredEventRow, status: str, clear_remaining: bool) -> None:
+    """Settled: dunning under way stops (as `Invoice._stop_dunning`)."""
     remaining = ", amount_remaining = 0" if clear_remaining else ""
     cur.execute(
-        f"UPDATE rm_invoices SET status=%s{remaining}, updated_at=%s WHERE id=%s",
+        f"UPDATE rm_invoices SET status=%s{remaining}, updated_at=%s,"
+        " dunning = CASE WHEN dunning->>'state' IN ('retrying', 'reminding')"
+        ' THEN dunning || \'{"state": "stopped", "next_action_at": null}\'::jsonb ELSE dunning END'
+        " WHERE id=%s",
         (status, e.occurred_at, e.stream_id),
     )
 
@@ -474,8 +520,8 @@ def payment_initiated(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     cur.execute(
         "INSERT INTO rm_payments (id, seq, customer_id, invoice_id, amount, currency, status,"
-        " attempt, provider_reference, created_at, updated_at)"
-        " VALUES (%s,%s,%s,%s,%s,%s,'pending',1,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
+        " attempt, provider_reference, created_at, updated_at, method)"
+        " VALUES (%s,%s,%s,%s,%s,%s,'pending',%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
         (
             e.stream_id,
             e.position,
@@ -483,11 +529,24 @@ def payment_initiated(cur: Executor, e: StoredEventRow) -> None:
             p["invoice_id"],
             p["amount"],
             p["currency"],
+            p.get("attempt", 1),
             p["provider_reference"],
             e.occurred_at,
             e.occurred_at,
+            p.get("method") or "manual",
         ),
     )
+
+
+@handles("Payment.Submitted")
+def payment_submitted(cur: Executor, e: StoredEventRow) -> None:
+    p = e.payload
+    _set_payment(cur, e, "external_payment_id=%s, payment_url=%s", p["external_payment_id"], p["payment_url"])
+
+
+@handles("Payment.Canceled")
+def payment_canceled(cur: Executor, e: StoredEventRow) -> None:
+    _set_payment(cur, e, "status='canceled', failure_message=%s", e.payload["reason"])
 
 
 def _set_payment(cur: Executor, e: StoredEventRow, assignments: str, *values: Any) -> None:
@@ -516,7 +575,12 @@ def payment_failed(cur: Executor, e: StoredEventRow) -> None:
 
 @handles("Payment.Retried")
 def payment_retried(cur: Executor, e: StoredEventRow) -> None:
-    _set_payment(cur, e, "status='pending', attempt=%s", e.payload["attempt"])
+    _set_payment(
+        cur,
+        e,
+        "status='pending', attempt=%s, external_payment_id=NULL, payment_url=NULL",
+        e.payload["attempt"],
+    )
 
 
 @handles("Payment.AttachedToInvoice")

@@ -35,10 +35,12 @@ from uuid import UUID
 from psycopg_pool import ConnectionPool
 
 from application import commands as c
-from application.ledger import Ledger, Outcome
+from application.ledger import Ledger
+from application.outcome import Outcome
 from domain import ids
 from domain.alert import DEFAULT_SEVERITY
-from domain.errors import DomainError
+from domain.dunning import CHARGE_AUTOMATICALLY, FINAL, RETRY
+from domain.errors import ChangeOutOfOrder, DomainError
 from domain.metrics import THRESHOLD_SEVERITY, thresholds_reached
 from domain.usage import usage_group
 from infra.background import BackgroundLoop
@@ -58,12 +60,19 @@ BATCH = 500
 
 class Policies:
     def __init__(
-        self, pool: ConnectionPool, ledger: Ledger, core: str = "core", inactivity_days: int = 30
+        self,
+        pool: ConnectionPool,
+        ledger: Ledger,
+        core: str = "core",
+        inactivity_days: int = 30,
+        *,
+        collect: bool = False,
     ) -> None:
         self.pool = pool
         self.ledger = ledger
         self.core = core
         self.inactivity_days = inactivity_days
+        self.collect = collect  # a payment backend is configured: the ledger collects payments
         self.handlers: dict[str, Callable[[StoredEventRow], None]] = {
             "Payment.Failed": self.payment_failed,
             "Payment.Succeeded": self.payment_succeeded,
@@ -78,6 +87,8 @@ class Policies:
             "UsageRecord.Recorded": self.usage_changed,
             "UsageRecord.Corrected": self.usage_changed,
             "ClockTick.Ticked": self.clock_ticked,
+            "Invoice.Finalized": self.invoice_finalized,
+            "Invoice.DunningStepTaken": self.dunning_step_taken,
         }
 
     # ------------------------------------------------------------------ the loop
@@ -115,7 +126,7 @@ class Policies:
             idempotency_key=f"policy:{trigger.position}:{action}",
         )
 
-    def _try(self, command: Callable[[], Outcome]) -> Outcome | None:
+    def _try(self, command: Callable[[], Outcome | None]) -> Outcome | None:
         """Run a command; one the domain refuses (already done, not yet due) is not an error."""
         try:
             return command()
@@ -159,6 +170,49 @@ class Policies:
     def _all(self, query: str, *params: Any) -> list[dict[str, Any]]:
         with self.pool.connection() as conn:
             return cast(list[dict[str, Any]], conn.execute(query, params).fetchall())
+
+    # ------------------------------------------------------------------ collections and dunning
+
+    def invoice_finalized(self, e: StoredEventRow) -> None:
+        """An automatically collected invoice: its first attempt to collect."""
+        if self.collect and e.payload.get("collection_method") == CHARGE_AUTOMATICALLY:
+            self._start_collection(e, attempt=1)
+
+    def dunning_step_taken(self, e: StoredEventRow) -> None:
+        """A retry step: the next attempt to collect; the final step: the final action."""
+        action = e.payload["action"]
+        if action == RETRY and self.collect:
+            self._start_collection(e, attempt=e.payload["step"] + 1)
+        elif action == FINAL:
+            self._take_final_action(e, e.payload.get("final_action") or "none")
+
+    def _start_collection(self, e: StoredEventRow, attempt: int) -> None:
+        cmd = c.StartCollection(invoice_id=e.stream_id, attempt=attempt)
+        ctx = self._ctx(e, f"collect:{attempt}")
+        self._try(lambda: self.ledger.start_collection(cmd, ctx))
+
+    def _take_final_action(self, e: StoredEventRow, final_action: str) -> None:
+        if final_action == "mark_uncollectible":
+            ctx = self._ctx(e, "dunning:mark_uncollectible")
+            self._try(
+                lambda: self.ledger.mark_invoice_uncollectible(c.MarkInvoiceUncollectible(e.stream_id), ctx)
+            )
+        elif final_action == "cancel_subscription":
+            invoice = self._one("SELECT subscription_id FROM rm_invoices WHERE id = %s", e.stream_id)
+            if invoice is None or invoice["subscription_id"] is None:
+                return
+            cancel = c.CancelSubscription(
+                invoice["subscription_id"], at_period_end=False, proration_behavior="none"
+            )
+            try:
+                self.ledger.cancel_subscription(cancel, self._ctx(e, "dunning:cancel"))
+            except ChangeOutOfOrder:
+                # The subscription has moved on past the step's moment (the clock was far ahead):
+                # it ends now instead.
+                ctx = self._ctx(e, "dunning:cancel-late", self.ledger.now())
+                self._try(lambda: self.ledger.cancel_subscription(cancel, ctx))
+            except DomainError as refused:
+                log.debug("dunning's cancellation refused: %s", refused)
 
     # ------------------------------------------------------------------ payments and subscriptions
 

@@ -211,6 +211,17 @@ def get_subscription(conn: Connection[Any], subscription_id: UUID) -> dict[str, 
 
 def _invoice_view(row: dict[str, Any]) -> dict[str, Any]:
     row["tax_note"] = tax_note(row["tax_exempt"])
+    failures = row.pop("payment_failures", 0)
+    if row.get("dunning") is not None:
+        # SPEC 8: {state, attempts, next_action_at}; attempts are the payment attempts that failed
+        dunning = row["dunning"]
+        row["dunning"] = {
+            "state": dunning["state"],
+            "attempts": failures,
+            "next_action_at": dunning.get("next_action_at"),
+            "steps_taken": dunning.get("steps_taken", 0),
+            "final_action": dunning.get("final_action"),
+        }
     return row
 
 

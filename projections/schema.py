@@ -80,7 +80,8 @@ CREATE TABLE IF NOT EXISTS rm_customers (
 ALTER TABLE rm_customers ADD COLUMN IF NOT EXISTS tax_exempt text NOT NULL DEFAULT 'none',
     ADD COLUMN IF NOT EXISTS vat_id text, ADD COLUMN IF NOT EXISTS address jsonb,
     ADD COLUMN IF NOT EXISTS net_terms_days int NOT NULL DEFAULT 30,
-    ADD COLUMN IF NOT EXISTS discount jsonb;
+    ADD COLUMN IF NOT EXISTS discount jsonb,
+    ADD COLUMN IF NOT EXISTS collection_method text NOT NULL DEFAULT 'send_invoice';
 CREATE TABLE IF NOT EXISTS rm_customer_balances (
     customer_id uuid NOT NULL, currency text NOT NULL, amount bigint NOT NULL,
     PRIMARY KEY (customer_id, currency)
@@ -133,7 +134,10 @@ ALTER TABLE rm_invoices ADD COLUMN IF NOT EXISTS period_start timestamptz,
     ADD COLUMN IF NOT EXISTS coupon jsonb,
     ADD COLUMN IF NOT EXISTS balance_applied bigint NOT NULL DEFAULT 0,
     ADD COLUMN IF NOT EXISTS amount_credited bigint NOT NULL DEFAULT 0,
-    ADD COLUMN IF NOT EXISTS finalize_at timestamptz;
+    ADD COLUMN IF NOT EXISTS finalize_at timestamptz,
+    ADD COLUMN IF NOT EXISTS collection_method text,
+    ADD COLUMN IF NOT EXISTS payment_failures int NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS dunning jsonb;
 CREATE INDEX IF NOT EXISTS rm_invoices_subscription ON rm_invoices (subscription_id, seq);
 CREATE INDEX IF NOT EXISTS rm_invoices_customer ON rm_invoices (customer_id, seq);
 CREATE INDEX IF NOT EXISTS rm_invoices_status ON rm_invoices (status, seq);
@@ -143,7 +147,12 @@ CREATE TABLE IF NOT EXISTS rm_payments (
     failure_code text, failure_message text, amount_refunded bigint NOT NULL DEFAULT 0,
     provider_reference text, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL
 );
+ALTER TABLE rm_payments ADD COLUMN IF NOT EXISTS method text NOT NULL DEFAULT 'manual',
+    ADD COLUMN IF NOT EXISTS external_payment_id text, ADD COLUMN IF NOT EXISTS payment_url text;
 CREATE INDEX IF NOT EXISTS rm_payments_customer ON rm_payments (customer_id, seq);
+CREATE INDEX IF NOT EXISTS rm_payments_backend_pending ON rm_payments (seq)
+    WHERE method = 'backend' AND status = 'pending';
+CREATE INDEX IF NOT EXISTS rm_payments_invoice ON rm_payments (invoice_id, seq);
 CREATE INDEX IF NOT EXISTS rm_payments_status ON rm_payments (status, seq);
 CREATE TABLE IF NOT EXISTS rm_alerts (
     id uuid PRIMARY KEY, seq bigint NOT NULL, type text NOT NULL, severity text NOT NULL,

@@ -1,14 +1,21 @@
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Query, Request, status
+from fastapi import APIRouter, Body, Header, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, command_context, written
+from api.errors import ApiProblem
 from api.references import body_references
+from api.routers.events import read_body
 from api.schemas.common import ListOf
 from api.schemas.resources import (
+    PaymentCallback,
     PaymentCreate,
     PaymentFail,
     PaymentOut,
@@ -18,11 +25,63 @@ from api.schemas.resources import (
     PaymentWritten,
 )
 from application import commands as c
+from application.commands import CommandContext
 from domain.errors import NotFound
+from infra.payment_backend import verify_callback_signature
 from projections import queries
 
 router = APIRouter(prefix="/v1/payments", tags=["payments"])
-StatusFilter = Annotated[str | None, Query(alias="status", pattern="^(pending|succeeded|failed|refunded)$")]
+StatusFilter = Annotated[
+    str | None, Query(alias="status", pattern="^(pending|succeeded|failed|refunded|canceled)$")
+]
+
+
+@router.post(
+    "/callback",
+    response_model=PaymentWritten,
+    responses={
+        401: {"description": "missing or bad X-Signature: nothing is recorded"},
+        404: {"description": "no payment with this external_payment_id, or no payment backend configured"},
+        409: {"description": "the payment already had another outcome"},
+        413: {"description": "body too large"},
+    },
+    openapi_extra={"security": []},
+)
+async def payment_callback(
+    request: Request,
+    container: ContainerDep,
+    x_signature: Annotated[str | None, Header(description="sha256=<hex HMAC-SHA256 of the raw body>")] = None,
+) -> dict[str, Any]:
+    """The payment backend says what became of a payment (SPEC 8). Authenticated by its
+    signature (HMAC-SHA256 of the raw body with the backend's key), not by an API key. The same
+    callback again (same `event_id`) answers as the first time and records nothing."""
+    settings = container.settings
+    if container.payment_backend is None or settings.payment_backend_api_key is None:
+        raise ApiProblem(404, "Not found", "no payment backend is configured", code="not_configured")
+    body = await read_body(request, settings.max_body_bytes)
+    if not verify_callback_signature(body, x_signature, settings.payment_backend_api_key.get_secret_value()):
+        raise ApiProblem(401, "Unauthorized", "missing or bad X-Signature", code="invalid_signature")
+    try:
+        callback = PaymentCallback.model_validate_json(body)
+    except ValidationError as invalid:
+        raise RequestValidationError(invalid.errors()) from None
+    cmd = c.RecordBackendOutcome(
+        external_payment_id=callback.external_payment_id,
+        status=callback.status,
+        amount=callback.amount,
+        currency=callback.currency,
+        failure_code=callback.failure_code,
+        failure_message=callback.failure_message,
+    )
+    ctx = CommandContext(
+        occurred_at=container.ledger.now(),
+        source="payment_backend",
+        actor="payment_backend",
+        idempotency_key=f"payment-callback:{callback.event_id}",
+        request_hash=hashlib.sha256(body).hexdigest(),
+    )
+    outcome = await run_in_threadpool(container.ledger.record_backend_outcome, cmd, ctx)
+    return written(container, outcome)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=PaymentWritten)

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, EmailStr, Field, StrictInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from api.schemas.common import (
@@ -138,6 +138,9 @@ class Address(Request):
     country: str | None = Field(default=None, max_length=2, description="ISO 3166-1 alpha-2")
 
 
+CollectionMethod = Literal["send_invoice", "charge_automatically"]
+
+
 class CustomerRegister(Command):
     external_id: str = Field(min_length=1, max_length=200)
     email: EmailStr
@@ -149,6 +152,11 @@ class CustomerRegister(Command):
     vat_id: str | None = Field(default=None, max_length=50)
     address: Address | None = None
     net_terms_days: int = Field(default=30, ge=0, le=365, description="days from finalization to due")
+    collection_method: CollectionMethod = Field(
+        default="send_invoice",
+        description="send_invoice: e-mailed, paid by its due date (reminders); charge_automatically:"
+        " the ledger collects it through its payment backend at finalization (retries)",
+    )
 
 
 class CustomerUpdate(Command):
@@ -160,6 +168,7 @@ class CustomerUpdate(Command):
     vat_id: str | None = Field(default=None, max_length=50)
     address: Address | None = None
     net_terms_days: int | None = Field(default=None, ge=0, le=365)
+    collection_method: CollectionMethod | None = None
 
 
 class CustomerOut(BaseModel):
@@ -173,6 +182,7 @@ class CustomerOut(BaseModel):
     vat_id: str | None = None
     address: dict[str, Any] | None = None
     net_terms_days: int = 30
+    collection_method: CollectionMethod = "send_invoice"
     discount: dict[str, Any] | None = Field(default=None, description="a coupon applied to all its invoices")
     metadata: dict[str, Any]
     archived: bool
@@ -328,6 +338,14 @@ class InvoiceLineOut(BaseModel):
     )
 
 
+class DunningOut(BaseModel):
+    state: Literal["retrying", "reminding", "exhausted", "stopped"]
+    attempts: int = Field(description="payment attempts that failed")
+    next_action_at: datetime | None = Field(description="when the next step falls due")
+    steps_taken: int = Field(description="retries or reminders made, and the final action")
+    final_action: Literal["cancel_subscription", "mark_uncollectible", "none"]
+
+
 class InvoiceOut(BaseModel):
     id: UUID
     customer_id: UUID
@@ -354,6 +372,10 @@ class InvoiceOut(BaseModel):
     tax_exempt: TaxExempt = "none"
     tax_note: str | None = Field(default=None, description='"Reverse charge" where it applies')
     coupon: dict[str, Any] | None = None
+    collection_method: CollectionMethod | None = Field(
+        default=None, description="how its money is collected (none: an invoice billed elsewhere)"
+    )
+    dunning: DunningOut | None = Field(default=None, description="what is done about it being unpaid")
     customer_name: str | None = Field(default=None, description="in lists: the customer's name")
 
 
@@ -387,18 +409,41 @@ class PaymentRefund(Command):
     amount: PositiveMinorUnits
 
 
+class PaymentCallback(BaseModel):
+    """What the payment backend posts to `/v1/payments/callback` (SPEC 8)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event_id: str = Field(
+        min_length=1, max_length=200, description="the callback's own id: sent twice, recorded once"
+    )
+    external_payment_id: str = Field(min_length=1, max_length=200)
+    status: Literal["succeeded", "failed", "canceled"]
+    amount: PositiveMinorUnits
+    currency: Currency
+    failure_code: str | None = Field(default=None, max_length=100)
+    failure_message: str | None = Field(default=None, max_length=1000)
+
+
 class PaymentOut(BaseModel):
     id: UUID
     customer_id: UUID
     invoice_id: UUID | None
     amount: int
     currency: str
-    status: Literal["pending", "succeeded", "failed", "refunded"]
+    status: Literal["pending", "succeeded", "failed", "refunded", "canceled"]
     attempt: int
     failure_code: str | None
     failure_message: str | None
     amount_refunded: int
     provider_reference: str | None
+    method: Literal["manual", "backend"] = Field(
+        default="manual", description="backend: collected by the ledger through its payment backend"
+    )
+    external_payment_id: str | None = Field(default=None, description="the payment backend's id")
+    payment_url: str | None = Field(
+        default=None, description="where the customer can pay, if the backend says"
+    )
     created_at: datetime
     customer_name: str | None = Field(default=None, description="in lists: the customer's name")
 

@@ -18,7 +18,8 @@ PLAN = {"code": "hosting", "name": "Hosting", "currency": "EUR", "amount": 900, 
 
 @pytest.fixture
 def api(settings: Settings, database_url: str) -> Iterator[Api]:
-    with running_ledger(settings, database_url) as running:
+    # Months of unpaid invoices would otherwise end the subscriptions (dunning's final action).
+    with running_ledger(settings, database_url, dunning_final_action="none") as running:
         running.post("/v1/plans", PLAN)
         yield running
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from application import commands as c
-from application.ledger import Outcome
+from application.outcome import Outcome
 from domain.errors import DomainError
 from infra.bootstrap import CORE_PROJECTION, Container
 from projections.metric_queries import unpaid_total

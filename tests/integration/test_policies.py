@@ -13,6 +13,7 @@ from application import commands as c
 from application.ingestion import EventKey, IngestContext, RecordUsage
 from domain.periods import add_months
 from infra.bootstrap import CORE_PROJECTION, Container
+from infra.settings import Settings
 from projections.policies import Policies, record_today
 from projections.runner import head_position, wait_for_position
 from tests.conftest import count_events
@@ -22,6 +23,13 @@ START = datetime(2025, 3, 10, 9, tzinfo=UTC)
 
 def ctx(at: datetime) -> c.CommandContext:
     return c.CommandContext(occurred_at=at)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """These histories leave invoices unpaid for months, which dunning's final action would end
+    the subscriptions for (tests/integration/test_collections.py covers that)."""
+    return settings.model_copy(update={"dunning_final_action": "none"})
 
 
 @pytest.fixture

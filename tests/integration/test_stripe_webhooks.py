@@ -46,6 +46,7 @@ def test_a_stripe_lifecycle_becomes_the_ledgers_customer_subscription_invoice_an
         "vat_id": None,
         "address": None,
         "net_terms_days": 30,
+        "collection_method": "send_invoice",
         "discount": None,
         "metadata": {"account": "acme"},
         "archived": False,
