@@ -1,22 +1,32 @@
-"""A bulk statement sink for `ledger replay`: the projectors' handlers write through it exactly
-as through a cursor (`execute(sql, params)`), but statements go out as libpq prepared
-statements in pipeline mode, text-encoded here. That removes most of the driver's per-statement
-Python work, which is what bounds a replay (the server does the same work either way).
+"""A bulk statement sink for the projectors: their handlers write through it exactly as through
+a cursor (`execute(sql, params)`), but statements go out as libpq prepared statements in
+pipeline mode, text-encoded here. That removes most of the driver's per-statement Python work,
+which is what bounds a replay (the server does the same work either way).
 
 It drives the connection at the libpq level between psycopg calls: psycopg must not be used on
-that connection while a sink is open."""
+that connection while a sink is open.
+
+The statements a sink prepares live exactly as long as the sink: they are closed when it
+closes, whatever happened. A session's prepared statements are not the sink's alone: psycopg
+sends `DEALLOCATE ALL` whenever a transaction rolls back on a connection where it prepared
+statements of its own (any pooled connection, after a few repeated queries), and a Parse
+queued behind a failed statement is skipped. A sink that remembered its statements from one
+batch to the next therefore sent, sooner or later, an EXECUTE for a statement the server no
+longer had ("prepared statement ledger_projection_N does not exist"), on every batch that
+connection served after that."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
-import weakref
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 import orjson
+import psycopg
 from psycopg import Connection, pq
 from psycopg.types.json import Jsonb
 
@@ -24,7 +34,21 @@ PLACEHOLDER = re.compile(r"%s")
 
 
 class StatementFailed(Exception):
-    pass
+    """A statement of the batch failed; `sqlstate` is PostgreSQL's error code (may be empty)."""
+
+    def __init__(self, message: str, sqlstate: str = "") -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+def statement_error(message: str, sqlstate: str) -> Exception:
+    """The error as psycopg would have raised it (a `DataError`, an `IntegrityError`, an
+    `OperationalError`...), so callers can tell a bad event from a passing failure."""
+    try:
+        error_class = psycopg.errors.lookup(sqlstate)
+    except KeyError:
+        return StatementFailed(message, sqlstate)
+    return error_class(message)
 
 
 # By exact type: one dictionary lookup and one call per parameter.
@@ -53,14 +77,8 @@ def _encode(value: Any) -> bytes | None:
     return encoded
 
 
-_prepared_by_connection: weakref.WeakKeyDictionary[Connection[Any], dict[str, bytes]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def prepared_on(conn: Connection[Any]) -> dict[str, bytes]:
-    """The statements this sink prepared on a connection (they live as long as its session)."""
-    return _prepared_by_connection.setdefault(conn, {})
+# Never reused within a process: a statement left behind by a broken session can never clash.
+_statement_numbers = itertools.count()
 
 
 class PipelineSink:
@@ -74,7 +92,7 @@ class PipelineSink:
         if transaction and not conn.autocommit:
             raise ValueError("a sink that drives its own transaction needs an autocommit connection")
         self.pg = conn.pgconn
-        self.names = prepared_on(conn)
+        self.names: dict[str, bytes] = {}
         self.transaction = transaction
         self.pending = 0
 
@@ -85,23 +103,42 @@ class PipelineSink:
         return self
 
     def __exit__(self, kind: object, error: object, tb: object) -> None:
+        names = list(self.names.values())
+        self.names.clear()
         try:
             if error is None:
+                self._send_close(names)
                 if self.transaction:
                     self.pg.send_query_params(b"COMMIT", None)
-                self._sync()
+                try:
+                    self._sync()
+                except Exception:
+                    self._close_quietly(names)  # the closes above were skipped with the rest
+                    raise
             else:
                 if self.transaction:
                     self.pg.send_query_params(b"ROLLBACK", None)
-                with contextlib.suppress(StatementFailed):
+                with contextlib.suppress(Exception):
                     self._sync()
+                self._close_quietly(names)
         finally:
             self.pg.exit_pipeline_mode()
+
+    def _send_close(self, names: list[bytes]) -> None:
+        for name in names:
+            self.pg.send_close_prepared(name)
+
+    def _close_quietly(self, names: list[bytes]) -> None:
+        """Close works in an aborted transaction too (a protocol message, not SQL), and closing a
+        statement whose Parse was skipped is no error: after this nothing of the sink is left."""
+        with contextlib.suppress(Exception):
+            self._send_close(names)
+            self._sync()
 
     def execute(self, query: str, params: tuple[Any, ...] | list[Any] = ()) -> None:
         name = self.names.get(query)
         if name is None:
-            name = f"ledger_projection_{len(self.names)}".encode()
+            name = f"ledger_projection_{next(_statement_numbers)}".encode()
             count = iter(range(1, 1000))
             numbered = PLACEHOLDER.sub(lambda _: f"${next(count)}", query)
             self.pg.send_prepare(name, numbered.encode())
@@ -119,7 +156,7 @@ class PipelineSink:
     def _sync(self) -> None:
         self.pg.pipeline_sync()
         self.pg.flush()
-        failure: str | None = None
+        failure: Exception | None = None
         while True:
             result = self.pg.get_result()
             if result is None:
@@ -127,7 +164,9 @@ class PipelineSink:
             if result.status == pq.ExecStatus.PIPELINE_SYNC:
                 break
             if result.status == pq.ExecStatus.FATAL_ERROR and failure is None:
-                failure = (result.error_message or b"").decode(errors="replace")
+                message = (result.error_message or b"").decode(errors="replace").strip()
+                sqlstate = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+                failure = statement_error(message, sqlstate)
         self.pending = 0
         if failure is not None:
-            raise StatementFailed(failure)
+            raise failure
