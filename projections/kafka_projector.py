@@ -270,6 +270,12 @@ class KafkaProjector:
         except Exception as error:
             if is_passing(error):
                 raise
+            log.warning(
+                "projector %s: a batch of partition %d failed (%s); going through it one event at a time",
+                self.name,
+                tp.partition,
+                describe_error(error),
+            )
             return self._apply_singly(tp, records)
 
     def _apply_partition(self, partition: int, records: list[ConsumerRecord]) -> int:

@@ -6,20 +6,29 @@ which is what bounds a replay (the server does the same work either way).
 It drives the connection at the libpq level between psycopg calls: psycopg must not be used on
 that connection while a sink is open.
 
-The statements a sink prepares live exactly as long as the sink: they are closed when it
-closes, whatever happened. A session's prepared statements are not the sink's alone: psycopg
-sends `DEALLOCATE ALL` whenever a transaction rolls back on a connection where it prepared
-statements of its own (any pooled connection, after a few repeated queries), and a Parse
-queued behind a failed statement is skipped. A sink that remembered its statements from one
-batch to the next therefore sent, sooner or later, an EXECUTE for a statement the server no
-longer had ("prepared statement ledger_projection_N does not exist"), on every batch that
-connection served after that."""
+Whether its prepared statements may outlive the batch depends on who else prepares on that
+session. psycopg sends `DEALLOCATE ALL` whenever a transaction rolls back (or a DROP or ALTER
+runs) on a connection where it prepared statements of its own, which it does by itself for any
+query run a few times. A sink that remembered its statements from one batch to the next on such
+a connection sent, sooner or later, an EXECUTE for a statement the server no longer had
+("prepared statement ledger_projection_N does not exist"), on every batch that connection served
+after that (observation 4: the sealer's `LOCK ... NOWAIT` rolls back on the shared pool while
+writers append). So:
+
+- on a connection where psycopg never prepares (`prepare_threshold=None`, as the read side's
+  pool opens them), the sink keeps its statements for the connection's life: preparing them
+  again for every small batch would cost a live projector much of its speed;
+- on any other connection, its statements live exactly as long as the sink;
+- a batch that fails forgets and closes the connection's statements (a Parse queued behind a
+  failed statement is skipped, and the failure may be a statement that vanished); names are never
+  reused, so nothing left behind can clash."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
 import re
+import weakref
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -80,6 +89,9 @@ def _encode(value: Any) -> bytes | None:
 # Never reused within a process: a statement left behind by a broken session can never clash.
 _statement_numbers = itertools.count()
 
+# What sinks prepared on connections where psycopg prepares nothing (weak: gone with the connection).
+_kept: weakref.WeakKeyDictionary[Connection[Any], dict[str, bytes]] = weakref.WeakKeyDictionary()
+
 
 class PipelineSink:
     """Statements of one batch. With `transaction=True` (an autocommit connection it alone
@@ -92,7 +104,8 @@ class PipelineSink:
         if transaction and not conn.autocommit:
             raise ValueError("a sink that drives its own transaction needs an autocommit connection")
         self.pg = conn.pgconn
-        self.names: dict[str, bytes] = {}
+        self.keep = conn.prepare_threshold is None  # psycopg will never DEALLOCATE ALL here
+        self.names: dict[str, bytes] = _kept.setdefault(conn, {}) if self.keep else {}
         self.transaction = transaction
         self.pending = 0
 
@@ -104,36 +117,40 @@ class PipelineSink:
 
     def __exit__(self, kind: object, error: object, tb: object) -> None:
         names = list(self.names.values())
-        self.names.clear()
         try:
             if error is None:
-                self._send_close(names)
+                if not self.keep:
+                    self._send_close(names)
                 if self.transaction:
                     self.pg.send_query_params(b"COMMIT", None)
                 try:
                     self._sync()
                 except Exception:
-                    self._close_quietly(names)  # the closes above were skipped with the rest
+                    self._forget(names)
                     raise
+                if not self.keep:
+                    self.names.clear()
             else:
                 if self.transaction:
                     self.pg.send_query_params(b"ROLLBACK", None)
                 with contextlib.suppress(Exception):
                     self._sync()
-                self._close_quietly(names)
+                self._forget(names)
         finally:
             self.pg.exit_pipeline_mode()
+
+    def _forget(self, names: list[bytes]) -> None:
+        """After a failure nothing the sink prepared is trusted: closed (a protocol message, so
+        it works in an aborted transaction too, and closing a statement whose Parse was skipped
+        is no error) and forgotten."""
+        self.names.clear()
+        with contextlib.suppress(Exception):
+            self._send_close(names)
+            self._sync()
 
     def _send_close(self, names: list[bytes]) -> None:
         for name in names:
             self.pg.send_close_prepared(name)
-
-    def _close_quietly(self, names: list[bytes]) -> None:
-        """Close works in an aborted transaction too (a protocol message, not SQL), and closing a
-        statement whose Parse was skipped is no error: after this nothing of the sink is left."""
-        with contextlib.suppress(Exception):
-            self._send_close(names)
-            self._sync()
 
     def execute(self, query: str, params: tuple[Any, ...] | list[Any] = ()) -> None:
         name = self.names.get(query)

@@ -151,6 +151,11 @@ class StoreProjector:
         except Exception as error:
             if is_passing(error):
                 raise
+            log.warning(
+                "projector %s: a batch failed (%s); going through it one event at a time",
+                self.name,
+                describe_error(error),
+            )
             return self._apply_singly()
 
     def _apply_batch(self) -> int:

@@ -273,14 +273,17 @@ def test_projector_keeps_applying_after_the_sealer_rolls_back_on_its_pooled_conn
         shared.close()
 
 
-def test_a_failed_batch_leaves_no_prepared_statement_behind(container: Container) -> None:
-    """A Parse queued behind a failing statement is skipped by the server: a sink that kept its
-    statements would later execute one that was never prepared."""
+def test_a_failed_batch_leaves_nothing_the_next_batch_on_its_connection_trips_on(
+    container: Container,
+) -> None:
+    """A Parse queued behind a failing statement is skipped by the server: a sink that trusted
+    its statements would then execute one that was never prepared. On the pool's connections
+    (statements kept from batch to batch) and on a plain one (closed after each batch)."""
     import psycopg
 
     from projections.pipeline_sink import PipelineSink
 
-    with container.pool.connection() as conn:
+    def batches_on(conn: psycopg.Connection[Any]) -> None:
         with (
             pytest.raises(psycopg.errors.DivisionByZero),
             conn.transaction(),
@@ -290,7 +293,37 @@ def test_a_failed_batch_leaves_no_prepared_statement_behind(container: Container
             sink.execute("SELECT 2 * %s::int", (2,))  # its Parse is skipped
         with conn.transaction(), PipelineSink(conn, transaction=False) as sink:
             sink.execute("SELECT 2 * %s::int", (3,))
-        left: Any = conn.execute(
-            "SELECT count(*) AS n FROM pg_prepared_statements WHERE name LIKE 'ledger_projection_%%'"
+
+    with container.pool.connection() as pooled:
+        batches_on(pooled)
+    with psycopg.connect(container.address.conninfo()) as plain:
+        batches_on(plain)
+        left: Any = plain.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'ledger_projection_%%'"
         ).fetchone()
-    assert left["n"] == 0
+    assert left[0] == 0
+
+
+def test_projector_goes_on_when_its_prepared_statements_vanish_under_it(container: Container) -> None:
+    """Whoever deallocates them (a `DEALLOCATE ALL` on the session), the projector's next batch
+    fails once, is gone through again with statements prepared anew, and nothing stops."""
+    from infra.database import open_pool
+    from projections.runner import StoreProjector
+
+    shared = open_pool(container.address, container.settings.database_schema, 1, name="shared")
+    try:
+        projector = StoreProjector(shared, CORE_PROJECTION)
+        register_customers(container, 2, "before")
+        assert projector.run_once() == 2
+        with shared.connection() as conn:
+            conn.execute("DEALLOCATE ALL")
+        register_customers(container, 2, "after")
+        assert projector.catch_up() == 2
+        with shared.connection() as conn:
+            customers: Any = conn.execute("SELECT count(*) AS n FROM rm_customers").fetchone()
+            stopped: Any = conn.execute(
+                "SELECT count(*) AS n FROM projection_partitions WHERE failed_position IS NOT NULL"
+            ).fetchone()
+        assert (customers["n"], stopped["n"]) == (4, 0)
+    finally:
+        shared.close()
