@@ -223,16 +223,23 @@ class Relay:
 
     # -------------------------------------------------------------- one relay at a time
 
+    def _lease_alive(self) -> bool:
+        """Whether the session holding the lock still lives (checked before each batch is sent:
+        if it died, another relay may have published meanwhile)."""
+        if self._lease is None:
+            return False
+        try:
+            self._lease.execute("SELECT 1")
+            return True
+        except psycopg.Error:
+            log.warning("relay lost its database session; it takes the lock again before going on")
+            self._release_lease()
+            return False
+
     def _hold_lease(self) -> bool:
-        """Whether this relay holds its topic's lock (taking it if free). Checked before every
-        batch: if the lock's session died, another relay may have published meanwhile."""
+        """Whether this relay holds its topic's lock, taking it if free."""
         if self._lease is not None:
-            try:
-                self._lease.execute("SELECT 1")
-                return True
-            except psycopg.Error:
-                log.warning("relay lost its database session; taking the lock again")
-                self._release_lease()
+            return True
         conninfo = self.pool.conninfo if isinstance(self.pool.conninfo, str) else self.pool.conninfo()
         conn = psycopg.connect(conninfo, autocommit=True)
         row = conn.execute(
@@ -295,7 +302,7 @@ class Relay:
             self.reconcile(lost=self._failed_while_running)
         with self.pool.connection() as conn:
             rows: list[Any] = conn.execute(RELAY_SELECT, (self.state.position, self.batch_size)).fetchall()
-        if not rows:
+        if not rows or not self._lease_alive():
             return 0
         state = self.state.copy()
         futures = []

@@ -285,3 +285,22 @@ def test_relay_restarted_with_a_new_embedded_broker_fills_it_without_crying_data
     relay_records = [r for r in caplog.records if r.name == "infra.relay"]
     assert not [r for r in relay_records if r.levelno >= logging.WARNING], caplog.text
     assert any("new on this broker" in r.getMessage() for r in relay_records), caplog.text
+
+
+def test_a_second_relay_waits_while_one_publishes_and_takes_over_without_sending_twice(
+    container: Container, kafka_servers: str, topic: str
+) -> None:
+    history(container, customers=2)
+    first = Relay(container.pool, kafka_servers, topic, partitions=3)
+    second = Relay(container.pool, kafka_servers, topic, partitions=3)
+    try:
+        publish_all(first)
+        history(container, customers=1)
+        assert second.run_once() == 0  # on standby while the first holds the topic
+        first.close()
+        publish_all(second)
+    finally:
+        first.close()
+        second.close()
+    positions = sorted(value["position"] for _, _, value in read_topic(kafka_servers, topic))
+    assert positions == list(range(1, head_position(container.pool) + 1))
