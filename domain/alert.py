@@ -18,6 +18,7 @@ DEFAULT_SEVERITY = {
     "subscription_canceled": "medium",
     "quota_threshold": "medium",
     "customer_inactive": "low",
+    "projection_failed": "critical",
 }
 
 

@@ -20,6 +20,7 @@ from infra.payment_backend import PaymentBackend
 from infra.relay import BackgroundRelay, Relay
 from infra.seals import BackgroundSealer, create_seal_table
 from infra.settings import DatabaseAddress, Settings
+from projections.failures import ProjectionAlerts
 from projections.kafka_projector import BackgroundKafkaProjection, KafkaProjector
 from projections.runner import BackgroundProjection, StoreProjector
 from projections.schema import create_schema
@@ -156,6 +157,7 @@ def bootstrap(
     if run_sealer:
         container.sealer = BackgroundSealer(pool)
         container.sealer.start()
+    alerts = ProjectionAlerts(ledger, pool)
     if kafka_bootstrap_servers is not None:
         topic = kafka.topic_name(settings.kafka_topic_prefix)
         if run_relay:
@@ -167,13 +169,21 @@ def bootstrap(
         if run_projection:
             servers = kafka_bootstrap_servers
             kafka_projection = BackgroundKafkaProjection(
-                lambda: KafkaProjector(pool, servers, topic, CORE_PROJECTION)
+                lambda: KafkaProjector(
+                    pool,
+                    servers,
+                    topic,
+                    CORE_PROJECTION,
+                    on_failure=alerts.failed,
+                    on_resume=alerts.resumed,
+                )
             )
             kafka_projection.start()
             container.projection = kafka_projection
     elif run_projection:
         projection = BackgroundProjection(
-            StoreProjector(pool, CORE_PROJECTION), settings.projection_poll_seconds
+            StoreProjector(pool, CORE_PROJECTION, on_failure=alerts.failed, on_resume=alerts.resumed),
+            settings.projection_poll_seconds,
         )
         projection.start()
         container.projection = projection

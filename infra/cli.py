@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 from uuid import UUID
 
 import typer
@@ -55,19 +55,28 @@ def database_url(settings: Settings) -> Iterator[str]:
 
 @contextlib.contextmanager
 def kafka_servers(settings: Settings) -> Iterator[str]:
-    """LEDGER_KAFKA_BOOTSTRAP_SERVERS if set, else the embedded Kafka-protocol broker."""
+    """LEDGER_KAFKA_BOOTSTRAP_SERVERS if set, else the embedded Kafka-protocol broker on
+    LEDGER_KAFKA_PORT. A port already taken is a clear message and exit status 1."""
     if settings.kafka_bootstrap_servers:
         yield settings.kafka_bootstrap_servers
         return
-    from infra.embedded import EmbeddedKafka
+    from infra.embedded import EmbeddedKafka, EmbeddedServiceError
 
-    broker = EmbeddedKafka()
-    servers = broker.start()
+    broker = EmbeddedKafka(settings.kafka_port)
+    try:
+        servers = broker.start()
+    except EmbeddedServiceError as error:
+        _fail(str(error).split("\n--- broker log ---")[0])
     console.print(f"[dim]embedded Kafka-protocol broker (Tansu) on {servers}, in memory[/dim]")
     try:
         yield servers
     finally:
         broker.stop()
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(1)
 
 
 @contextlib.contextmanager
@@ -146,10 +155,19 @@ def up(
     import uvicorn
 
     from api.app import create_app
+    from infra.claims import AlreadyClaimed, data_dir_claimed, listening_socket
 
     settings = _settings(data_dir, host=host, port=port, enable_simulation=True if demo else None)
     _logging()
-    with kafka_servers(settings) as servers, database_url(settings) as url:
+    with contextlib.ExitStack() as claims:
+        # What another `ledger up` may hold is claimed before anything starts.
+        try:
+            claims.enter_context(data_dir_claimed(settings.data_dir))
+            api_socket = claims.enter_context(listening_socket(settings.host, settings.port))
+        except AlreadyClaimed as taken:
+            _fail(str(taken))
+        servers = claims.enter_context(kafka_servers(settings))
+        url = claims.enter_context(database_url(settings))
         if demo:
             # Before the clock and the policies start: they would renew the simulated
             # subscriptions while the simulation does it itself.
@@ -163,18 +181,28 @@ def up(
             run_policies=True,
             run_sealer=True,
         )
-        try:
-            _announce_admin_key(container)
-            typer.echo(
-                f"Ledger API on http://{settings.host}:{settings.port} "
-                f"(dashboard: http://{settings.host}:{settings.port}/, "
-                f"docs: http://{settings.host}:{settings.port}/docs). Ctrl-C stops."
-            )
-            web = create_app(lambda: container)
-            uvicorn.run(web, host=settings.host, port=settings.port, log_level="info", access_log=False)
-        finally:
-            container.close()
+        claims.callback(container.close)
+        _announce_admin_key(container)
+        typer.echo(f"Kafka bootstrap servers: {servers} (topic {kafka_topic(settings)})")
+        typer.echo(
+            f"Ledger API on http://{settings.host}:{settings.port} "
+            f"(dashboard: http://{settings.host}:{settings.port}/, "
+            f"docs: http://{settings.host}:{settings.port}/docs). Ctrl-C stops."
+        )
+        web = create_app(lambda: container)
+        config = uvicorn.Config(
+            web, host=settings.host, port=settings.port, log_level="info", access_log=False
+        )
+        # uvicorn raises the Ctrl-C again once it has shut down (as `uvicorn.run` expects).
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.Server(config).run(sockets=[api_socket])
     console.print("stopped")
+
+
+def kafka_topic(settings: Settings) -> str:
+    from infra import kafka
+
+    return kafka.topic_name(settings.kafka_topic_prefix)
 
 
 DEMO_CUSTOMERS = 150
@@ -267,6 +295,7 @@ def relay() -> None:
 def project(name: Annotated[str, typer.Argument(help="projector name")] = "core") -> None:
     """Consume Kafka and maintain a projector's read models; processes of one name share the work."""
     from infra import kafka
+    from projections.failures import ProjectionAlerts
     from projections.kafka_projector import BackgroundKafkaProjection, KafkaProjector
     from projections.registry import projector
 
@@ -276,8 +305,11 @@ def project(name: Annotated[str, typer.Argument(help="projector name")] = "core"
     with kafka_servers(settings) as servers, container_for(settings) as container:
         topic = kafka.topic_name(settings.kafka_topic_prefix)
         pool = container.pool
+        alerts = ProjectionAlerts(container.ledger, pool)
         background = BackgroundKafkaProjection(
-            lambda: KafkaProjector(pool, servers, topic, name, apply=apply)
+            lambda: KafkaProjector(
+                pool, servers, topic, name, apply=apply, on_failure=alerts.failed, on_resume=alerts.resumed
+            )
         )
         typer.echo(f"projector {name} consuming {topic} on {servers}")
         _run_until_interrupted(background.start, background.stop)

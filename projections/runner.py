@@ -1,7 +1,8 @@
 """Feeds stored events to a projector straight from the event store, in position order (used by
 `ledger replay`, by a single-process deployment, and to fill gaps). The rows a batch changes and
 its checkpoint commit in one transaction, so a crash at any point neither loses nor doubles an
-event. Several processes may run it: the checkpoint row is locked for the batch."""
+event. Several processes may run it: the checkpoint row is locked for the batch. An event it
+cannot apply stops it there (see `projections/failures.py`)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,21 @@ from psycopg_pool import ConnectionPool
 from infra.background import BackgroundLoop
 from projections.checkpoints import (
     STORE_PARTITION,
+    Checkpoint,
     adopt_store_feed,
     applied_position,
     lock_checkpoint,
     save_checkpoint,
 )
 from projections.core import Executor, StoredEventRow
+from projections.failures import (
+    ProjectionFailed,
+    ProjectionFailure,
+    describe_error,
+    is_passing,
+    report_resume,
+    report_stop,
+)
 from projections.pipeline_sink import PipelineSink
 from projections.projection import settle_batch
 
@@ -86,9 +96,42 @@ def apply_all(conn: Connection[Any], events: list[StoredEventRow], apply: Apply)
     settle_batch(conn, apply, events)
 
 
+def apply_one(
+    pool: ConnectionPool,
+    name: str,
+    partition: int,
+    event: StoredEventRow,
+    apply: Apply,
+    settle: Callable[[Checkpoint], None],
+) -> Checkpoint | None:
+    """Apply one event with its checkpoint, in a transaction of its own (how a batch that failed
+    is gone through, to apply what can be and find the event that cannot). `settle` completes
+    the checkpoint before it is saved. Answers the saved checkpoint, None if it was applied before."""
+    with pool.connection() as conn, conn.transaction():
+        checkpoint = lock_checkpoint(conn, name, partition)
+        if event.position <= checkpoint.position:
+            return None
+        apply_all(conn, [event], apply)
+        checkpoint.position = event.position
+        settle(checkpoint)
+        save_checkpoint(conn, name, checkpoint)
+        return checkpoint
+
+
+OnFailure = Callable[[ProjectionFailure], None]
+OnResume = Callable[[str, int, int], None]
+
+
 class StoreProjector:
     def __init__(
-        self, pool: ConnectionPool, name: str = "core", apply: Apply | None = None, batch_size: int = 2000
+        self,
+        pool: ConnectionPool,
+        name: str = "core",
+        apply: Apply | None = None,
+        batch_size: int = 2000,
+        *,
+        on_failure: OnFailure | None = None,
+        on_resume: OnResume | None = None,
     ) -> None:
         from projections.registry import projector
 
@@ -96,10 +139,26 @@ class StoreProjector:
         self.name = name
         self.apply = apply or projector(name)
         self.batch_size = batch_size
+        self.on_failure = on_failure
+        self.on_resume = on_resume
         adopt_store_feed(pool, name)
 
     def run_once(self) -> int:
-        """Apply one batch; answers how many events it applied."""
+        """Apply one batch; answers how many events it applied. Raises `ProjectionFailed` when
+        it meets an event it cannot apply (after applying every event before it)."""
+        try:
+            return self._apply_batch()
+        except Exception as error:
+            if is_passing(error):
+                raise
+            log.warning(
+                "projector %s: a batch failed (%s); going through it one event at a time",
+                self.name,
+                describe_error(error),
+            )
+            return self._apply_singly()
+
+    def _apply_batch(self) -> int:
         with self.pool.connection() as conn, conn.transaction():
             checkpoint = lock_checkpoint(conn, self.name, STORE_PARTITION)
             events = read_after(conn, checkpoint.position, self.batch_size)
@@ -107,8 +166,32 @@ class StoreProjector:
                 return 0
             apply_all(conn, events, self.apply)
             checkpoint.position = checkpoint.watermark = events[-1].position
-            save_checkpoint(conn, self.name, checkpoint)
-            return len(events)
+            resumed = save_checkpoint(conn, self.name, checkpoint)
+        if resumed:
+            report_resume(self.name, STORE_PARTITION, checkpoint.position, self.on_resume)
+        return len(events)
+
+    def _apply_singly(self) -> int:
+        with self.pool.connection() as conn:
+            position = lock_checkpoint(conn, self.name, STORE_PARTITION).position
+            events = read_after(conn, position, self.batch_size)
+        applied = 0
+        for event in events:
+            try:
+                saved = apply_one(self.pool, self.name, STORE_PARTITION, event, self.apply, _follow_position)
+            except Exception as error:
+                if is_passing(error):
+                    raise
+                failure = ProjectionFailure(
+                    self.name, STORE_PARTITION, event.position, event.type, describe_error(error)
+                )
+                report_stop(self.pool, failure, self.on_failure)
+                raise ProjectionFailed(failure) from error
+            if saved is not None:
+                applied += 1
+                if saved.passed_failure:
+                    report_resume(self.name, STORE_PARTITION, saved.position, self.on_resume)
+        return applied
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         total = 0
@@ -119,17 +202,44 @@ class StoreProjector:
         return total
 
 
+def _follow_position(checkpoint: Checkpoint) -> None:
+    """Fed from the store, a projector has applied everything up to its position."""
+    checkpoint.watermark = checkpoint.position
+
+
 class BackgroundProjection(BackgroundLoop):
-    """A store-fed projector in a daemon thread; `wake()` after a local write."""
+    """A store-fed projector in a daemon thread; `wake()` after a local write. Stopped at an
+    event it cannot apply, it tries again after a pause that doubles each time (see
+    `projections/failures.py`)."""
+
+    RETRY_FIRST_SECONDS = 5.0
+    RETRY_MAX_SECONDS = 300.0
 
     def __init__(self, projector: StoreProjector, poll_seconds: float) -> None:
         self.projector = projector
+        self.stopped: ProjectionFailed | None = None
+        self._retry_at = 0.0
+        self._retry_delay = self.RETRY_FIRST_SECONDS
         super().__init__(
             f"projector-{projector.name}",
-            projector.run_once,
+            self._step,
             poll_seconds=poll_seconds,
             max_idle_seconds=poll_seconds,
         )
+
+    def _step(self) -> int:
+        if self.stopped is not None and time.monotonic() < self._retry_at:
+            return 0
+        try:
+            applied = self.projector.run_once()
+        except ProjectionFailed as failed:
+            self.stopped = failed
+            self._retry_at = time.monotonic() + self._retry_delay
+            self._retry_delay = min(self._retry_delay * 2, self.RETRY_MAX_SECONDS)
+            return 0
+        self.stopped = None
+        self._retry_delay = self.RETRY_FIRST_SECONDS
+        return applied
 
 
 def wait_for_position(pool: ConnectionPool, name: str, position: int, timeout: float) -> bool:

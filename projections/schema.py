@@ -40,12 +40,21 @@ CREATE TABLE IF NOT EXISTS projection_partitions (
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (name, partition)
 );
+-- Where the projector stopped: the event of that partition it cannot apply, and why.
+ALTER TABLE projection_partitions
+    ADD COLUMN IF NOT EXISTS failed_position bigint,
+    ADD COLUMN IF NOT EXISTS failed_event_type text,
+    ADD COLUMN IF NOT EXISTS failed_error text,
+    ADD COLUMN IF NOT EXISTS failed_at timestamptz,
+    ADD COLUMN IF NOT EXISTS failed_attempts int NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS relay_state (
     topic text PRIMARY KEY,
     partitions int NOT NULL,
     position bigint NOT NULL DEFAULT 0,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- The id of the topic the relay filled (a new id: a new topic, to be filled from position 1).
+ALTER TABLE relay_state ADD COLUMN IF NOT EXISTS topic_id text;
 CREATE TABLE IF NOT EXISTS relay_partitions (
     topic text NOT NULL,
     partition int NOT NULL,

@@ -14,6 +14,7 @@ router = APIRouter(tags=["operations"])
 
 MAX_READY_LAG_EVENTS = 50_000
 MAX_READY_LAG_SECONDS = 60.0
+MAX_READY_FAILURES_IN_A_ROW = 3  # of this process's own relay or projector loop
 
 
 @router.get("/healthz")
@@ -40,7 +41,8 @@ READINESS = {
     },
 )
 def readyz(container: ContainerDep) -> JSONResponse:
-    """Readiness: the store answers, the broker answers (when used), projectors keep up."""
+    """Readiness: the store answers, the broker answers (when used), projectors keep up, and
+    none is stopped at an event it cannot apply (then named, with the position and the error)."""
     checks: dict[str, Any] = {}
     ready = True
     try:
@@ -54,12 +56,26 @@ def readyz(container: ContainerDep) -> JSONResponse:
         behind = (
             projector["lag_events"] > MAX_READY_LAG_EVENTS or projector["lag_seconds"] > MAX_READY_LAG_SECONDS
         )
-        checks[f"projector:{projector['name']}"] = {
+        check: dict[str, Any] = {
             "lag_events": projector["lag_events"],
             "lag_seconds": round(projector["lag_seconds"], 3),
             "status": "behind" if behind else "ok",
         }
-        ready = ready and not behind
+        failure = projector["failure"]
+        if failure is not None:
+            check.update(
+                status="stopped",
+                partition=failure["partition"],
+                position=failure["position"],
+                event_type=failure["event_type"],
+                error=failure["error"],
+            )
+        checks[f"projector:{projector['name']}"] = check
+        ready = ready and check["status"] == "ok"
+    for loop in (container.projection, container.relay):
+        if loop is not None and loop.failures >= MAX_READY_FAILURES_IN_A_ROW:
+            checks[loop.name] = {"status": "failing", "failures": loop.failures, "error": loop.last_error}
+            ready = False
     if container.kafka_bootstrap_servers:
         try:
             checks["broker"] = "ok" if container.broker_reachable() else "unavailable"

@@ -1,15 +1,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import ContainerDep, ReadConn
+from infra import kafka
 from infra.bootstrap import Container
 from projections.ops import projection_status
 
@@ -23,11 +24,24 @@ class PartitionStatus(BaseModel):
     updated_at: datetime
 
 
+class ProjectorFailure(BaseModel):
+    """The event a projector stopped at because it cannot apply it."""
+
+    partition: int = Field(description="-1 for a projector fed from the event store")
+    position: int
+    event_type: str
+    error: str
+    since: datetime
+    attempts: int = Field(description="how many times it tried that event so far")
+
+
 class ProjectorStatus(BaseModel):
     name: str
     position: int
     lag_events: int
     lag_seconds: float
+    status: Literal["running", "stopped"]
+    failure: ProjectorFailure | None = Field(description="where it stopped (the lowest position)")
     partitions: list[PartitionStatus]
 
 
@@ -39,16 +53,35 @@ class RelayStatus(BaseModel):
     partitions: int
 
 
+class KafkaStatus(BaseModel):
+    bootstrap_servers: str = Field(description="where any Kafka client reads the log")
+    topic: str = Field(description="the stored events and nothing else, from position 1")
+    watermark_topic: str = Field(description="the ledger's own read-your-writes watermarks")
+
+
 class ProjectionsStatus(BaseModel):
     head: int
+    kafka: KafkaStatus | None = Field(description="null when the projector reads the store directly")
     projectors: list[ProjectorStatus]
     relays: list[RelayStatus]
 
 
 @router.get("/v1/ops/projections", response_model=ProjectionsStatus)
-def projections(conn: ReadConn) -> dict[str, Any]:
-    """Per projector: the position every read model has applied, and the lag behind the log."""
-    return projection_status(conn)
+def projections(conn: ReadConn, container: ContainerDep) -> dict[str, Any]:
+    """Per projector: the position every read model has applied, the lag behind the log, and
+    the event it stopped at if it met one it cannot apply; where the Kafka broker is."""
+    return {**projection_status(conn), "kafka": kafka_status(container)}
+
+
+def kafka_status(container: Container) -> dict[str, str] | None:
+    if not container.kafka_bootstrap_servers:
+        return None
+    topic = kafka.topic_name(container.settings.kafka_topic_prefix)
+    return {
+        "bootstrap_servers": container.kafka_bootstrap_servers,
+        "topic": topic,
+        "watermark_topic": kafka.watermark_topic_for(topic),
+    }
 
 
 class LedgerCollector(Collector):
@@ -76,12 +109,19 @@ class LedgerCollector(Collector):
             position.add_metric([p["name"]], p["position"])
             lag.add_metric([p["name"]], p["lag_events"])
             lag_s.add_metric([p["name"]], p["lag_seconds"])
+        stopped = GaugeMetricFamily(
+            "ledger_projection_stopped",
+            "1 while the projector is stopped at an event it cannot apply",
+            labels=["projector"],
+        )
+        for p in status["projectors"]:
+            stopped.add_metric([p["name"]], 1 if p["failure"] else 0)
         relay = GaugeMetricFamily(
             "ledger_relay_lag_events", "events not published to Kafka yet", labels=["topic"]
         )
         for r in status["relays"]:
             relay.add_metric([r["topic"]], r["lag_events"])
-        yield from (position, lag, lag_s, relay)
+        yield from (position, lag, lag_s, stopped, relay)
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -228,3 +228,102 @@ def test_broker_restarting_empty_loses_and_doubles_nothing(container: Container)
         relay.stop()
         broker.stop()
     assert_equals_replay(container)
+
+
+def register_customers(container: Container, count: int, tag: str) -> None:
+    from application import commands as c
+
+    ctx = c.CommandContext(occurred_at=UNTIL, actor="test")
+    for i in range(count):
+        container.ledger.register_customer(
+            c.RegisterCustomer(external_id=f"{tag}-{i}", email=f"{tag}{i}@x.io", currency="EUR"), ctx
+        )
+
+
+def test_projector_keeps_applying_after_the_sealer_rolls_back_on_its_pooled_connection(
+    container: Container,
+) -> None:
+    """Observation 4: after `ledger simulate` against a running ledger the projector failed on
+    every batch with `prepared statement "ledger_projection_N" does not exist`. The sealer's
+    `LOCK ... NOWAIT` fails while writers append, its transaction rolls back, and psycopg then
+    deallocates every prepared statement of that pooled connection, the projector's included."""
+    import psycopg
+
+    from infra.database import open_pool
+    from infra.seals import safe_horizon
+    from projections.runner import StoreProjector
+
+    schema = container.settings.database_schema
+    shared = open_pool(container.address, schema, 1, name="shared")  # one connection for both
+    try:
+        projector = StoreProjector(shared, CORE_PROJECTION)
+        for batch in range(6):  # psycopg prepares a query of its own once it ran it 5 times
+            register_customers(container, 1, f"before{batch}")
+            assert projector.run_once() == 1
+        with psycopg.connect(container.address.conninfo()) as writer, writer.transaction():
+            writer.execute(f"SET LOCAL search_path TO {schema}")
+            writer.execute("LOCK TABLE ledger_events IN EXCLUSIVE MODE")  # as an append holds it
+            assert safe_horizon(shared, patience_seconds=0) is None  # the sealer gave up
+        register_customers(container, 2, "after")
+        assert projector.run_once() == 2
+        with shared.connection() as conn:
+            row: Any = conn.execute("SELECT count(*) AS n FROM rm_customers").fetchone()
+        assert row["n"] == 8
+    finally:
+        shared.close()
+
+
+def test_a_failed_batch_leaves_nothing_the_next_batch_on_its_connection_trips_on(
+    container: Container,
+) -> None:
+    """A Parse queued behind a failing statement is skipped by the server: a sink that trusted
+    its statements would then execute one that was never prepared. On the pool's connections
+    (statements kept from batch to batch) and on a plain one (closed after each batch)."""
+    import psycopg
+
+    from projections.pipeline_sink import PipelineSink
+
+    def batches_on(conn: psycopg.Connection[Any]) -> None:
+        with (
+            pytest.raises(psycopg.errors.DivisionByZero),
+            conn.transaction(),
+            PipelineSink(conn, transaction=False) as sink,
+        ):
+            sink.execute("SELECT 1 / %s::int", (0,))
+            sink.execute("SELECT 2 * %s::int", (2,))  # its Parse is skipped
+        with conn.transaction(), PipelineSink(conn, transaction=False) as sink:
+            sink.execute("SELECT 2 * %s::int", (3,))
+
+    with container.pool.connection() as pooled:
+        batches_on(pooled)
+    with psycopg.connect(container.address.conninfo()) as plain:
+        batches_on(plain)
+        left: Any = plain.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'ledger_projection_%%'"
+        ).fetchone()
+    assert left[0] == 0
+
+
+def test_projector_goes_on_when_its_prepared_statements_vanish_under_it(container: Container) -> None:
+    """Whoever deallocates them (a `DEALLOCATE ALL` on the session), the projector's next batch
+    fails once, is gone through again with statements prepared anew, and nothing stops."""
+    from infra.database import open_pool
+    from projections.runner import StoreProjector
+
+    shared = open_pool(container.address, container.settings.database_schema, 1, name="shared")
+    try:
+        projector = StoreProjector(shared, CORE_PROJECTION)
+        register_customers(container, 2, "before")
+        assert projector.run_once() == 2
+        with shared.connection() as conn:
+            conn.execute("DEALLOCATE ALL")
+        register_customers(container, 2, "after")
+        assert projector.catch_up() == 2
+        with shared.connection() as conn:
+            customers: Any = conn.execute("SELECT count(*) AS n FROM rm_customers").fetchone()
+            stopped: Any = conn.execute(
+                "SELECT count(*) AS n FROM projection_partitions WHERE failed_position IS NOT NULL"
+            ).fetchone()
+        assert (customers["n"], stopped["n"]) == (4, 0)
+    finally:
+        shared.close()
