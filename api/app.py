@@ -32,6 +32,7 @@ from api.routers import (
     simulation,
     subscriptions,
     usage,
+    webhook_endpoints,
     webhooks,
 )
 from infra.bootstrap import Container
@@ -73,6 +74,7 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
         usage.router,
         events.router,
         webhooks.router,
+        webhook_endpoints.router,
         ops.router,
         clock.router,
         analytics.router,

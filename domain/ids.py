@@ -72,3 +72,12 @@ def clock_tick_id(day: date) -> UUID:
 TEST_CLOCK_ID = _uuid5("test-clock")
 # The key of the daily clock's timer: the next UTC midnight to record as a ClockTick.
 DAILY_CLOCK_TIMER_ID = _uuid5("daily-clock")
+
+
+def webhook_message_id(stream_id: UUID, version: int) -> UUID:
+    """The outgoing webhook message announcing one stored event (its `webhook-id`)."""
+    return _uuid5(f"webhook-message:{stream_id}:{version}")
+
+
+def webhook_delivery_id(endpoint_id: UUID, message_id: str) -> UUID:
+    return _uuid5(f"webhook-delivery:{endpoint_id}:{message_id}")

@@ -74,6 +74,21 @@ class Settings(BaseSettings):
     analytics_max_staleness_seconds: float = Field(
         default=5.0, ge=0, le=3600, description="a query refreshes an analytics copy this old"
     )
+    webhooks_allow_private: bool = Field(
+        default=False,
+        description="let webhook endpoints point at loopback, private and link-local addresses (tests, labs)",
+    )
+    webhooks_secrets_key: SecretStr | None = Field(
+        default=None,
+        description="base64 of 32 bytes encrypting webhook signing secrets at rest; unset: a key file"
+        " generated in the data directory",
+    )
+    webhooks_timeout_seconds: float = Field(
+        default=15.0, gt=0, le=60, description="a webhook attempt without an answer by then has failed"
+    )
+    webhooks_concurrency: int = Field(
+        default=16, ge=1, le=256, description="webhook attempts in flight at once, per process"
+    )
 
 
 class DatabaseAddress:
