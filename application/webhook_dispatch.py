@@ -16,6 +16,7 @@ connection while it keeps us waiting."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import threading
@@ -29,7 +30,7 @@ from application import commands as c
 from application.webhooks import WebhookEndpoints, wall_clock
 from domain.errors import DomainError
 from domain.webhook_delivery import FAILED, GONE, RETRY, SUCCEEDED, judge
-from infra.webhook_http import Answer, WebhookSender, signed_headers
+from infra.webhook_http import Answer, WebhookSender, signed_headers, tls_context
 from infra.webhook_store import Claimed, Outcome, claim_due, disable_endpoint, record_outcome
 from infra.webhook_vault import SecretVault, VaultKeyMismatch
 
@@ -68,12 +69,14 @@ class WebhookDispatcher:
         self.jitter = jitter
         # Longer than any attempt can take, so a lease runs out only when its process is gone.
         self.lease = timedelta(seconds=timeout_seconds) + LEASE_MARGIN
+        self._tls = tls_context()
 
     def sender(self) -> WebhookSender:
         return WebhookSender(
             allow_private=self.allow_private,
             timeout_seconds=self.timeout_seconds,
             max_connections=max(self.concurrency, 10),
+            ssl_context=self._tls,
         )
 
     def claim(self, limit: int) -> list[Claimed]:
@@ -208,25 +211,25 @@ class BackgroundDispatcher:
         self._loop = asyncio.get_running_loop()
         sender = self.dispatcher.sender()
         in_flight: set[asyncio.Task[None]] = set()
+        # Claiming is a transaction: made for a few free slots at once, not for each one.
+        refill = max(1, self.dispatcher.concurrency // 4)
         try:
             while not self._stopping:
+                self._wake.clear()  # a wake from here on is for what this claim may miss
                 free = self.dispatcher.concurrency - len(in_flight)
-                claimed = await self._claim(free) if free > 0 else []
+                claimed = await self._claim(free) if free >= refill or not in_flight else []
                 for one in claimed:
                     task = asyncio.create_task(self._attempt(sender, one))
                     in_flight.add(task)
                     task.add_done_callback(in_flight.discard)
-                if claimed and len(claimed) == free:
+                if (claimed and len(claimed) == free) or (in_flight and free < refill):
+                    # More may be due: wait for slots to free up, then claim again.
                     await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                     continue
-                if claimed:
-                    continue
-                woken = asyncio.create_task(self._wake.wait())
-                await asyncio.wait(
-                    {woken, *in_flight}, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED
-                )
-                woken.cancel()
-                self._wake.clear()
+                # Nothing else due now: look again when woken (new deliveries) or after the poll
+                # (retries falling due, deliveries fanned out by another process).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
             if in_flight:
                 await asyncio.wait(in_flight, timeout=self.dispatcher.timeout_seconds + 5)
         finally:

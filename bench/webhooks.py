@@ -1,7 +1,8 @@
 """Outgoing webhooks: deliveries per second to a local receiver and the time from an event's commit
 to its delivery, beside a raw HTTP POST loop to the same receiver in the same run.
 
-    .venv/bin/python bench/webhooks.py [--events 2000] [--latency-events 300] [--json FILE] [--database-url URL]
+    .venv/bin/python bench/webhooks.py [--events 2000] [--latency-events 300] [--latency-rate 20]
+        [--json FILE] [--database-url URL]
 
 The receiver is a minimal ASGI app under uvicorn in a subprocess on a free port (it answers 200
 and notes when each `webhook-id` arrived), so it does not share this process's interpreter with
@@ -13,8 +14,8 @@ them (`LEDGER_WEBHOOKS_CONCURRENCY` attempts in flight, default 16). Figures:
 - deliveries/s: `--events` customers registered while the workers are stopped, then the workers
   started and timed until the receiver has every message (fan-out, signing, sending, recording);
 - commit-to-delivery latency p50/p99: with the workers running, `--latency-events` customers
-  registered one after another (each woken the way an API write wakes the workers); the time
-  from each command's return (its commit) to the receiver getting its message.
+  registered at `--latency-rate` per second (each waking the workers as an API write does); the
+  time from each command's return (its commit) to the receiver getting its message.
 Each run checks that every event arrived exactly once.
 """
 
@@ -165,6 +166,7 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--latency-events", type=int, default=300)
+    parser.add_argument("--latency-rate", type=float, default=20.0, help="events per second while timing")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--serve-receiver", type=int, help=argparse.SUPPRESS)
     parser.add_argument(
@@ -206,7 +208,13 @@ def main() -> None:
         rate = args.events / (last - started)
 
         # Commit-to-delivery latency, workers running.
-        committed = dict(register(container, "live", i) for i in range(args.latency_events))
+        committed: dict[str, float] = {}
+        pace = time.monotonic()
+        for i in range(args.latency_events):
+            pace += 1 / args.latency_rate
+            webhook_id, at = register(container, "live", i)
+            committed[webhook_id] = at
+            time.sleep(max(0.0, pace - time.monotonic()))
         found = wait_for(url, set(committed), timeout=120.0)
         latencies = [(found[i][0] - at) * 1000 for i, at in committed.items() if i in found]
         if len(latencies) != len(committed):
@@ -225,6 +233,7 @@ def main() -> None:
         "raw_posts_per_second": round(raw, 1),
         "deliveries_per_second": round(rate, 1),
         "latency_events": args.latency_events,
+        "latency_rate": args.latency_rate,
         "commit_to_delivery_ms_p50": round(statistics.median(latencies), 2),
         "commit_to_delivery_ms_p99": round(percentile(latencies, 0.99), 2),
     }
@@ -233,8 +242,8 @@ def main() -> None:
         f"webhook deliveries (backlog of {args.events:,}): {rate:,.0f} deliveries/s ({rate / raw:.2f} x raw)"
     )
     print(
-        f"commit to delivery ({args.latency_events} events): p50 {results['commit_to_delivery_ms_p50']} ms,"
-        f" p99 {results['commit_to_delivery_ms_p99']} ms"
+        f"commit to delivery ({args.latency_events} events at {args.latency_rate:g}/s):"
+        f" p50 {results['commit_to_delivery_ms_p50']} ms, p99 {results['commit_to_delivery_ms_p99']} ms"
     )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

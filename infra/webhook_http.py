@@ -58,10 +58,10 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport over a connection pool whose network backend checks every address it
     connects to (httpx takes no backend of its own, hence the pool set here)."""
 
-    def __init__(self, *, allow_private: bool, max_connections: int) -> None:
-        super().__init__(trust_env=False)
+    def __init__(self, *, allow_private: bool, max_connections: int, ssl_context: ssl.SSLContext) -> None:
+        super().__init__(verify=ssl_context, trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl.create_default_context(cafile=certifi.where()),
+            ssl_context=ssl_context,
             max_connections=max_connections,
             max_keepalive_connections=max_connections,
             keepalive_expiry=30.0,
@@ -69,11 +69,28 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
         )
 
 
+def tls_context() -> ssl.SSLContext:
+    """Certificates verified against certifi's bundle (loading it takes tens of milliseconds:
+    made once per process, shared by its senders)."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 class WebhookSender:
-    def __init__(self, *, allow_private: bool, timeout_seconds: float, max_connections: int = 100) -> None:
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        timeout_seconds: float,
+        max_connections: int = 100,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.timeout_seconds = timeout_seconds
         self.client = httpx.AsyncClient(
-            transport=_GuardedTransport(allow_private=allow_private, max_connections=max_connections),
+            transport=_GuardedTransport(
+                allow_private=allow_private,
+                max_connections=max_connections,
+                ssl_context=ssl_context or tls_context(),
+            ),
             follow_redirects=False,
             trust_env=False,
             timeout=httpx.Timeout(timeout_seconds),
