@@ -22,7 +22,9 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from psycopg_pool import ConnectionPool
 
@@ -35,6 +37,7 @@ from infra.webhook_store import Claimed, Outcome, claim_due, disable_endpoint, r
 from infra.webhook_vault import SecretVault, VaultKeyMismatch
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A delivery whose secret this process cannot read waits this long, without counting as a failure
 # of the receiver's: the fix is ours (the same LEDGER_WEBHOOKS_SECRETS_KEY everywhere).
@@ -70,6 +73,10 @@ class WebhookDispatcher:
         # Longer than any attempt can take, so a lease runs out only when its process is gone.
         self.lease = timedelta(seconds=timeout_seconds) + LEASE_MARGIN
         self._tls = tls_context()
+        # Where the database work of attempts runs (None: asyncio's default threads). The
+        # background runner gives it two threads of its own, so deliveries never hold more than
+        # a couple of the pool's connections, whatever their number in flight.
+        self.db: Executor | None = None
 
     def sender(self) -> WebhookSender:
         return WebhookSender(
@@ -83,15 +90,20 @@ class WebhookDispatcher:
         with self.pool.connection() as conn:
             return claim_due(conn, self.clock(), self.lease, limit)
 
+    async def in_db(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.db, work)
+
     def deliver_due(self) -> int:
         """One round, for tests and benchmarks: every delivery due by `clock` now (up to
-        `concurrency`) gets one attempt; answers how many."""
-        return asyncio.run(self._round())
+        `concurrency`) gets one attempt; answers how many. On a thread of its own, so it works
+        whether or not the caller's thread runs an event loop."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-round") as one:
+            return one.submit(asyncio.run, self._round()).result()
 
     async def _round(self) -> int:
         sender = self.sender()
         try:
-            claimed = await asyncio.to_thread(self.claim, self.concurrency)
+            claimed = await self.in_db(lambda: self.claim(self.concurrency))
             await asyncio.gather(*(self.attempt(sender, one) for one in claimed))
             return len(claimed)
         finally:
@@ -149,7 +161,7 @@ class WebhookDispatcher:
         )
 
     async def _record(self, claimed: Claimed, outcome: Outcome) -> None:
-        await asyncio.to_thread(self._record_now, claimed, outcome)
+        await self.in_db(lambda: self._record_now(claimed, outcome))
 
     def _record_now(self, claimed: Claimed, outcome: Outcome) -> None:
         if outcome.outcome == GONE:
@@ -204,7 +216,11 @@ class BackgroundDispatcher:
         self._thread.join(timeout=self.dispatcher.timeout_seconds + 10)
 
     def _run(self) -> None:
-        asyncio.run(self._main())
+        self.dispatcher.db = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webhook-db")
+        try:
+            asyncio.run(self._main())
+        finally:
+            self.dispatcher.db.shutdown(wait=True)
 
     async def _main(self) -> None:
         self._wake = asyncio.Event()
@@ -237,7 +253,7 @@ class BackgroundDispatcher:
 
     async def _claim(self, limit: int) -> list[Claimed]:
         try:
-            return await asyncio.to_thread(self.dispatcher.claim, limit)
+            return await self.dispatcher.in_db(lambda: self.dispatcher.claim(limit))
         except Exception:
             log.exception("claiming due webhook deliveries failed; retrying")
             await asyncio.sleep(1)

@@ -155,22 +155,28 @@ def test_an_endpoint_down_for_two_hours_gets_every_event_once_it_is_back(
     receiver.stop()  # down: connections refused
     went_down = hooks.clock.now
     customers = [register(hooks, f"c{i}") for i in range(3)]
-
+    hooks.run_schedule_until(went_down + timedelta(minutes=20))  # tried at 0, 5 s and 5 min: refused
+    receiver.answer(503)  # up again but failing, without Retry-After: the 30-minute retry is seen
+    receiver.start()
     hooks.run_schedule_until(went_down + timedelta(hours=2))
     attempts_while_down = {d["webhook_id"]: d["attempt_count"] for d in hooks.deliveries(endpoint["id"])}
-    assert attempts_while_down and set(attempts_while_down.values()) == {4}  # at 0, 5 s, 5 min, 30 min later
+    assert len(attempts_while_down) == 3 and set(attempts_while_down.values()) == {4}  # 0, 5 s, 5 min, 30 min
+    assert len(receiver.received) == 3, "the 30-minute retry of each reached the failing receiver"
 
-    receiver.start()  # back, on the same port
+    receiver.answer(200)  # back for good
     hooks.run_schedule_until(went_down + timedelta(hours=3))
 
     delivered = receiver.delivered()
     assert sorted(r.message["data"]["id"] for r in delivered) == sorted(map(str, customers))
-    assert len(receiver.received) == 3, "each event once"
-    assert {r.webhook_id for r in delivered} == set(attempts_while_down), "the same webhook-id as every retry"
+    assert len(delivered) == 3, "each event once"
+    assert {r.webhook_id for r in receiver.received} == set(attempts_while_down), "one webhook-id per event"
+    for webhook_id in attempts_while_down:
+        seen = [r for r in receiver.received if r.webhook_id == webhook_id]
+        assert [r.answered for r in seen] == [503, 200] and all(r.verified_by for r in seen)
     for delivery in hooks.deliveries(endpoint["id"]):
         assert delivery["status"] == "succeeded"
         outcomes = [(a["status_code"], a["outcome"]) for a in delivery["attempts"]]
-        assert outcomes == [(None, "retry")] * 4 + [(200, "succeeded")]
+        assert outcomes == [(None, "retry")] * 3 + [(503, "retry"), (200, "succeeded")]
         assert "ConnectError" in delivery["attempts"][0]["error"]
 
 
