@@ -36,6 +36,7 @@ from api.routers import (
     simulation,
     subscriptions,
     usage,
+    webhook_endpoints,
     webhooks,
 )
 from infra.bootstrap import Container
@@ -81,6 +82,7 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
         meter_events.router,
         onboarding.router,
         webhooks.router,
+        webhook_endpoints.router,
         ops.router,
         clock.router,
         analytics.router,

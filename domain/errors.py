@@ -116,3 +116,15 @@ class CreditNoteExceedsInvoice(InvalidTransition):
     """Credit notes on an invoice would total more than the invoice."""
 
     code = "credit_note_exceeds_invoice"
+
+
+class WebhookEndpointDisabled(InvalidTransition):
+    """The webhook endpoint was disabled (it answered 410 Gone): nothing is sent to it."""
+
+    code = "webhook_endpoint_disabled"
+
+
+class WebhookDeliveryInFlight(InvalidTransition):
+    """An attempt of this delivery is being sent right now: resend once it has an outcome."""
+
+    code = "webhook_delivery_in_flight"

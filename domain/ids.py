@@ -122,3 +122,12 @@ def collection_attempt_id(invoice_id: UUID, attempt: int) -> UUID:
 def backend_payment_reference_id(external_payment_id: str) -> UUID:
     """Where the payment backend's id of a payment leads to the ledger's payment."""
     return _uuid5(f"payment-backend:{external_payment_id}")
+
+
+def webhook_message_id(stream_id: UUID, version: int) -> UUID:
+    """The outgoing webhook message announcing one stored event (its `webhook-id`)."""
+    return _uuid5(f"webhook-message:{stream_id}:{version}")
+
+
+def webhook_delivery_id(endpoint_id: UUID, message_id: str) -> UUID:
+    return _uuid5(f"webhook-delivery:{endpoint_id}:{message_id}")

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from psycopg_pool import ConnectionPool
 
 from application.ingestion import EventResult, Ingestion, PreparedUsage
 from application.ledger import Ledger
 from application.stripe_sync import StripeSync
+from application.webhooks import WebhookEndpoints
 from infra import kafka
 from infra.background import BackgroundLoop
 from infra.database import ensure_database, ensure_schema, event_store_env, open_pool
@@ -20,10 +22,16 @@ from infra.payment_backend import PaymentBackend
 from infra.relay import BackgroundRelay, Relay
 from infra.seals import BackgroundSealer, create_seal_table
 from infra.settings import DatabaseAddress, Settings
+from infra.webhook_store import create_webhook_tables
+from infra.webhook_vault import SecretVault, load_key
 from projections.failures import ProjectionAlerts
 from projections.kafka_projector import BackgroundKafkaProjection, KafkaProjector
 from projections.runner import BackgroundProjection, StoreProjector
 from projections.schema import create_schema
+
+if TYPE_CHECKING:
+    from application.webhook_dispatch import BackgroundDispatcher
+    from projections.webhook_fanout import BackgroundFanout
 
 CORE_PROJECTION = "core"
 
@@ -46,6 +54,9 @@ class Container:
     clock: BackgroundLoop | None = None
     collector: BackgroundLoop | None = None
     payment_backend: PaymentBackend | None = None
+    webhooks: WebhookEndpoints | None = None
+    webhook_fanout: BackgroundFanout | None = None
+    webhook_dispatch: BackgroundDispatcher | None = None
     closed: bool = field(default=False)
     _broker_ok: bool = field(default=False)
     _broker_checked_at: float = field(default=0.0)
@@ -74,14 +85,18 @@ class Container:
             self.relay.wake()
         if self.projection is not None:
             self.projection.wake()
+        if self.webhook_fanout is not None:
+            self.webhook_fanout.wake()
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        for loop in (self.clock, self.policies, self.collector):
+        for loop in (self.clock, self.policies, self.collector, self.webhook_fanout):
             if loop is not None:
                 loop.stop()
+        if self.webhook_dispatch is not None:
+            self.webhook_dispatch.stop()
         if self.payment_backend is not None:
             self.payment_backend.close()
         if self.relay is not None:
@@ -108,7 +123,8 @@ def bootstrap(
 ) -> Container:
     """Build the container. With `kafka_bootstrap_servers`, the projector consumes Kafka (and
     `run_relay` also publishes the log there); without, it reads the event store directly.
-    `run_policies` also runs the daily clock and the policies (`ledger up` does).
+    `run_policies` also runs the daily clock, the policies and the webhook deliveries (`ledger up`
+    does).
     `run_sealer` seals the hash chain over new history in the background (`infra/seals.py`)."""
     address = DatabaseAddress(database_url)
     ensure_database(address)
@@ -117,6 +133,7 @@ def bootstrap(
     with pool.connection() as conn:
         create_schema(conn)
         create_seal_table(conn)
+        create_webhook_tables(conn)
     with pool.connection() as conn:
         # Processes starting together would deadlock creating the event store's functions and
         # triggers; one at a time (session lock, released when the block ends).
@@ -154,6 +171,7 @@ def bootstrap(
             settings.payment_backend_api_key.get_secret_value(),
             timeout_seconds=settings.payment_backend_timeout_seconds,
         )
+    container.webhooks = webhook_endpoints(settings, pool, ledger)
     if run_sealer:
         container.sealer = BackgroundSealer(pool)
         container.sealer.start()
@@ -230,7 +248,43 @@ def start_policies(container: Container) -> None:
             poll_seconds=1.0,
         )
         container.collector.start()
+    start_webhooks(container)
 
 
 def payment_callback_url(settings: Settings) -> str:
     return settings.public_url.rstrip("/") + "/v1/payments/callback"
+
+
+def webhook_endpoints(settings: Settings, pool: ConnectionPool, ledger: Ledger) -> WebhookEndpoints:
+    configured = settings.webhooks_secrets_key
+    vault = SecretVault(
+        pool, lambda: load_key(configured.get_secret_value() if configured else None, settings.data_dir)
+    )
+    return WebhookEndpoints(ledger, vault, allow_private=settings.webhooks_allow_private)
+
+
+def start_webhooks(container: Container) -> None:
+    """Outgoing webhooks: the fan-out follows the log into deliveries, the dispatcher sends them.
+    Any number of processes may run both (`ledger up`, `ledger policies`)."""
+    from application.webhook_dispatch import BackgroundDispatcher, WebhookDispatcher
+    from projections.webhook_fanout import BackgroundFanout, WebhookFanout
+
+    settings, endpoints = container.settings, container.webhooks
+    assert endpoints is not None, "bootstrap builds the webhook endpoints"
+    dispatch = BackgroundDispatcher(
+        WebhookDispatcher(
+            container.pool,
+            endpoints.vault,
+            endpoints,
+            allow_private=settings.webhooks_allow_private,
+            timeout_seconds=settings.webhooks_timeout_seconds,
+            concurrency=settings.webhooks_concurrency,
+        )
+    )
+    fanout = BackgroundFanout(
+        WebhookFanout(container.pool, container.ledger, on_fanned_out=dispatch.wake),
+        settings.projection_poll_seconds,
+    )
+    dispatch.start()
+    fanout.start()
+    container.webhook_dispatch, container.webhook_fanout = dispatch, fanout

@@ -135,6 +135,22 @@ class Settings(BaseSettings):
     def dunning(self) -> DunningPolicy:
         return DunningPolicy.parse(self.dunning_retry_days, self.reminder_days, self.dunning_final_action)
 
+    webhooks_allow_private: bool = Field(
+        default=False,
+        description="let webhook endpoints point at loopback, private and link-local addresses (tests, labs)",
+    )
+    webhooks_secrets_key: SecretStr | None = Field(
+        default=None,
+        description="base64 of 32 bytes encrypting webhook signing secrets at rest; unset: a key file"
+        " generated in the data directory",
+    )
+    webhooks_timeout_seconds: float = Field(
+        default=15.0, gt=0, le=60, description="a webhook attempt without an answer by then has failed"
+    )
+    webhooks_concurrency: int = Field(
+        default=16, ge=1, le=256, description="webhook attempts in flight at once, per process"
+    )
+
 
 class DatabaseAddress:
     """A PostgreSQL URL split into the parts libpq and eventsourcing want."""

@@ -27,6 +27,7 @@ from schemathesis.checks import (
 from api.app import create_app
 from infra.bootstrap import Container, bootstrap
 from infra.settings import Settings
+from projections.webhook_fanout import BackgroundFanout, WebhookFanout
 
 # 15 keeps the run near a minute and a half on the 2-core CI machine; raise it to explore.
 EXAMPLES_PER_OPERATION = int(os.environ.get("LEDGER_CONTRACT_EXAMPLES", "15"))
@@ -46,6 +47,10 @@ def contract_container(database_url: str, tmp_path_factory: pytest.TempPathFacto
         _env_file=None,  # type: ignore[call-arg]
     )
     built = bootstrap(settings, database_url, run_projection=True)
+    # The webhook fan-out as well, which `min_position` on webhook reads waits for (it runs in
+    # `ledger up` and `ledger policies`); not the dispatcher: a contract run sends nothing out.
+    built.webhook_fanout = BackgroundFanout(WebhookFanout(built.pool, built.ledger), 0.02)
+    built.webhook_fanout.start()
     try:
         yield built
     finally:

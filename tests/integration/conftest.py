@@ -14,6 +14,7 @@ from api.app import create_app
 from infra.bootstrap import Container, bootstrap
 from infra.settings import Settings
 from tests.integration.stripe_helpers import SECRET
+from tests.integration.webhook_helpers import hooks, receiver  # noqa: F401 - the webhook tests' fixtures
 
 
 @pytest.fixture
