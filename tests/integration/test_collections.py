@@ -14,14 +14,18 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from application.webhook_dispatch import WebhookDispatcher
 from infra.bootstrap import CORE_PROJECTION
 from infra.settings import Settings
 from projections.collector import Collector
 from projections.policies import Policies
+from projections.webhook_fanout import WebhookFanout
 from tests.conftest import count_events
 from tests.integration.integration_helpers import Api, running_ledger
 from tests.integration.live_server import live_server
 from tests.integration.payment_backend import FakePaymentBackend, post_signed
+from tests.integration.webhook_helpers import MovableClock, dispatcher_for
+from tests.integration.webhook_receiver import Receiver
 
 KEY = "backend-key-for-tests"
 
@@ -32,6 +36,13 @@ class Collecting:
     backend: FakePaymentBackend
     collector: Collector
     url: str
+    fanout: WebhookFanout
+    dispatcher: WebhookDispatcher
+
+    def deliver_webhooks(self) -> None:
+        self.fanout.catch_up()
+        while self.dispatcher.deliver_due():
+            pass
 
     def settle(self) -> None:
         """Read models, policies and collector, each to the end of its work, until none has any."""
@@ -65,6 +76,7 @@ def collecting(settings: Settings, database_url: str, backend: FakePaymentBacken
         payment_backend_url=backend.url,
         payment_backend_api_key=SecretStr(KEY),
         payment_backend_timeout_seconds=1.0,
+        webhooks_allow_private=True,
     ) as api:
         container = api.container
         assert container.payment_backend is not None
@@ -77,7 +89,9 @@ def collecting(settings: Settings, database_url: str, backend: FakePaymentBacken
                 callback_url=f"{url}/v1/payments/callback",
                 poll_seconds=3600,
             )
-            yield Collecting(api, backend, collector, url)
+            clock = MovableClock()
+            fanout = WebhookFanout(container.pool, container.ledger, clock=clock)
+            yield Collecting(api, backend, collector, url, fanout, dispatcher_for(container, clock))
 
 
 def subscribe(api: Api, collection_method: str) -> tuple[str, str]:
@@ -100,9 +114,12 @@ def subscribe(api: Api, collection_method: str) -> tuple[str, str]:
 
 
 def test_an_automatic_invoice_failing_twice_is_paid_on_the_scheduled_retry_and_dunning_stops(
-    collecting: Collecting,
+    collecting: Collecting, receiver: Receiver
 ) -> None:
     api, backend = collecting.api, collecting.backend
+    types = ["invoice.finalized", "payment.failed", "payment.succeeded", "invoice.paid", "dunning.step"]
+    endpoint = api.post("/v1/webhook-endpoints", {"url": receiver.url, "event_types": types})
+    receiver.secrets.append(endpoint["secret"])
     customer, _ = subscribe(api, "charge_automatically")
     api.advance(api.now() + timedelta(minutes=61))  # the grace hour is over: finalized
     collecting.settle()
@@ -154,6 +171,25 @@ def test_an_automatic_invoice_failing_twice_is_paid_on_the_scheduled_retry_and_d
     api.advance(failed_at + timedelta(days=6))
     collecting.settle()
     assert len(backend.made_for(invoice["id"])) == 3
+
+    # Subscribers heard it all, each message verified by the standardwebhooks library.
+    collecting.deliver_webhooks()
+    assert all(r.verified_by == (endpoint["secret"],) for r in receiver.received)
+    in_log_order = sorted(receiver.received, key=lambda r: int(r.message["data"]["position"]))
+    about_invoice = [
+        (r.type, r.message["data"].get("action"))
+        for r in in_log_order
+        if invoice["id"] in (r.message["data"].get("id"), r.message["data"].get("invoice_id"))
+    ]
+    assert about_invoice == [
+        ("invoice.finalized", None),
+        ("payment.failed", None),
+        ("dunning.step", "retry"),
+        ("payment.failed", None),
+        ("dunning.step", "retry"),
+        ("payment.succeeded", None),
+        ("invoice.paid", None),
+    ]
 
 
 def test_a_sent_invoice_never_paid_is_reminded_on_the_configured_days_then_its_subscription_ends(

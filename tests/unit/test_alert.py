@@ -65,6 +65,7 @@ def test_default_severities_follow_the_spec() -> None:
         "subscription_canceled": "medium",
         "quota_threshold": "medium",
         "customer_inactive": "low",  # SPEC section 10
+        "projection_failed": "critical",  # a projector stopped at an event it cannot apply
     }
     assert set(DEFAULT_SEVERITY.values()) <= set(SEVERITIES)
 
