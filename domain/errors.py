@@ -116,3 +116,9 @@ class CreditNoteExceedsInvoice(InvalidTransition):
     """Credit notes on an invoice would total more than the invoice."""
 
     code = "credit_note_exceeds_invoice"
+
+
+class InvoiceNotFinalized(InvalidTransition):
+    """A draft has no number and may still change: it has no document yet."""
+
+    code = "invoice_not_finalized"

@@ -20,6 +20,7 @@ from infra.relay import BackgroundRelay, Relay
 from infra.seals import BackgroundSealer, create_seal_table
 from infra.settings import DatabaseAddress, Settings
 from projections.kafka_projector import BackgroundKafkaProjection, KafkaProjector
+from projections.mail_outbox import create_outbox_table
 from projections.runner import BackgroundProjection, StoreProjector
 from projections.schema import create_schema
 
@@ -42,6 +43,7 @@ class Container:
     stripe_sync: StripeSync | None = None
     policies: BackgroundLoop | None = None
     clock: BackgroundLoop | None = None
+    mailer: BackgroundLoop | None = None
     closed: bool = field(default=False)
     _broker_ok: bool = field(default=False)
     _broker_checked_at: float = field(default=0.0)
@@ -75,7 +77,7 @@ class Container:
         if self.closed:
             return
         self.closed = True
-        for loop in (self.clock, self.policies):
+        for loop in (self.clock, self.policies, self.mailer):
             if loop is not None:
                 loop.stop()
         if self.relay is not None:
@@ -111,6 +113,7 @@ def bootstrap(
     with pool.connection() as conn:
         create_schema(conn)
         create_seal_table(conn)
+        create_outbox_table(conn)
     with pool.connection() as conn:
         # Processes starting together would deadlock creating the event store's functions and
         # triggers; one at a time (session lock, released when the block ends).
@@ -188,3 +191,20 @@ def start_policies(container: Container) -> None:
     )
     policies.start()
     container.policies = policies
+    start_mailer(container)
+
+
+def start_mailer(container: Container) -> None:
+    """The e-mails of SPEC 8, following the log: to LEDGER_SMTP_URL, else <data dir>/outbox/."""
+    from infra.mail.transport import transport_from
+    from projections.documents import seller_party
+    from projections.mailer import BackgroundMailer, Mailer
+
+    settings = container.settings
+    mailer = Mailer(
+        container.pool, container.ledger, transport_from(settings), seller_party(settings), CORE_PROJECTION
+    )
+    mailer.begin_at_head()
+    background = BackgroundMailer(mailer, settings.projection_poll_seconds)
+    background.start()
+    container.mailer = background
