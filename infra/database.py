@@ -49,7 +49,14 @@ def open_pool(address: DatabaseAddress, schema: str, size: int, name: str = "led
         address.conninfo(),
         min_size=1,
         max_size=size,
-        kwargs={"options": f"-c search_path={schema},public", "row_factory": dict_row},
+        # No automatic server-side prepares: psycopg deallocates ALL prepared statements of a
+        # connection when it rolls back (any request that fails), the projectors' pipelined
+        # statements (projections/pipeline_sink.py) included.
+        kwargs={
+            "options": f"-c search_path={schema},public",
+            "row_factory": dict_row,
+            "prepare_threshold": None,
+        },
         name=name,
         open=False,
     )

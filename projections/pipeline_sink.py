@@ -9,6 +9,7 @@ that connection while a sink is open."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import weakref
 from datetime import date, datetime
@@ -58,6 +59,11 @@ _prepared_by_connection: weakref.WeakKeyDictionary[Connection[Any], dict[str, by
 )
 
 
+# Statement names are never reused in a process: after a failure the cache is dropped (below) and
+# statements are prepared again under new names, whether or not the old ones still exist.
+_statement_numbers = itertools.count()
+
+
 def prepared_on(conn: Connection[Any]) -> dict[str, bytes]:
     """The statements this sink prepared on a connection (they live as long as its session)."""
     return _prepared_by_connection.setdefault(conn, {})
@@ -101,7 +107,7 @@ class PipelineSink:
     def execute(self, query: str, params: tuple[Any, ...] | list[Any] = ()) -> None:
         name = self.names.get(query)
         if name is None:
-            name = f"ledger_projection_{len(self.names)}".encode()
+            name = f"ledger_projection_{next(_statement_numbers)}".encode()
             count = iter(range(1, 1000))
             numbered = PLACEHOLDER.sub(lambda _: f"${next(count)}", query)
             self.pg.send_prepare(name, numbered.encode())
@@ -130,4 +136,8 @@ class PipelineSink:
                 failure = (result.error_message or b"").decode(errors="replace")
         self.pending = 0
         if failure is not None:
+            # What this connection has prepared is unknown now: after an error the server skips
+            # the rest of the pipeline (Parse messages too), and a psycopg rollback on a
+            # connection with statements of its own sends DEALLOCATE ALL. Prepared again next time.
+            self.names.clear()
             raise StatementFailed(failure)
