@@ -128,3 +128,9 @@ class WebhookDeliveryInFlight(InvalidTransition):
     """An attempt of this delivery is being sent right now: resend once it has an outcome."""
 
     code = "webhook_delivery_in_flight"
+
+
+class InvoiceNotFinalized(InvalidTransition):
+    """A draft has no number and may still change: it has no document yet."""
+
+    code = "invoice_not_finalized"

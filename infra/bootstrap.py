@@ -26,6 +26,7 @@ from infra.webhook_store import create_webhook_tables
 from infra.webhook_vault import SecretVault, load_key
 from projections.failures import ProjectionAlerts
 from projections.kafka_projector import BackgroundKafkaProjection, KafkaProjector
+from projections.mail_outbox import create_outbox_table
 from projections.runner import BackgroundProjection, StoreProjector
 from projections.schema import create_schema
 
@@ -57,6 +58,7 @@ class Container:
     webhooks: WebhookEndpoints | None = None
     webhook_fanout: BackgroundFanout | None = None
     webhook_dispatch: BackgroundDispatcher | None = None
+    mailer: BackgroundLoop | None = None
     closed: bool = field(default=False)
     _broker_ok: bool = field(default=False)
     _broker_checked_at: float = field(default=0.0)
@@ -92,7 +94,7 @@ class Container:
         if self.closed:
             return
         self.closed = True
-        for loop in (self.clock, self.policies, self.collector, self.webhook_fanout):
+        for loop in (self.clock, self.policies, self.collector, self.webhook_fanout, self.mailer):
             if loop is not None:
                 loop.stop()
         if self.webhook_dispatch is not None:
@@ -134,6 +136,7 @@ def bootstrap(
         create_schema(conn)
         create_seal_table(conn)
         create_webhook_tables(conn)
+        create_outbox_table(conn)
     with pool.connection() as conn:
         # Processes starting together would deadlock creating the event store's functions and
         # triggers; one at a time (session lock, released when the block ends).
@@ -249,6 +252,7 @@ def start_policies(container: Container) -> None:
         )
         container.collector.start()
     start_webhooks(container)
+    start_mailer(container)
 
 
 def payment_callback_url(settings: Settings) -> str:
@@ -288,3 +292,19 @@ def start_webhooks(container: Container) -> None:
     dispatch.start()
     fanout.start()
     container.webhook_dispatch, container.webhook_fanout = dispatch, fanout
+
+
+def start_mailer(container: Container) -> None:
+    """The e-mails of SPEC 8, following the log: to LEDGER_SMTP_URL, else <data dir>/outbox/."""
+    from infra.mail.transport import transport_from
+    from projections.documents import seller_party
+    from projections.mailer import BackgroundMailer, Mailer
+
+    settings = container.settings
+    mailer = Mailer(
+        container.pool, container.ledger, transport_from(settings), seller_party(settings), CORE_PROJECTION
+    )
+    mailer.begin_at_head()
+    background = BackgroundMailer(mailer, settings.projection_poll_seconds)
+    background.start()
+    container.mailer = background

@@ -151,6 +151,26 @@ class Settings(BaseSettings):
         default=16, ge=1, le=256, description="webhook attempts in flight at once, per process"
     )
 
+    # The seller on invoices and credit notes (EU Directive 2006/112/EC art. 226) and the sender
+    # of the e-mails. Read when a document is rendered: change them and documents render anew.
+    seller_name: str = Field(default="Billing Ledger", min_length=1, max_length=200)
+    seller_address: str = Field(
+        default="", max_length=1000, description="the seller's postal address; lines separated by ';'"
+    )
+    seller_vat_id: str = Field(
+        default="", max_length=50, description="the seller's VAT identification number"
+    )
+    seller_email: str = Field(
+        default="billing@example.com",
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="From: of the e-mails; its domain ends every Message-ID",
+    )
+    smtp_url: SecretStr | None = Field(
+        default=None,
+        description="smtp://user:pass@host:port or smtps://...; unset: e-mails go to <data dir>/outbox/",
+    )
+    smtp_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+
 
 class DatabaseAddress:
     """A PostgreSQL URL split into the parts libpq and eventsourcing want."""

@@ -316,6 +316,15 @@ def subscription_canceled(cur: Executor, e: StoredEventRow) -> None:
 
 # ---------------------------------------------------------------------------- invoices
 
+# The buyer as an issued document names it (EU art. 226: name, address, VAT id), kept as the
+# customer stood when the invoice was finalized or the credit note issued: a later change of
+# address never changes a document already issued. The customer's events come before, in the
+# log and in its Kafka partition (keyed by customer), so its row is up to date here.
+BUYER_OF = (
+    "(SELECT jsonb_build_object('name', c.name, 'email', c.email, 'address', c.address,"
+    " 'vat_id', c.vat_id, 'tax_exempt', c.tax_exempt) FROM rm_customers c WHERE c.id = {customer})"
+)
+
 
 @handles("Invoice.Drafted")
 def invoice_drafted(cur: Executor, e: StoredEventRow) -> None:
@@ -411,7 +420,8 @@ def invoice_finalized(cur: Executor, e: StoredEventRow) -> None:
     cur.execute(
         "UPDATE rm_invoices SET status='open', number=%s, due_date=%s, subtotal=%s, discount=%s,"
         " tax=%s, total=%s, balance_applied=%s, amount_remaining=%s, finalized_at=%s, updated_at=%s,"
-        " collection_method=%s WHERE id=%s",
+        " collection_method=%s,"
+        f" buyer={BUYER_OF.format(customer='rm_invoices.customer_id')} WHERE id=%s",
         (
             p["number"],
             p["due_date"],
@@ -692,8 +702,9 @@ def credit_note_issued(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     cur.execute(
         "INSERT INTO rm_credit_notes (id, seq, number, invoice_id, customer_id, currency, reason, amount,"
-        " lines, against_remaining, refund_amount, credit_amount, memo, created_at)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
+        " lines, against_remaining, refund_amount, credit_amount, memo, created_at, buyer)"
+        f" VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,{BUYER_OF.format(customer='%s')})"
+        " ON CONFLICT (id) DO NOTHING",
         (
             e.stream_id,
             e.position,
@@ -709,5 +720,6 @@ def credit_note_issued(cur: Executor, e: StoredEventRow) -> None:
             p["credit_amount"],
             p["memo"],
             e.occurred_at,
+            p["customer_id"],
         ),
     )

@@ -104,8 +104,9 @@ CREATE TABLE IF NOT EXISTS rm_credit_notes (
     id uuid PRIMARY KEY, seq bigint NOT NULL, number text NOT NULL UNIQUE, invoice_id uuid NOT NULL,
     customer_id uuid NOT NULL, currency text NOT NULL, reason text NOT NULL, amount bigint NOT NULL,
     lines jsonb NOT NULL, against_remaining bigint NOT NULL, refund_amount bigint NOT NULL,
-    credit_amount bigint NOT NULL, memo text, created_at timestamptz NOT NULL
+    credit_amount bigint NOT NULL, memo text, created_at timestamptz NOT NULL, buyer jsonb
 );
+ALTER TABLE rm_credit_notes ADD COLUMN IF NOT EXISTS buyer jsonb;
 CREATE INDEX IF NOT EXISTS rm_credit_notes_customer ON rm_credit_notes (customer_id, seq);
 CREATE INDEX IF NOT EXISTS rm_credit_notes_invoice ON rm_credit_notes (invoice_id, seq);
 CREATE INDEX IF NOT EXISTS rm_customers_seq ON rm_customers (seq);
@@ -133,7 +134,7 @@ CREATE TABLE IF NOT EXISTS rm_invoices (
     period_start timestamptz, period_end timestamptz, billing_reason text NOT NULL DEFAULT 'manual',
     tax_rate_bps int NOT NULL DEFAULT 0, tax_exempt text NOT NULL DEFAULT 'none', coupon jsonb,
     balance_applied bigint NOT NULL DEFAULT 0, amount_credited bigint NOT NULL DEFAULT 0,
-    finalize_at timestamptz
+    finalize_at timestamptz, buyer jsonb
 );
 ALTER TABLE rm_invoices ADD COLUMN IF NOT EXISTS period_start timestamptz,
     ADD COLUMN IF NOT EXISTS period_end timestamptz,
@@ -146,7 +147,8 @@ ALTER TABLE rm_invoices ADD COLUMN IF NOT EXISTS period_start timestamptz,
     ADD COLUMN IF NOT EXISTS finalize_at timestamptz,
     ADD COLUMN IF NOT EXISTS collection_method text,
     ADD COLUMN IF NOT EXISTS payment_failures int NOT NULL DEFAULT 0,
-    ADD COLUMN IF NOT EXISTS dunning jsonb;
+    ADD COLUMN IF NOT EXISTS dunning jsonb,
+    ADD COLUMN IF NOT EXISTS buyer jsonb;
 CREATE INDEX IF NOT EXISTS rm_invoices_subscription ON rm_invoices (subscription_id, seq);
 CREATE INDEX IF NOT EXISTS rm_invoices_customer ON rm_invoices (customer_id, seq);
 CREATE INDEX IF NOT EXISTS rm_invoices_status ON rm_invoices (status, seq);
