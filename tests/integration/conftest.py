@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from api.app import create_app
 from infra.bootstrap import Container, bootstrap
 from infra.settings import Settings
+from tests.integration.smtp_server import smtp_server  # noqa: F401 - a real SMTP server's fixture
 from tests.integration.stripe_helpers import SECRET
 from tests.integration.webhook_helpers import hooks, receiver  # noqa: F401 - the webhook tests' fixtures
 

@@ -16,14 +16,18 @@ from pydantic import SecretStr
 
 from application.webhook_dispatch import WebhookDispatcher
 from infra.bootstrap import CORE_PROJECTION
+from infra.mail.transport import SmtpTransport
 from infra.settings import Settings
 from projections.collector import Collector
+from projections.documents import seller_party
+from projections.mailer import Mailer
 from projections.policies import Policies
 from projections.webhook_fanout import WebhookFanout
 from tests.conftest import count_events
 from tests.integration.integration_helpers import Api, running_ledger
 from tests.integration.live_server import live_server
 from tests.integration.payment_backend import FakePaymentBackend, post_signed
+from tests.integration.smtp_server import SmtpServer
 from tests.integration.webhook_helpers import MovableClock, dispatcher_for
 from tests.integration.webhook_receiver import Receiver
 
@@ -38,6 +42,8 @@ class Collecting:
     url: str
     fanout: WebhookFanout
     dispatcher: WebhookDispatcher
+    mailer: Mailer
+    smtp: SmtpServer
 
     def deliver_webhooks(self) -> None:
         self.fanout.catch_up()
@@ -69,7 +75,9 @@ def backend() -> Iterator[FakePaymentBackend]:
 
 
 @pytest.fixture
-def collecting(settings: Settings, database_url: str, backend: FakePaymentBackend) -> Iterator[Collecting]:
+def collecting(
+    settings: Settings, database_url: str, backend: FakePaymentBackend, smtp_server: SmtpServer
+) -> Iterator[Collecting]:
     with running_ledger(
         settings,
         database_url,
@@ -91,7 +99,15 @@ def collecting(settings: Settings, database_url: str, backend: FakePaymentBacken
             )
             clock = MovableClock()
             fanout = WebhookFanout(container.pool, container.ledger, clock=clock)
-            yield Collecting(api, backend, collector, url, fanout, dispatcher_for(container, clock))
+            mailer = Mailer(
+                container.pool,
+                container.ledger,
+                SmtpTransport(smtp_server.url),
+                seller_party(container.settings),
+            )
+            yield Collecting(
+                api, backend, collector, url, fanout, dispatcher_for(container, clock), mailer, smtp_server
+            )
 
 
 def subscribe(api: Api, collection_method: str) -> tuple[str, str]:
@@ -190,6 +206,13 @@ def test_an_automatic_invoice_failing_twice_is_paid_on_the_scheduled_retry_and_d
         ("payment.succeeded", None),
         ("invoice.paid", None),
     ]
+    # And the customer got its mail: the invoice, two failures, one receipt; each once.
+    collecting.mailer.catch_up()
+    collecting.mailer.catch_up()
+    subjects = [m["Subject"].split(":")[0].split(" ")[0] for m in collecting.smtp.messages()]
+    assert sorted(subjects) == ["Invoice", "Payment", "Payment", "Payment"]
+    receipts = [m for m in collecting.smtp.messages() if m["Subject"].startswith("Payment received")]
+    assert len(receipts) == 1 and receipts[0]["To"] == "billing@acme.io"
 
 
 def test_a_sent_invoice_never_paid_is_reminded_on_the_configured_days_then_its_subscription_ends(
@@ -223,6 +246,16 @@ def test_a_sent_invoice_never_paid_is_reminded_on_the_configured_days_then_its_s
     assert ended["status"] == "canceled"
     assert datetime.fromisoformat(ended["ended_at"]) == due + timedelta(days=14)
     assert collecting.backend.payments == {}  # a sent invoice is never charged
+    collecting.mailer.catch_up()
+    about_it = [m["Subject"] for m in collecting.smtp.messages() if invoice["number"] in m["Subject"]]
+    assert [subject.split(":")[0] for subject in about_it] == [
+        f"Invoice {invoice['number']} from Billing Ledger",
+        "Reminder",
+        "Reminder",
+        "Reminder",
+        "Reminder",
+        "Final notice",
+    ]
 
 
 def test_a_backend_that_is_down_or_slow_loses_no_attempt_and_makes_no_second_one(

@@ -26,10 +26,8 @@ from infra.settings import Settings
 from projections.documents import seller_party
 from projections.mailer import Mailer
 from projections.runner import head_position, wait_for_position
-from tests.integration.smtp_server import SmtpServer, attached_pdf_text, smtp_server, text_of
+from tests.integration.smtp_server import SmtpServer, attached_pdf_text, text_of
 from tests.integration.stripe_helpers import deliver, lifecycle
-
-__all__ = ["smtp_server"]  # the fixture, used by the tests below
 
 
 def ctx() -> c.CommandContext:
