@@ -7,16 +7,16 @@ import contextvars
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent, Repository
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Mapper, Recording
+from eventsourcing.utils import strtobool
 from psycopg import OperationalError
-from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from application import billing_use_cases, payment_collection, receipts
 from application import commands as c
@@ -45,8 +45,16 @@ from domain.payment import Payment
 from domain.plan import Plan, normalized_usage_prices
 from domain.subscription import ACTIVE, PAST_DUE, Subscription
 from infra.eventstore import Envelope, LedgerMapper, LedgerRecorder, current_envelope
+from infra.write_behind import (
+    Detached,
+    WriteBatch,
+    WriteBehindRecorder,
+    WriteBehindRepository,
+    current_batch,
+)
 
 log = logging.getLogger(__name__)
+COMMAND_ATTEMPTS = 8  # a use case is run again while a concurrent command keeps changing its aggregates
 RETRY_LATER = timedelta(minutes=1)  # an aggregate the clock could not advance is tried again then
 
 A = TypeVar("A", bound=Aggregate)
@@ -127,19 +135,48 @@ class Ledger(Application[UUID]):
         """As the library's, without its protocol `isinstance` checks on every object saved: with
         a batch of a billing day (thousands of aggregates in one append) they cost more than the
         rest of collecting the events."""
+        processing = self._collect(objs)
+        processing.saved_kwargs.update(kwargs)
+        recordings = self._record(processing)
+        batch = current_batch()
+        if batch is not None:
+            batch.keep(processing.aggregates)
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        self.notify(processing.events)  # deprecated in the library, kept as it calls it
+        return recordings
+
+    @staticmethod
+    def _collect(objs: Iterable[Any]) -> ProcessingEvent[UUID]:
         processing: ProcessingEvent[UUID] = ProcessingEvent()
         for obj in objs:
             if isinstance(obj, Aggregate):
                 processing.events.extend(obj.collect_events())
                 processing.aggregates[obj.id] = obj
+            elif isinstance(obj, InvoiceNumberAssigned):
+                processing.events.append(obj)
             elif obj is not None:
                 processing.collect_events(obj)
-        processing.saved_kwargs.update(kwargs)
-        recordings = self._record(processing)
-        self._take_snapshots(processing)
-        self._notify(recordings)
-        self.notify(processing.events)  # deprecated in the library, kept as it calls it
-        return recordings
+        return processing
+
+    def _append(self, envelope: Envelope, objs: Iterable[Any]) -> list[int]:
+        """Save with this envelope; the positions of the events recorded. Within a write batch
+        the events are held in it as rows of the events table, straight from the aggregates (none
+        of the library's recordings, notifications or snapshots: nothing follows the ledger
+        in-process, and it takes no snapshots)."""
+        token = current_envelope.set(envelope)
+        try:
+            batch = current_batch()
+            if batch is None:
+                return [recording.notification.id for recording in self.save(*objs)]
+            processing = self._collect(objs)
+            mapper = self.mapper
+            assert isinstance(mapper, LedgerMapper)
+            positions = batch.hold([mapper.to_row(e) for e in processing.events], envelope.timers)
+            batch.keep(processing.aggregates)
+            return positions
+        finally:
+            current_envelope.reset(token)
 
     @property
     def dunning(self) -> DunningPolicy | None:
@@ -160,6 +197,27 @@ class Ledger(Application[UUID]):
 
     def construct_mapper(self) -> Mapper[UUID]:
         return LedgerMapper()
+
+    def construct_repository(self) -> Repository[UUID]:
+        """The library's repository (as configured by the same environment variables), which
+        answers from a write batch within one (`write_behind`)."""
+        cache_maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        return WriteBehindRepository(
+            event_store=self.events,
+            snapshot_store=self.snapshots,
+            cache_maxsize=int(cache_maxsize) if cache_maxsize else None,
+            fastforward=strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y")),
+            fastforward_skipping=strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD_SKIPPING, "n")),
+            deepcopy_from_cache=strtobool(self.env.get(self.DEEPCOPY_FROM_AGGREGATE_CACHE, "y")),
+        )
+
+    def write_behind(self, detached: Detached | None = None) -> WriteBatch:
+        """A batch holding this context's appends in memory, written in large transactions (see
+        `infra.write_behind`): for a writer that alone writes the streams it makes."""
+        store = self.store
+        if not isinstance(store, WriteBehindRecorder):
+            raise TypeError("write-behind needs the ledger's WriteBehindRecorder")
+        return store.batch(detached)
 
     @property
     def store(self) -> LedgerRecorder:
@@ -251,21 +309,18 @@ class Ledger(Application[UUID]):
             customers={a.id: a.owner_customer_id for a in aggregates if isinstance(a, LedgerAggregate)},
             timers=timers,
         )
-        token = current_envelope.set(envelope)
         try:
-            recordings = self.save(*aggregates)
+            positions = self._append(envelope, aggregates)
         except IntegrityError as conflict:
             raise ConcurrentChange(str(conflict)) from conflict
-        finally:
-            current_envelope.reset(token)
-        if recordings:
-            position = max(r.notification.id for r in recordings)
+        if positions:
+            position = max(positions)
         else:
             # Nothing recorded: a timer that fell due with nothing to do moves on all the same.
             if timers:
                 self.store.set_timers(timers)
             position = self.store.position_of(resource.id) or 0
-        return Outcome(resource.id, answer, position, created, recorded=bool(recordings))
+        return Outcome(resource.id, answer, position, created, recorded=bool(positions))
 
     @staticmethod
     def catch_up(aggregates: Iterable[object], now: datetime) -> dict[UUID, datetime | None]:
@@ -290,22 +345,24 @@ class Ledger(Application[UUID]):
         return Outcome(UUID(record.resource_id), record.receipt, position, created=True)
 
     def _run(self, ctx: c.CommandContext, use_case: Callable[[c.CommandContext], Outcome]) -> Outcome:
+        """Run a use case; run it again (up to `COMMAND_ATTEMPTS` times in all) while another
+        command changed one of its aggregates first."""
         occurred_at = check_business_time(ensure_utc(ctx.occurred_at), self.now())
-        ctx = c.CommandContext(**{**vars(ctx), "occurred_at": occurred_at})
-
-        @retry(
-            retry=retry_if_exception_type(ConcurrentChange),
-            stop=stop_after_attempt(8),
-            reraise=True,
-        )
-        def attempt() -> Outcome:
+        ctx = replace(ctx, occurred_at=occurred_at)
+        attempt = 1
+        while True:
             token = _current_work.set(BillingWork(self))
             try:
                 return self._replayed(ctx) or use_case(ctx)
+            except BaseException as failed:
+                batch = current_batch()
+                if batch is not None:
+                    batch.forget_changed()
+                if not isinstance(failed, ConcurrentChange) or attempt == COMMAND_ATTEMPTS:
+                    raise
             finally:
                 _current_work.reset(token)
-
-        return attempt()
+            attempt += 1
 
     # ------------------------------------------------------------------ plans
 

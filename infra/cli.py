@@ -479,10 +479,18 @@ def simulate(
     shard: Annotated[
         str, typer.Option(help="K/N: write only customers K, K+N, K+2N... (run N processes in parallel)")
     ] = "0/1",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="processes simulating customers for this one, which writes them (0: none; default "
+            "one per core for a large history); the history is the same whatever their number",
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Write a realistic, deterministic history through the ledger's own commands."""
-    from application.simulation import Simulation
+    from application.simulation import Simulation, default_workers
 
     try:
         k, n = (int(part) for part in shard.split("/"))
@@ -500,6 +508,7 @@ def simulate(
             seed=seed,
             until=until.replace(tzinfo=UTC) if until else None,
             shard=(k, n),
+            workers=default_workers(owned) if workers is None else workers,
         )
         with progress_bar() as progress:
             task = progress.add_task("simulating customers", total=owned)

@@ -1,7 +1,8 @@
 """The history a seed writes is part of the contract: benchmarks, demos and users' notes refer to
 it. Its digest was taken from the simulation as it was before it was made fast (one append per
 command); a faster way of writing must write exactly the same events, envelopes, payloads and
-timers, in the same order."""
+timers, in the same order: in one process, and with worker processes simulating chunks of
+customers that the writing process relocates onto the log (invoice numbers, positions)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import uuid
 from datetime import UTC, datetime
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from application.ledger import Ledger
@@ -32,14 +34,18 @@ EXPECTED_STATS = {
 }  # fmt: skip
 
 
-def test_a_seed_writes_the_history_it_always_wrote(database_url: str) -> None:
+@pytest.mark.parametrize("workers", [0, 2], ids=["one process", "two worker processes"])
+def test_a_seed_writes_the_history_it_always_wrote(database_url: str, workers: int) -> None:
     address = DatabaseAddress(database_url)
     ensure_database(address)
     schema = "simdigest_" + uuid.uuid4().hex[:8]
     ensure_schema(address, schema)
     ledger = Ledger(env=event_store_env(address, schema, 2))
     try:
-        stats = Simulation(ledger, customers=150, months=12, seed=4, until=UNTIL).run()
+        simulation = Simulation(
+            ledger, customers=150, months=12, seed=4, until=UNTIL, workers=workers, chunk_customers=20
+        )
+        stats = simulation.run()
         assert ledger.store.head() == 6375
         assert stats.as_dict() == EXPECTED_STATS
         assert history_digest(address, schema) == EXPECTED_DIGEST
