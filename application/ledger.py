@@ -348,7 +348,8 @@ class Ledger(Application[UUID]):
         """Run a use case; run it again (up to `COMMAND_ATTEMPTS` times in all) while another
         command changed one of its aggregates first."""
         occurred_at = check_business_time(ensure_utc(ctx.occurred_at), self.now())
-        ctx = replace(ctx, occurred_at=occurred_at)
+        if occurred_at is not ctx.occurred_at:
+            ctx = replace(ctx, occurred_at=occurred_at)
         attempt = 1
         while True:
             token = _current_work.set(BillingWork(self))

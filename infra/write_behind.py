@@ -101,17 +101,17 @@ class WriteBatch:
         """Keep these events (and timers) for the next flush; their predicted positions."""
         first = len(self.events)
         self.events.extend(events)
-        for index, e in enumerate(events, start=first):
-            stream = e.originator_id
-            self.versions[stream] = e.originator_version
-            self.last_index[stream] = index
-            self.absent.discard(stream)
+        self.versions.update((e.originator_id, e.originator_version) for e in events)
+        self.last_index.update((e.originator_id, index) for index, e in enumerate(events, start=first))
+        if self.absent:
+            self.absent.difference_update(e.originator_id for e in events if e.originator_version == 1)
+        for e in events:
             if e.originator_version == 1 and e.event_type == CUSTOMER_REGISTERED:
-                self.new_customers.add(stream)
+                self.new_customers.add(e.originator_id)
             elif e.event_type.startswith(USAGE_EVENT_PREFIX):
                 self.holds_usage = True
         self.timers.update(timers)
-        return [self.head + index + 1 for index in range(first, len(self.events))]
+        return list(range(self.head + first + 1, self.head + len(self.events) + 1))
 
     def keep(self, aggregates: Mapping[UUID, object]) -> None:
         self.aggregates.update((i, a) for i, a in aggregates.items() if isinstance(a, Aggregate))
