@@ -44,9 +44,11 @@ from domain.onboarding import Onboarding, request_fingerprint
 from domain.payment import Payment
 from domain.plan import Plan, normalized_usage_prices
 from domain.subscription import ACTIVE, PAST_DUE, Subscription
-from infra.eventstore import Envelope, LedgerMapper, LedgerRecorder, current_envelope
+from infra.eventstore import Envelope, LedgerMapper, LedgerRecorder, NewStreamRow, current_envelope
 from infra.write_behind import (
+    AppendPipeline,
     Detached,
+    NotWritten,
     WriteBatch,
     WriteBehindRecorder,
     WriteBehindRepository,
@@ -56,6 +58,7 @@ from infra.write_behind import (
 log = logging.getLogger(__name__)
 COMMAND_ATTEMPTS = 8  # a use case is run again while a concurrent command keeps changing its aggregates
 RETRY_LATER = timedelta(minutes=1)  # an aggregate the clock could not advance is tried again then
+PIPELINED_BATCHES = 5  # the clock's batches read at once: each computed while the last is written
 
 A = TypeVar("A", bound=Aggregate)
 Receipt = dict[str, Any] | Callable[[Any], dict[str, Any]]
@@ -111,6 +114,10 @@ class ClockRun:
 
 class ConcurrentChange(Exception):
     """Another command changed the same aggregate first; the use case is run again."""
+
+
+# What makes the clock do a batch again one aggregate at a time.
+CLOCK_FAILURES = (DomainError, ConcurrentChange, OperationalError, IntegrityError)
 
 
 class Ledger(Application[UUID]):
@@ -886,47 +893,71 @@ class Ledger(Application[UUID]):
         """The ledger's clock: record every time-driven transition due by `now` (the ledger's now
         by default), each at the moment it fell due, and the UTC days begun by then. Runs until
         nothing is due. Due aggregates are advanced `limit` at a time in one append (a billing
-        day of many subscriptions is many invoices per transaction); a batch that fails is done
-        again one aggregate at a time, and an aggregate that fails is logged and left for the
-        next run."""
+        day of many subscriptions is many invoices per transaction), each batch computed while
+        the one before is being written; a batch that fails is done again one aggregate at a
+        time, and an aggregate that fails is logged and left for the next run."""
         moment = now or self.now()
         run = ClockRun()
         seen: set[UUID] = set()
-        while due := self.store.due_timers(moment, limit):
-            # Whatever is still due after its turn (it failed) waits a minute, so one bad
-            # aggregate never holds the clock: its transitions are recorded, when they are, at the
-            # moments they fell due, whenever that is.
-            again = [i for i in due if i in seen]
-            if again:
-                self.store.set_timers({i: moment + RETRY_LATER for i in again})
-                due = [i for i in due if i not in seen]
-            seen.update(due)
-            if ids.DAILY_CLOCK_TIMER_ID in due:
-                self._record_days(moment, run)
-                due.remove(ids.DAILY_CLOCK_TIMER_ID)
-            try:
-                self._advance_batch(due, moment, run)
-            except (DomainError, ConcurrentChange, OperationalError, IntegrityError) as failed:
-                log.info("advancing %d aggregates at once failed (%s); one at a time", len(due), failed)
-                for aggregate_id in due:
+        store = self.store
+        assert isinstance(store, WriteBehindRecorder)
+        with AppendPipeline(store) as pipeline:
+            while due := store.due_timers(moment, limit * PIPELINED_BATCHES):
+                # Whatever is still due after its turn (it failed) waits a minute, so one bad
+                # aggregate never holds the clock: its transitions are recorded, when they are, at
+                # the moments they fell due, whenever that is.
+                again = [i for i in due if i in seen]
+                if again:
+                    store.set_timers({i: moment + RETRY_LATER for i in again})
+                    due = [i for i in due if i not in seen]
+                seen.update(due)
+                if ids.DAILY_CLOCK_TIMER_ID in due:
+                    self._record_days(moment, run)
+                    due.remove(ids.DAILY_CLOCK_TIMER_ID)
+                failed: list[list[UUID]] = []
+                numbered: int | None = None  # the last invoice number the batches so far assigned
+                for first in range(0, len(due), limit):
+                    batch = due[first : first + limit]
+                    try:
+                        numbered = self._advance_batch(batch, moment, pipeline, numbered)
+                    except CLOCK_FAILURES as failed_batch:
+                        log.info("advancing %d aggregates at once failed (%s)", len(batch), failed_batch)
+                        failed.append(batch)
+                written, not_written = pipeline.results()
+                for position in written:
+                    run.note(position)
+                for batch, failure in not_written:
+                    if not isinstance(failure, (*CLOCK_FAILURES, NotWritten)):
+                        raise failure
+                    log.info("writing %d aggregates at once failed (%s)", len(batch), failure)
+                    failed.append(batch)
+                for aggregate_id in [i for batch in failed for i in batch]:
                     try:
                         self._advance_one(aggregate_id, moment, run)
                     except (DomainError, ConcurrentChange, OperationalError) as alone:
                         log.warning("the clock could not advance %s: %s", aggregate_id, alone)
         return run
 
-    def _advance_batch(self, aggregate_ids: list[UUID], moment: datetime, run: ClockRun) -> None:
-        """Advance these aggregates to `moment` and bill what falls due, all in one append."""
+    def _advance_batch(
+        self, aggregate_ids: list[UUID], moment: datetime, pipeline: AppendPipeline, numbered: int | None
+    ) -> int | None:
+        """Advance these aggregates to `moment` and bill what falls due, all in one append handed
+        to the pipeline; the last invoice number assigned so far (`numbered`: by the batches
+        handed over before, not yet written). A batch sharing a customer with an append in
+        flight waits for it: it would bill on what the customer was before."""
         if not aggregate_ids:
-            return
+            return numbered
         loaded = self.store.load_aggregates(aggregate_ids, self.mapper)
-        work = BillingWork(self)
+        work = BillingWork(self, numbered=numbered)
         token = _current_work.set(work)
         try:
             timed = [a for a in loaded.values() if isinstance(a, TimeDriven)]
             work.hold(timed)
             subs = [a for a in loaded.values() if isinstance(a, Subscription)]
-            work.prefetch(subs, self.store.load_aggregates([s.customer_id for s in subs], self.mapper))
+            customer_ids = {s.customer_id for s in subs}
+            if customer_ids & pipeline.customers:
+                pipeline.wait()
+            work.prefetch(subs, self.store.load_aggregates(list(customer_ids), self.mapper))
             for aggregate in timed:
                 if isinstance(aggregate, Subscription):
                     self.billing.bill(aggregate, moment, work)
@@ -935,24 +966,31 @@ class Ledger(Application[UUID]):
             timers: dict[UUID, datetime | None] = {i: None for i in aggregate_ids if i not in loaded}
             timers |= self.catch_up([*timed, *work.changed()], moment)
             changed = list({a.id: a for a in [*timed, *work.changed()] if a.pending_events}.values())
-            if not changed:
-                self.store.set_timers(timers)
-                return
             envelope = Envelope(
                 source="system",
                 actor="clock",
                 customers={a.id: a.owner_customer_id for a in changed},
                 timers=timers,
             )
-            envelope_token = current_envelope.set(envelope)
-            try:
-                recordings = self.save(*changed, *work.numbers)
-            finally:
-                current_envelope.reset(envelope_token)
-            for recording in recordings:
-                run.note(recording.notification.id)
+            pipeline.submit(
+                aggregate_ids, self._rows(envelope, [*changed, *work.numbers]), timers, customer_ids
+            )
+            return work.numbers[-1].originator_version if work.numbers else numbered
         finally:
             _current_work.reset(token)
+
+    def _rows(self, envelope: Envelope, objs: list[Any]) -> list[NewStreamRow]:
+        """The pending events of these aggregates as rows of the events table, with this
+        envelope (the library's recordings and notifications are skipped: nothing follows the
+        ledger in-process)."""
+        mapper = self.mapper
+        assert isinstance(mapper, LedgerMapper)
+        processing = self._collect(objs)
+        token = current_envelope.set(envelope)
+        try:
+            return [mapper.to_row(e) for e in processing.events]
+        finally:
+            current_envelope.reset(token)
 
     def _advance_one(self, aggregate_id: UUID, moment: datetime, run: ClockRun) -> None:
         ctx = c.CommandContext(occurred_at=moment, source="system", actor="clock")

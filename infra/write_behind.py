@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -222,7 +223,7 @@ class WriteBehindRecorder(LedgerRecorder):
         self._insert_batch_sql = SQL(
             "WITH inserted AS (INSERT INTO {schema}.{table} ({columns}) SELECT {columns} FROM {staging} "
             "ORDER BY ordinal RETURNING notification_id) "
-            "SELECT min(notification_id) AS first, count(*) AS n FROM inserted"
+            "SELECT max(notification_id) AS last FROM inserted"
         ).format(schema=schema, table=table, columns=columns, staging=staging)
 
     def batch(self, detached: Detached | None = None) -> WriteBatch:
@@ -259,11 +260,16 @@ class WriteBehindRecorder(LedgerRecorder):
         else:
             batch.timers.update(timers)
 
-    def append_batch(self, events: Sequence[NewStreamRow], timers: dict[UUID, datetime | None]) -> None:
+    def append_batch(self, events: Sequence[NewStreamRow], timers: dict[UUID, datetime | None]) -> int:
         """Append these events, in order, and set these timers, in one transaction: the rows are
         copied (binary COPY) into the session's staging table without the lock, then inserted
-        under it with the timers and committed in one round trip."""
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+        under it with the timers and committed in one round trip. The position of the last event
+        (0 if none)."""
+        if not events:
+            if timers:
+                self.set_timers(timers)
+            return 0
+        with self.datastore.get_connection() as conn, conn.cursor() as curs, conn.cursor() as inserted:
             try:
                 with conn.pipeline():
                     curs.execute("BEGIN")
@@ -274,9 +280,10 @@ class WriteBehindRecorder(LedgerRecorder):
                         copy.write_row((ordinal, *e))
                 with conn.pipeline():
                     self._lock_table(curs)
-                    curs.execute(self._insert_batch_sql)
+                    inserted.execute(self._insert_batch_sql)
                     self._write_timers(curs, timers)
                     conn.execute("COMMIT")
+                row = inserted.fetchone()
             except psycopg.errors.IntegrityError as conflict:
                 if not conn.closed:
                     conn.execute("ROLLBACK")
@@ -285,6 +292,7 @@ class WriteBehindRecorder(LedgerRecorder):
                 if not conn.closed:
                     conn.execute("ROLLBACK")
                 raise
+        return int(row["last"] or 0) if row else 0
 
     # ------------------------------------------------------------------ reads answered by the batch
 
@@ -375,3 +383,69 @@ class WriteBehindRecorder(LedgerRecorder):
     def append_new_streams(self, rows: Sequence[NewStreamRow]) -> Any:
         self._settled()
         return super().append_new_streams(rows)
+
+
+class NotWritten(Exception):
+    """An append handed to an `AppendPipeline` after one that failed: never sent."""
+
+
+class AppendPipeline:
+    """Appends handed over in order and written one after another by a thread of their own, while
+    the caller prepares the next (the ledger's clock billing a day: the next batch of invoices is
+    computed while the last is being written). Once one fails the rest are not written: each may
+    continue what the one before it began (its invoice numbers)."""
+
+    def __init__(self, recorder: WriteBehindRecorder) -> None:
+        self.recorder = recorder
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="ledger-append")
+        self._failed = False
+        self._pending: list[tuple[Any, Future[int]]] = []
+        self._written: list[int] = []
+        self._not_written: list[tuple[Any, BaseException]] = []
+        self.customers: set[UUID] = set()  # customers of the appends in flight
+
+    def __enter__(self) -> AppendPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wait()
+        self._executor.shutdown(wait=True)
+
+    def submit(
+        self,
+        key: Any,
+        rows: Sequence[NewStreamRow],
+        timers: dict[UUID, datetime | None],
+        customers: set[UUID],
+    ) -> None:
+        """Hand over an append; `key` names it among those not written (`results`)."""
+        self.customers |= customers
+        self._pending.append((key, self._executor.submit(self._append, rows, timers)))
+
+    def _append(self, rows: Sequence[NewStreamRow], timers: dict[UUID, datetime | None]) -> int:
+        if self._failed:
+            raise NotWritten("an append before it failed")
+        try:
+            return self.recorder.append_batch(rows, timers)
+        except BaseException:
+            self._failed = True
+            raise
+
+    def wait(self) -> None:
+        """Until every append handed over is written or failed."""
+        for key, future in self._pending:
+            try:
+                self._written.append(future.result())
+            except Exception as failure:  # noqa: BLE001 - kept for `results`, the caller decides
+                self._not_written.append((key, failure))
+        self._pending = []
+        self._failed = False
+        self.customers = set()
+
+    def results(self) -> tuple[list[int], list[tuple[Any, BaseException]]]:
+        """Once all is written: the last position of each append written, and what was not
+        written (its key, why); both start again empty."""
+        self.wait()
+        written, not_written = self._written, self._not_written
+        self._written, self._not_written = [], []
+        return written, not_written
