@@ -535,13 +535,19 @@ def tick(
 @contextlib.contextmanager
 def analytics_engine(settings: Settings, parquet: Path | None) -> Iterator[Any]:
     """An analytics engine over an export directory, else over the ledger's database."""
-    from infra.analytics.engine import AnalyticsEngine
+    from infra.analytics.engine import AnalyticsEngine, analytics_temp_directory
     from infra.analytics.export import ParquetSource
     from infra.analytics.source import PostgresSource
 
+    memory_limit, temp_directory = (
+        settings.analytics_memory_limit,
+        analytics_temp_directory(settings.data_dir),
+    )
     if parquet is not None:
         try:
-            engine = AnalyticsEngine(ParquetSource(parquet))
+            engine = AnalyticsEngine(
+                ParquetSource(parquet), memory_limit=memory_limit, temp_directory=temp_directory
+            )
         except FileNotFoundError as error:
             raise typer.BadParameter(str(error), param_hint="--parquet") from None
         try:
@@ -550,7 +556,8 @@ def analytics_engine(settings: Settings, parquet: Path | None) -> Iterator[Any]:
             engine.close()
         return
     with database_url(settings) as url:
-        engine = AnalyticsEngine(PostgresSource(DatabaseAddress(url).conninfo(), settings.database_schema))
+        source = PostgresSource(DatabaseAddress(url).conninfo(), settings.database_schema)
+        engine = AnalyticsEngine(source, memory_limit=memory_limit, temp_directory=temp_directory)
         try:
             yield engine
         finally:
