@@ -68,6 +68,7 @@ from domain.errors import InvalidValue
 from domain.invoice import Invoice
 from domain.money import divide_half_even
 from domain.periods import add_months
+from domain.plan import Plan
 from infra.write_behind import WriteBatch
 
 SOURCE = "system"
@@ -75,6 +76,7 @@ FLUSH_EVENTS = 20_000  # events held in memory before they are written, in one t
 MAX_WRITE_ATTEMPTS = 20
 CHUNK_CUSTOMERS = 200  # customers a worker process simulates at a time
 MAX_DEFAULT_WORKERS = 8
+ANALYZE_AFTER_EVENTS = 100_000
 ACTOR = "simulate"
 
 # ---------------------------------------------------------------------- catalogue
@@ -273,8 +275,10 @@ class Simulation:
         self.stats = SimulationStats()
         self.workers = workers
         self.chunk_customers = max(1, chunk_customers)
+        self.workers_used = 0  # worker processes the last run had (none for a small history)
         self._existing: set[int] = set()  # customers (by index) of the history already in the store
         self._writing: WriteBatch | None = None
+        self._detached: WriteBatch | None = None  # a worker's, kept from chunk to chunk
         # The steps (the customers each simulates) since the last write, and the stats then.
         self._window: list[tuple[list[int], Callable[[], None]]] = []
         self._stats_written = SimulationStats()
@@ -311,6 +315,7 @@ class Simulation:
             batch.absent.update(self._customer_id(i) for i, _ in owned if i not in self._existing)
             self._step([], self._define_plans)
             if self.workers > 0 and len(owned) > self.chunk_customers:
+                self.workers_used = self.workers
                 self._write()  # the plans, for the workers to read
                 self._run_on_workers(owned, done)
             else:
@@ -318,6 +323,10 @@ class Simulation:
                     self._step([index], partial(self._customer, index, signup))
                     done()
             self._write()
+        if batch.written >= ANALYZE_AFTER_EVENTS:
+            # A bulk load the table's statistics do not know yet: until autovacuum gets to it,
+            # the planner would guess (a parallel scan for a stream's few events).
+            batch.recorder.analyze()
         return self.stats
 
     @property
@@ -364,7 +373,7 @@ class Simulation:
             self._existing |= self._stored_customers([i for customers, _ in self._window for i in customers])
             for _, step in self._window:
                 step()
-        self._batch.release()
+        self._batch.release(keep=_is_plan)
         self._window = []
         self._stats_written = replace(self.stats)
 
@@ -426,13 +435,15 @@ class Simulation:
         """In a worker: simulate a chunk's customers into a detached batch, and take it."""
         self.stats = SimulationStats()
         self._existing = set(chunk.existing)
-        batch = self.ledger.write_behind(detached=parallel.detached())
+        if self._detached is None:
+            self._detached = self.ledger.write_behind(detached=parallel.detached())
+        batch = self._detached
         with simulated_time(lambda: self.moment), collections_by_hand(), batch.active():
             batch.absent.update(self._customer_id(i) for i, _ in chunk.customers if i not in self._existing)
             for index, signup in chunk.customers:
                 self._customer(index, signup)
             events, timers = batch.take()
-            batch.release()
+            batch.release(keep=_is_plan)
         return parallel.ChunkResult(events, timers, self.stats.as_dict())
 
     def _define_plans(self) -> None:
@@ -445,6 +456,12 @@ class Simulation:
     def context(self, moment: datetime) -> c.CommandContext:
         self.moment = moment
         return c.CommandContext(occurred_at=moment, source=SOURCE, actor=ACTOR)
+
+
+def _is_plan(aggregate: object) -> bool:
+    """Plans are kept from one write to the next: every customer reads them, none changes them
+    (the simulation defined them), so they are read once per run."""
+    return isinstance(aggregate, Plan)
 
 
 # ---------------------------------------------------------------------- one customer

@@ -112,7 +112,7 @@ def main() -> None:
             until=datetime.fromisoformat(args.until).replace(tzinfo=UTC),
             workers=workers,
         )
-        print(f"simulating {args.customers:,} customers over {args.months} months, {workers} workers...")
+        print(f"simulating {args.customers:,} customers over {args.months} months...")
         cpu, children, began = time.process_time(), children_cpu_seconds(), time.perf_counter()
         stats = simulation.run()
         seconds = time.perf_counter() - began
@@ -127,7 +127,7 @@ def main() -> None:
             "customers": args.customers,
             "months": args.months,
             "seed": args.seed,
-            "workers": workers,
+            "workers": simulation.workers_used,
             "events": events,
             "commands": stats.commands,
             "seconds": round(seconds, 2),
@@ -140,7 +140,8 @@ def main() -> None:
         }
         print(
             f"simulate: {events:,} events ({stats.commands:,} commands) in {seconds:.1f} s"
-            f" = {per_second:,.0f} events/s (writer {cpu:.1f} s CPU, workers {children:.1f} s CPU;"
+            f" = {per_second:,.0f} events/s ({simulation.workers_used} workers; writer {cpu:.1f} s CPU,"
+            f" workers {children:.1f} s CPU;"
             f" load average {load:.1f} on {os.cpu_count()} cores at start)\n"
             f"raw PostgreSQL: {raw:,.0f} rows/s (binary COPY of {raw_rows:,} of these events,"
             f" a commit every {FLUSH_EVENTS:,})\n"

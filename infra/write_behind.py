@@ -19,7 +19,7 @@ the caller runs its commands again on what is stored."""
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -160,10 +160,10 @@ class WriteBatch:
         self._clear()
         return taken
 
-    def release(self) -> None:
-        """Forget the aggregates known, to bound memory: only between commands (a command holds
-        its aggregates, and must not be handed another copy of one of them)."""
-        self.aggregates = {}
+    def release(self, keep: Callable[[Aggregate], bool] | None = None) -> None:
+        """Forget the aggregates known (but those `keep` says), to bound memory: only between
+        commands (a command holds its aggregates, and must not be handed another copy of one)."""
+        self.aggregates = {i: a for i, a in self.aggregates.items() if keep(a)} if keep else {}
 
     def discard(self) -> None:
         """Drop what is held (its flush failed) and what was known: the caller runs its commands
@@ -225,6 +225,10 @@ class WriteBehindRecorder(LedgerRecorder):
             "ORDER BY ordinal RETURNING notification_id) "
             "SELECT max(notification_id) AS last FROM inserted"
         ).format(schema=schema, table=table, columns=columns, staging=staging)
+
+        self._analyze_sql = SQL("ANALYZE {schema}.{table}, {schema}.ledger_timers").format(
+            schema=schema, table=table
+        )
 
     def batch(self, detached: Detached | None = None) -> WriteBatch:
         return WriteBatch(self, detached=detached)
@@ -295,6 +299,11 @@ class WriteBehindRecorder(LedgerRecorder):
         return int(row["last"] or 0) if row else 0
 
     # ------------------------------------------------------------------ reads answered by the batch
+
+    def analyze(self) -> None:
+        """Refresh the planner's statistics of the events and timers tables (after a bulk load)."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self._analyze_sql)
 
     def stored_head(self) -> int:
         return super().head()
