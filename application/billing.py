@@ -40,7 +40,7 @@ from domain.invoicing import (
     usage_lines,
 )
 from domain.plan import Plan
-from domain.subscription import Subscription, usage_key
+from domain.subscription import Subscription, item_terms, usage_key
 
 if TYPE_CHECKING:
     from application.ledger import Ledger
@@ -248,6 +248,12 @@ class Billing:
                 and sub.pending_items
             ):
                 self._invoice(sub, work, at=at, reason="subscription_update")
+        elif kind in ("ItemAdded", "ItemQuantityChanged", "ItemRemoved"):
+            if (
+                getattr(e, "proration_behavior", "create_prorations") == "always_invoice"
+                and sub.pending_items
+            ):
+                self._invoice(sub, work, at=at, reason="subscription_update")
         elif kind == "Canceled":
             ended_at: datetime = e.ended_at  # type: ignore[attr-defined]
             last = sub.current_period_start, ended_at
@@ -292,7 +298,26 @@ class Billing:
                 "period_end": fee_period[1].isoformat(),
                 "amount": line.amount,
                 "terms": f"{terms.plan_name} × {terms.quantity}",
+                "items": {},
             }
+            for item_id, item in sub.items.items():
+                item_line = fee_line(
+                    invoice_id,
+                    FeeTerms(
+                        sub.id,
+                        item["plan_code"],
+                        item["name"],
+                        item["amount"],
+                        item["quantity"],
+                        UUID(item_id),
+                    ),
+                    *fee_period,
+                )
+                lines.append(item_line)
+                fee["items"][item_id] = {
+                    "amount": item_line.amount,
+                    "terms": item_terms(item["name"], item["quantity"]),
+                }
         if usage_period is not None and plan is not None:
             lines.extend(self._usage_lines(sub, plan, invoice_id, usage_period, work))
         pending = [_pending_line(invoice_id, i, item) for i, item in enumerate(sub.pending_items)]
