@@ -132,7 +132,9 @@ def test_an_add_on_bought_mid_period_is_prorated_then_billed_in_full_and_counted
     assert movements(api, bought_at) == [(customer, "expansion", 2000, 5000)]
     assert mrr_row(api, start)["new"] == 3000
 
-    # The next invoice: the plan and the add-on in advance, and the half period of the add-on.
+    # The next invoice: the plan and the add-on in advance, and the half period of the add-on
+    # (previewed the same before it is made).
+    upcoming = api.get(f"/v1/customers/{customer}/upcoming-invoice", subscription_id=sub)
     api.advance(second + timedelta(hours=2))
     cycle = invoices(api, customer)[-1]
     assert cycle["billing_reason"] == "subscription_cycle"
@@ -141,6 +143,7 @@ def test_an_add_on_bought_mid_period_is_prorated_then_billed_in_full_and_counted
         ("fee", "Extra storage 10 GB × 2", 2000),
         ("proration", "Remaining time on Extra storage 10 GB × 2", 1000),
     ]
+    assert lines(upcoming) == lines(cycle)
     proration = cycle["lines"][2]
     assert datetime.fromisoformat(proration["period_start"]) == bought_at
     assert datetime.fromisoformat(proration["period_end"]) == second
