@@ -2,9 +2,10 @@
 
 A subscription is billed as the ledger's clock moves it: at each period start an invoice is
 drafted (id derived from the subscription and the period start, so each period is billed once,
-however often the clock runs or the log is replayed) with the period's fee in advance, the usage
-of the period that just ended in arrears, the proration lines waiting since the last invoice and
-an adjustment for each earlier period whose usage changed after it was billed. A draft stays a
+however often the clock runs or the log is replayed) with the period's fees in advance (the
+plan's, and one per add-on item), the usage of the period that just ended in arrears, the
+proration lines waiting since the last invoice and an adjustment for each earlier period whose
+usage changed after it was billed. A draft stays a
 draft for the grace period (late usage of its period is added to it), then it is finalized: a
 gapless number, a due date after the customer's net terms, the customer's credit balance applied.
 A trial bills nothing; a cancellation bills a final invoice for the last usage (and, canceled now,

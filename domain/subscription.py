@@ -1,5 +1,7 @@
 """Subscription lifecycle. Terms (amount, interval) are copied from the plan when they start
-applying, so a later plan revision never rewrites what a customer was billed under."""
+applying, so a later plan revision never rewrites what a customer was billed under; the same
+holds for its add-on items (SPEC 10), each a plan's terms × quantity billed beside the plan in
+the subscription's currency and billing interval."""
 
 from __future__ import annotations
 
@@ -267,6 +269,11 @@ class Subscription(TimeDriven):
             if plan.currency != self.currency:
                 raise CurrencyMismatch(
                     f"plan {plan.code} is in {plan.currency}, the subscription in {self.currency}",
+                    field="plan_code",
+                )
+            if any(item["plan_code"] == plan.code for item in self.items.values()):
+                raise ItemExists(
+                    f"plan {plan.code} is an add-on item of this subscription: remove it first",
                     field="plan_code",
                 )
             if self.items and plan.months_per_period != self.months_per_period:

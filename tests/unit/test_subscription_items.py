@@ -193,11 +193,12 @@ def test_a_subscription_carries_at_most_twenty_items() -> None:
     assert refused.field == "plan_code"
 
 
-def test_a_plan_of_another_interval_is_refused_while_items_share_the_current_one() -> None:
+def test_a_plan_of_another_interval_or_an_items_own_is_refused_while_items_are_on() -> None:
     sub = start_subscription(occurred_at=MARCH)
     sub.add_item(plan=STORAGE, quantity=1, occurred_at=MARCH)
     yearly = make_plan("pro-yearly", interval="year", amount=29000)
     assert_refused(sub, IntervalMismatch, lambda: sub.change(plan=yearly, quantity=None, occurred_at=HALFWAY))
+    assert_refused(sub, ItemExists, lambda: sub.change(plan=STORAGE, quantity=None, occurred_at=HALFWAY))
     assert sub.change(plan=make_plan("pro-plus", amount=4900), quantity=None, occurred_at=HALFWAY)
 
 
