@@ -26,7 +26,7 @@ def _difference(one: dict[str, list[Any]], other: dict[str, list[Any]]) -> dict[
     }
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(operations)
 def test_one_batch_set_based_gives_the_rows_of_one_event_at_a_time(
     container: Container, ops: list[tuple[str, int, int, int]]
