@@ -122,8 +122,14 @@ def read_connection(
         yield conn
 
 
-def wait_for_read_models(container: Container, min_position: int | None) -> None:
-    """Read-your-writes: wait (bounded) until the read models have applied `min_position`."""
+def wait_for_read_models(
+    container: Container,
+    min_position: int | None,
+    projection: str = CORE_PROJECTION,
+    reader: str = "the read models have",
+) -> None:
+    """Read-your-writes: wait (bounded) until `projection` has applied `min_position`; `reader`
+    names it, with its verb, in the 503's detail."""
     if min_position is not None and min_position > 0:
         head = container.ledger.store.max_notification_id() or 0
         if min_position > head:
@@ -137,11 +143,11 @@ def wait_for_read_models(container: Container, min_position: int | None) -> None
             )
         container.wake_projection()
         timeout = container.settings.read_wait_timeout_seconds
-        if not wait_for_position(container.pool, CORE_PROJECTION, min_position, timeout):
+        if not wait_for_position(container.pool, projection, min_position, timeout):
             raise ApiProblem(
                 503,
                 "Not yet visible",
-                f"the read models have not reached position {min_position} within {timeout:g}s",
+                f"{reader} not reached position {min_position} within {timeout:g}s",
                 code="projection_lagging",
                 headers={"Retry-After": "1"},
             )

@@ -2,9 +2,10 @@
 
 A subscription is billed as the ledger's clock moves it: at each period start an invoice is
 drafted (id derived from the subscription and the period start, so each period is billed once,
-however often the clock runs or the log is replayed) with the period's fee in advance, the usage
-of the period that just ended in arrears, the proration lines waiting since the last invoice and
-an adjustment for each earlier period whose usage changed after it was billed. A draft stays a
+however often the clock runs or the log is replayed) with the period's fees in advance (the
+plan's, and one per add-on item), the usage of the period that just ended in arrears, the
+proration lines waiting since the last invoice and an adjustment for each earlier period whose
+usage changed after it was billed. A draft stays a
 draft for the grace period (late usage of its period is added to it), then it is finalized: a
 gapless number, a due date after the customer's net terms, the customer's credit balance applied.
 A trial bills nothing; a cancellation bills a final invoice for the last usage (and, canceled now,
@@ -40,7 +41,7 @@ from domain.invoicing import (
     usage_lines,
 )
 from domain.plan import Plan
-from domain.subscription import Subscription, usage_key
+from domain.subscription import Subscription, item_terms, usage_key
 
 if TYPE_CHECKING:
     from application.ledger import Ledger
@@ -252,6 +253,12 @@ class Billing:
                 and sub.pending_items
             ):
                 self._invoice(sub, work, at=at, reason="subscription_update")
+        elif kind in ("ItemAdded", "ItemQuantityChanged", "ItemRemoved"):
+            if (
+                getattr(e, "proration_behavior", "create_prorations") == "always_invoice"
+                and sub.pending_items
+            ):
+                self._invoice(sub, work, at=at, reason="subscription_update")
         elif kind == "Canceled":
             ended_at: datetime = e.ended_at  # type: ignore[attr-defined]
             last = sub.current_period_start, ended_at
@@ -296,7 +303,26 @@ class Billing:
                 "period_end": fee_period[1].isoformat(),
                 "amount": line.amount,
                 "terms": f"{terms.plan_name} × {terms.quantity}",
+                "items": {},
             }
+            for item_id, item in sub.items.items():
+                item_line = fee_line(
+                    invoice_id,
+                    FeeTerms(
+                        sub.id,
+                        item["plan_code"],
+                        item["name"],
+                        item["amount"],
+                        item["quantity"],
+                        UUID(item_id),
+                    ),
+                    *fee_period,
+                )
+                lines.append(item_line)
+                fee["items"][item_id] = {
+                    "amount": item_line.amount,
+                    "terms": item_terms(item["name"], item["quantity"]),
+                }
         if usage_period is not None and plan is not None:
             lines.extend(self._usage_lines(sub, plan, invoice_id, usage_period, work))
         pending = [_pending_line(invoice_id, i, item) for i, item in enumerate(sub.pending_items)]

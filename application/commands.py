@@ -119,6 +119,31 @@ class ChangeSubscription:
 
 
 @dataclass(frozen=True)
+class AddSubscriptionItem:
+    """Put an add-on (a plan's terms × quantity) on a subscription, beside its plan (SPEC 10)."""
+
+    subscription_id: UUID
+    plan_code: str
+    quantity: int = 1
+    proration_behavior: str = "create_prorations"
+
+
+@dataclass(frozen=True)
+class ChangeSubscriptionItem:
+    subscription_id: UUID
+    item_id: UUID
+    quantity: int
+    proration_behavior: str = "create_prorations"
+
+
+@dataclass(frozen=True)
+class RemoveSubscriptionItem:
+    subscription_id: UUID
+    item_id: UUID
+    proration_behavior: str = "create_prorations"
+
+
+@dataclass(frozen=True)
 class CancelSubscription:
     subscription_id: UUID
     at_period_end: bool

@@ -595,6 +595,48 @@ class Ledger(Application[UUID]):
 
         return self._run(ctx, use_case)
 
+    def add_subscription_item(self, cmd: c.AddSubscriptionItem, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            sub = self._subscription(cmd.subscription_id, ctx.occurred_at)
+            plan = self._plan(cmd.plan_code)
+            item_id = sub.add_item(
+                plan=plan,
+                quantity=cmd.quantity,
+                occurred_at=ctx.occurred_at,
+                proration_behavior=cmd.proration_behavior,
+            )
+            return self._commit(
+                ctx, sub, lambda s: receipts.item_receipt(s, s.check_item(item_id)), created=True
+            )
+
+        return self._run(ctx, use_case)
+
+    def change_subscription_item(self, cmd: c.ChangeSubscriptionItem, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            sub = self._subscription(cmd.subscription_id, ctx.occurred_at)
+            sub.change_item_quantity(
+                item_id=cmd.item_id,
+                quantity=cmd.quantity,
+                occurred_at=ctx.occurred_at,
+                proration_behavior=cmd.proration_behavior,
+            )
+            return self._commit(ctx, sub, lambda s: receipts.item_receipt(s, s.check_item(cmd.item_id)))
+
+        return self._run(ctx, use_case)
+
+    def remove_subscription_item(self, cmd: c.RemoveSubscriptionItem, ctx: c.CommandContext) -> Outcome:
+        def use_case(ctx: c.CommandContext) -> Outcome:
+            sub = self._subscription(cmd.subscription_id, ctx.occurred_at)
+            item = sub.check_item(cmd.item_id)
+            sub.remove_item(
+                item_id=cmd.item_id, occurred_at=ctx.occurred_at, proration_behavior=cmd.proration_behavior
+            )
+            return self._commit(
+                ctx, sub, lambda s: receipts.item_receipt(s, item, removed_at=ctx.occurred_at)
+            )
+
+        return self._run(ctx, use_case)
+
     def cancel_subscription(self, cmd: c.CancelSubscription, ctx: c.CommandContext) -> Outcome:
         def use_case(ctx: c.CommandContext) -> Outcome:
             sub = self._subscription(cmd.subscription_id, ctx.occurred_at)

@@ -16,6 +16,7 @@ from domain.invoice import Invoice
 from domain.onboarding import Onboarding
 from domain.payment import Payment
 from domain.plan import Plan
+from domain.rules import monthly_recurring_amount
 from domain.subscription import Subscription
 
 
@@ -83,7 +84,33 @@ def subscription_receipt(sub: Subscription) -> dict[str, Any]:
         "started_at": _time(sub.started_at),
         "billed_by": sub.billed_by,
         "discount": sub.discount,
+        "items": [item_view(sub, item) for item in sub.items.values()],
     }
+
+
+def item_view(sub: Subscription, item: dict[str, Any]) -> dict[str, Any]:
+    """An add-on item as a subscription lists it (the read model keeps the same fields)."""
+    return {
+        "id": item["id"],
+        "plan_code": item["plan_code"],
+        "name": item["name"],
+        "amount": item["amount"],
+        "currency": sub.currency,
+        "interval": item["interval"],
+        "interval_count": item["interval_count"],
+        "quantity": item["quantity"],
+        "monthly_amount": monthly_recurring_amount(
+            item["amount"], item["quantity"], item["interval"], item["interval_count"]
+        ),
+        "added_at": _time(item["added_at"]),
+    }
+
+
+def item_receipt(
+    sub: Subscription, item: dict[str, Any], removed_at: datetime | None = None
+) -> dict[str, Any]:
+    """What an item command answers: the item (as it was, when removed) and its subscription."""
+    return {**item_view(sub, item), "subscription_id": str(sub.id), "removed_at": _time(removed_at)}
 
 
 def invoice_receipt(invoice: Invoice) -> dict[str, Any]:

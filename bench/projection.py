@@ -1,6 +1,7 @@
 """Projection throughput and lag, beside raw PostgreSQL in the same run.
 
-    .venv/bin/python bench/projection.py [--customers 600] [--months 12] [--lag-seconds 20]
+    .venv/bin/python bench/projection.py [--customers 600] [--months 12] [--lag-seconds 20] \
+        [--lag-rates 1000,10000] [--history-from SCHEMA] [--json FILE]
 
 Figures printed:
 - relay events/s: a history already in the store published to Kafka (the embedded broker unless
@@ -8,14 +9,20 @@ Figures printed:
 - projector events/s: one projector process consuming that topic into the read models;
 - replay events/s: `ledger replay` of the same history straight from the store;
 - lag p50 / p99: from commit to visible in the read models (what `min_position` waits for) while
-  writers append about 1,000 events/s;
+  a writer appends usage measurements at each rate of --lag-rates (events/s, in batches every
+  10 ms, as an ingest client would);
 - raw PostgreSQL: pipelined single-row INSERTs on one connection (rows/s), the ceiling of a
   projector that writes one row per event.
+
+--history-from SCHEMA copies the events of an earlier history (a schema of the same database,
+for example one `ledger simulate` filled) instead of simulating one: large histories are
+written once and measured many times.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -24,12 +31,15 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from uuid import UUID
 
 import psycopg
+from psycopg.rows import tuple_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from application import commands as c
+from application.ingestion import EventKey, IngestContext, Ingestion, RecordUsage
 from application.simulation import Simulation
 from infra import kafka as k
 from infra.bootstrap import CORE_PROJECTION, Container, bootstrap
@@ -63,44 +73,65 @@ def wait_until_applied(container: Container, target: int, timeout: float = 600) 
         time.sleep(0.01)
 
 
-def measure_lag(container: Container, seconds: float, rate: float) -> list[float]:
-    """Writers append commands at ~rate events/s; a watcher notes when each commit is visible."""
-    commits: list[tuple[int, float]] = []
+def measure_lag(container: Container, seconds: float, rate: float, customers: list[UUID]) -> list[float]:
+    """A writer appends usage measurements at ~rate events/s (a batch every 10 ms); a watcher
+    notes when each commit is visible in the read models."""
+    commits: list[tuple[int, int, float]] = []  # (position, events, committed at)
     lock = threading.Lock()
     stop = threading.Event()
-    ctx = c.CommandContext(occurred_at=datetime.now(UTC), actor="bench")
+    ingestion = Ingestion(container.ledger, auto_create_customers=False, default_currency="EUR")
+    tick = 0.01
+    per_tick = max(1, round(rate * tick))
+    run = uuid.uuid4().hex[:8]
 
-    def writer(offset: int, every: float) -> None:
-        i = 0
+    def writer() -> None:
+        n = 0
         next_at = time.perf_counter()
         while not stop.is_set():
-            outcome = container.ledger.register_customer(
-                c.RegisterCustomer(external_id=f"lag-{offset}-{i}", email=f"l{i}@x.io", currency="EUR"), ctx
-            )
+            batch = []
+            for _ in range(per_tick):
+                key = EventKey.of(n, "bench", f"lag-{run}-{n}", f"h{n}")
+                batch.append(RecordUsage(key, customers[n % len(customers)], None, "api_calls", 1, {}, None))
+                n += 1
+            results = ingestion.ingest(batch, IngestContext(actor="bench", correlation_id=None))
+            committed = time.perf_counter()
+            top = max(r.position or 0 for r in results)
             with lock:
-                commits.append((outcome.position, time.perf_counter()))
+                commits.append((top, len(batch), committed))
             container.wake_projection()
-            i += 1
-            next_at += every
+            next_at += tick
             time.sleep(max(0.0, next_at - time.perf_counter()))
 
-    writers = [threading.Thread(target=writer, args=(w, 2 / rate)) for w in range(2)]
-    for t in writers:
-        t.start()
+    thread = threading.Thread(target=writer)
+    thread.start()
     visible: dict[int, float] = {}
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         applied = applied_position(container.pool, CORE_PROJECTION)
         now = time.perf_counter()
         with lock:
-            for position, _ in commits:
+            for position, _, _ in commits:
                 if position <= applied and position not in visible:
                     visible[position] = now
         time.sleep(0.002)
     stop.set()
-    for t in writers:
-        t.join()
-    return [visible[p] - at for p, at in commits if p in visible]
+    thread.join()
+    # Each event of a batch waited as long as its batch did.
+    return [visible[p] - at for p, events, at in commits if p in visible for _ in range(events)]
+
+
+def copy_history(conninfo: str, source: str, schema: str) -> None:
+    with psycopg.connect(conninfo) as conn:
+        conn.execute(f"INSERT INTO {schema}.ledger_events SELECT * FROM {source}.ledger_events")
+        conn.execute(
+            f"SELECT setval(pg_get_serial_sequence('{schema}.ledger_events', 'notification_id'),"
+            f" (SELECT max(notification_id) FROM {schema}.ledger_events))"
+        )
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 def main() -> None:
@@ -110,7 +141,11 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=600)
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--lag-seconds", type=float, default=20)
+    parser.add_argument("--lag-rates", default="1000,10000", help="events/s, comma-separated")
     parser.add_argument("--replay-workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--replay-runs", type=int, default=3)
+    parser.add_argument("--history-from", help="copy the events of this schema instead of simulating")
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument(
         "--database-url",
         default=os.environ.get("LEDGER_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/ledger_bench"),
@@ -129,9 +164,14 @@ def main() -> None:
     conninfo = DatabaseAddress(args.database_url).conninfo()
     topic = k.topic_name(f"{schema}.")
     try:
-        print(f"writing a history of {args.customers} customers over {args.months} months...", flush=True)
-        Simulation(container.ledger, customers=args.customers, months=args.months, seed=7).run()
+        if args.history_from:
+            print(f"copying the history of schema {args.history_from}...", flush=True)
+            copy_history(conninfo, args.history_from, schema)
+        else:
+            print(f"writing a history of {args.customers} customers over {args.months} months...", flush=True)
+            Simulation(container.ledger, customers=args.customers, months=args.months, seed=7).run()
         head = head_position(container.pool)
+        print(f"history: {head} events; relaying it to Kafka...", flush=True)
 
         pool = container.pool
         relay_core = Relay(pool, servers, topic)
@@ -151,18 +191,41 @@ def main() -> None:
         projection.start()
         wait_until_applied(container, head)
         projector_rate = head / (time.perf_counter() - assigned_at[0])
+        print(f"projector: {projector_rate:.0f} events/s", flush=True)
+        with pool.connection() as conn:
+            customers = [
+                r[0]
+                for r in conn.cursor(row_factory=tuple_row)
+                .execute("SELECT id FROM rm_customers ORDER BY id")
+                .fetchall()
+            ]
+        if not customers:
+            container.ledger.register_customer(
+                c.RegisterCustomer(external_id="lag", email="lag@x.io", currency="EUR"),
+                c.CommandContext(occurred_at=datetime.now(UTC), actor="bench"),
+            )
+            with pool.connection() as conn:
+                customers = [
+                    r[0]
+                    for r in conn.cursor(row_factory=tuple_row)
+                    .execute("SELECT id FROM rm_customers")
+                    .fetchall()
+                ]
 
         relay = BackgroundRelay(relay_core)
         relay.start()
 
         container.relay, container.projection = relay, projection
-        lags = sorted(measure_lag(container, args.lag_seconds, rate=1000))
+        lags: dict[int, list[float]] = {}
+        for rate in (int(r) for r in args.lag_rates.split(",") if r):
+            lags[rate] = measure_lag(container, args.lag_seconds, rate, customers)
+            print(f"lag at {rate} events/s: p99 {percentile(lags[rate], 0.99):.0f} ms", flush=True)
         relay.stop()  # replay runs alone, as `ledger replay` would
         projection.stop()
         container.relay = container.projection = None
 
         replay_rates = []
-        for _ in range(3):  # a shared 2-core machine is noisy: three runs, median and best
+        for _ in range(args.replay_runs):  # a shared 2-core machine is noisy: median and best
             start = time.perf_counter()
             replayed = replay(conninfo, schema, CORE_PROJECTION, workers=args.replay_workers)
             replay_rates.append(replayed / (time.perf_counter() - start))
@@ -176,9 +239,6 @@ def main() -> None:
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
-    def pct(q: float) -> float:
-        return lags[min(len(lags) - 1, int(q * len(lags)))] * 1000
-
     print(f"history: {head} events")
     print(f"raw PostgreSQL pipelined single-row inserts/s: {raw:10.0f}")
     print(f"relay, store -> Kafka events/s           : {relay_rate:10.0f}   ({relay_rate / raw:.2f} x raw)")
@@ -190,10 +250,40 @@ def main() -> None:
         f"replay, store -> read models events/s ({args.replay_workers} worker(s)): median {replay_rate:.0f}"
         f", best {max(replay_rates):.0f}   ({replay_rate / raw:.2f} x raw)"
     )
-    print(
-        f"lag commit -> visible at ~1,000 events/s ({len(lags)} writes): "
-        f"p50 {pct(0.50):.0f} ms, p99 {pct(0.99):.0f} ms, mean {statistics.mean(lags) * 1000:.0f} ms"
-    )
+    lag_figures = {}
+    for rate, samples in lags.items():
+        figures = {
+            "events": len(samples),
+            "p50_ms": percentile(samples, 0.50),
+            "p99_ms": percentile(samples, 0.99),
+            "mean_ms": statistics.mean(samples) * 1000 if samples else None,
+        }
+        lag_figures[str(rate)] = figures
+        print(
+            f"lag commit -> visible at ~{rate:,} events/s ({len(samples)} events):"
+            f" p50 {figures['p50_ms']:.0f} ms, p99 {figures['p99_ms']:.0f} ms"
+        )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "machine": f"{os.cpu_count()} cores",
+                    "history_events": head,
+                    "history": args.history_from or {"customers": args.customers, "months": args.months},
+                    "raw_pipelined_inserts_per_s": raw,
+                    "relay_events_per_s": relay_rate,
+                    "projector_events_per_s": projector_rate,
+                    "projector_ratio_to_raw": projector_rate / raw,
+                    "replay_workers": args.replay_workers,
+                    "replay_events_per_s_median": replay_rate,
+                    "replay_events_per_s_best": max(replay_rates),
+                    "replay_ratio_to_raw": replay_rate / raw,
+                    "lag": lag_figures,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -134,3 +134,23 @@ class InvoiceNotFinalized(InvalidTransition):
     """A draft has no number and may still change: it has no document yet."""
 
     code = "invoice_not_finalized"
+
+
+class UnknownItem(NotFound):
+    """The subscription carries no (live) add-on item with that id: 404."""
+
+    code = "unknown_item"
+
+
+class ItemExists(AlreadyExists):
+    """The add-on (or the subscription's own plan) is already on the subscription: change the
+    item's quantity instead of adding it twice."""
+
+    code = "item_exists"
+
+
+class IntervalMismatch(InvalidValue):
+    """Add-on items share their subscription's billing interval (they are billed on its
+    invoices, in advance for its periods)."""
+
+    code = "interval_mismatch"

@@ -103,6 +103,12 @@ def subscription_invoice_id(subscription_id: UUID, period_start: str, reason: st
     return _uuid5(f"subscription-invoice:{subscription_id}:{period_start}{suffix}")
 
 
+def subscription_item_id(subscription_id: UUID, sequence: int) -> UUID:
+    """The `sequence`-th add-on item ever added to a subscription (an add-on removed and bought
+    again is a new item)."""
+    return _uuid5(f"subscription-item:{subscription_id}:{sequence}")
+
+
 def invoice_line_id(invoice_id: UUID, index: int) -> UUID:
     """A hand-made line's id: its invoice and its place on it."""
     return _uuid5(f"invoice-line:{invoice_id}:{index}")

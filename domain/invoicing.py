@@ -85,12 +85,15 @@ class FeeTerms:
     plan_name: str
     amount: int  # per period, per unit
     quantity: int
+    item_id: UUID | None = None  # an add-on item's fee, beside the plan's (SPEC 10)
 
 
 def fee_line(invoice_id: UUID, terms: FeeTerms, period_start: datetime, period_end: datetime) -> Line:
-    """The period's recurring fee, billed in advance: amount × quantity, one line."""
+    """The period's recurring fee, billed in advance: amount × quantity, one line (one for the
+    plan, one for each add-on item)."""
+    of_item = {} if terms.item_id is None else {"item_id": str(terms.item_id)}
     return Line(
-        line_id=line_id(invoice_id, "fee", terms.subscription_id, period_start.isoformat()),
+        line_id=line_id(invoice_id, "fee", terms.item_id or terms.subscription_id, period_start.isoformat()),
         kind="fee",
         description=f"{terms.plan_name} × {terms.quantity}",
         quantity=Decimal(terms.quantity),
@@ -98,7 +101,7 @@ def fee_line(invoice_id: UUID, terms: FeeTerms, period_start: datetime, period_e
         amount=terms.amount * terms.quantity,
         period_start=period_start,
         period_end=period_end,
-        source={"subscription_id": str(terms.subscription_id), "plan_code": terms.plan_code},
+        source={"subscription_id": str(terms.subscription_id), "plan_code": terms.plan_code, **of_item},
     )
 
 

@@ -12,27 +12,31 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
+from uuid import UUID
 
 from domain.periods import BillingGrid, add_months
 
 # ------------------------------------------------------------------------------- MRR
 
-FactKind = Literal["started", "trial_ended", "changed", "cancel_scheduled", "cancel_withdrawn", "canceled"]
+FactKind = Literal[
+    "started", "trial_ended", "changed", "cancel_scheduled", "cancel_withdrawn", "canceled", "item"
+]
 
 
 @dataclass(frozen=True)
 class SubscriptionFact:
     """One thing a subscription's event says about its MRR, in business time.
 
-    `amount` is the monthly contribution (already rounded once) for `started` and `changed`;
-    `at` is the trial end (`started`), the scheduled end (`cancel_scheduled`) or the end
-    (`canceled`)."""
+    `amount` is the monthly contribution (already rounded once) of the plan for `started` and
+    `changed`, and of add-on item `item` for `item` (0 once it is removed); `at` is the trial end
+    (`started`), the scheduled end (`cancel_scheduled`) or the end (`canceled`)."""
 
     position: int
     occurred_at: datetime
     kind: FactKind
     amount: int = 0
     at: datetime | None = None
+    item: UUID | None = None  # the add-on item an `item` fact is about
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,8 @@ def contribution(facts: Iterable[SubscriptionFact]) -> Contribution | None:
     Trialing contributes nothing; the trial converts at trial_end whether or not the conversion
     was recorded (earlier if it was recorded earlier). Active and past_due contribute. A
     scheduled cancellation ends the contribution at the end of its period unless withdrawn; a
-    cancellation ends it at its `ended_at`."""
+    cancellation ends it at its `ended_at`. Its amount is the plan's plus each add-on item's own
+    (SPEC 10: every item rounded once, on its own)."""
     ordered = sorted(facts, key=lambda f: (f.occurred_at, f.position))
     started = next((f for f in ordered if f.kind == "started"), None)
     if started is None:
@@ -76,12 +81,18 @@ def contribution(facts: Iterable[SubscriptionFact]) -> Contribution | None:
     ended: datetime | None = None
     scheduled: datetime | None = None
     steps: list[tuple[date, int]] = []
+    plan_amount = 0
+    item_amounts: dict[UUID | None, int] = {}
     for fact in ordered:
         day = fact.occurred_at.date()
-        if fact.kind in ("started", "changed"):
+        if fact.kind in ("started", "changed", "item"):
+            if fact.kind == "item":
+                item_amounts[fact.item] = fact.amount
+            else:
+                plan_amount = fact.amount
             if steps and steps[-1][0] >= day:
                 steps = [s for s in steps if s[0] < day]
-            steps.append((day, fact.amount))
+            steps.append((day, plan_amount + sum(item_amounts.values())))
         elif fact.kind == "trial_ended" and converts is not None:
             converts = min(converts, fact.occurred_at)
         elif fact.kind == "cancel_scheduled":

@@ -1,5 +1,7 @@
 """Subscription lifecycle. Terms (amount, interval) are copied from the plan when they start
-applying, so a later plan revision never rewrites what a customer was billed under."""
+applying, so a later plan revision never rewrites what a customer was billed under; the same
+holds for its add-on items (SPEC 10), each a plan's terms × quantity billed beside the plan in
+the subscription's currency and billing interval."""
 
 from __future__ import annotations
 
@@ -10,14 +12,18 @@ from uuid import UUID
 
 from eventsourcing.domain import event
 
+from domain import ids
 from domain.base import TimeDriven
 from domain.coupon import redeemed
 from domain.errors import (
     ChangeOutOfOrder,
     CurrencyMismatch,
+    IntervalMismatch,
     InvalidTransition,
     InvalidValue,
+    ItemExists,
     SubscriptionCanceled,
+    UnknownItem,
 )
 from domain.money import charge
 from domain.periods import months_in, period_containing, period_end, trial_end
@@ -27,6 +33,9 @@ from domain.proration import check_behavior, proration
 TRIALING, ACTIVE, PAST_DUE, CANCELED = "trialing", "active", "past_due", "canceled"
 BILLED_BY = ("ledger", "external")
 LAST_INSTANT = timedelta(microseconds=1)  # a period [start, end) holds end - LAST_INSTANT
+# As Stripe: a subscription holds at most 20 items; beyond, the invoices and events of one change
+# grow without a use.
+MAX_ITEMS = 20
 
 
 def check_quantity(quantity: int) -> None:
@@ -131,6 +140,10 @@ class Subscription(TimeDriven):
         self.canceled_at: datetime | None = None
         self.ended_at: datetime | None = None
         self.past_due_invoice_ids: list[str] = []
+        # Add-on items besides the plan (SPEC 10), by item id: their terms copied from their plan
+        # when added, billed with the plan fee on each period's invoice.
+        self.items: dict[str, dict[str, Any]] = {}
+        self.items_added = 0  # every item ever added, so a new one never takes an old one's id
 
     @property
     def months_per_period(self) -> int:
@@ -258,6 +271,17 @@ class Subscription(TimeDriven):
                     f"plan {plan.code} is in {plan.currency}, the subscription in {self.currency}",
                     field="plan_code",
                 )
+            if any(item["plan_code"] == plan.code for item in self.items.values()):
+                raise ItemExists(
+                    f"plan {plan.code} is an add-on item of this subscription: remove it first",
+                    field="plan_code",
+                )
+            if self.items and plan.months_per_period != self.months_per_period:
+                raise IntervalMismatch(
+                    f"plan {plan.code} bills every {plan.months_per_period} month(s), the subscription's"
+                    f" add-on items every {self.months_per_period}: remove them first",
+                    field="plan_code",
+                )
         new_quantity = quantity if quantity is not None else self.quantity
         charge(plan.amount if plan else self.amount, new_quantity)  # stays a recordable amount
         current = (self.plan_id, self.amount, self.interval, self.interval_count)
@@ -301,34 +325,43 @@ class Subscription(TimeDriven):
         )
         return True
 
-    def _prorations(self, *, at: datetime, new_amount: int | None, new_terms: str) -> list[dict[str, Any]]:
-        """What billing owes back and owes more for a change at `at`: for the period holding it,
-        a credit of what was billed for its unused seconds and (unless the cycle restarts, which
-        bills a new period) a charge of the new terms for them; for any later period already
-        billed (a backdated change), its whole fee back and the new one. Periods not billed
-        (a trial, a subscription billed elsewhere) owe nothing back."""
+    def _prorations(
+        self, *, at: datetime, new_amount: int | None, new_terms: str, item_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """What billing owes back and owes more for a change at `at` of the plan's terms (or of
+        add-on item `item_id`'s): for the period holding it, a credit of what was billed for its
+        unused seconds and (unless the cycle restarts, which bills a new period) a charge of the
+        new terms for them; for any later period already billed (a backdated change), its whole
+        fee back and the new one. Periods not billed (a trial, a subscription billed elsewhere,
+        an item not billed in that period) owe nothing back."""
         items: list[dict[str, Any]] = []
-        for start_text, billed in sorted(self.billed_fees.items()):
+        for start_text, period_billed in sorted(self.billed_fees.items()):
             start = datetime.fromisoformat(start_text)
-            end = datetime.fromisoformat(billed["period_end"])
+            end = datetime.fromisoformat(period_billed["period_end"])
             if end <= at:
                 continue
+            billed = period_billed if item_id is None else period_billed.get("items", {}).get(item_id)
             split = proration(
-                old_amount=int(billed["amount"]),
+                old_amount=int(billed["amount"]) if billed else 0,
                 new_amount=new_amount or 0,
                 period_start=start,
                 period_end=end,
                 at=max(at, start),
             )
             period = {"period_start": max(at, start).isoformat(), "period_end": end.isoformat()}
-            if split.credit:
+            of_item = {} if item_id is None else {"item_id": item_id}
+            if split.credit and billed:
                 items.append(
                     {
                         "kind": "proration",
                         "description": f"Unused time on {billed['terms']}",
                         "amount": split.credit,
                         **period,
-                        "source": {"subscription_id": str(self.id), "billed_on": billed["invoice_id"]},
+                        "source": {
+                            "subscription_id": str(self.id),
+                            "billed_on": period_billed["invoice_id"],
+                            **of_item,
+                        },
                     }
                 )
             if new_amount is not None and split.charge:
@@ -338,7 +371,7 @@ class Subscription(TimeDriven):
                         "description": f"Remaining time on {new_terms}",
                         "amount": split.charge,
                         **period,
-                        "source": {"subscription_id": str(self.id), "terms": new_terms},
+                        "source": {"subscription_id": str(self.id), "terms": new_terms, **of_item},
                     }
                 )
         return items
@@ -470,16 +503,16 @@ class Subscription(TimeDriven):
 
     def cancel_now(self, *, occurred_at: datetime, proration_behavior: str = "create_prorations") -> None:
         """End now. Unless `proration_behavior` is none, what was billed for the time after it
-        is credited on the subscription's final invoice."""
+        (plan and add-on items) is credited on the subscription's final invoice."""
         check_behavior(proration_behavior)
         self.check_not_canceled()
         self.check_effective(occurred_at)
         start, end = self.period_at(occurred_at)
-        prorations = (
-            []
-            if proration_behavior == "none"
-            else self._prorations(at=occurred_at, new_amount=None, new_terms="")
-        )
+        prorations: list[dict[str, Any]] = []
+        if proration_behavior != "none":
+            # What was billed beyond now: for the plan, and for each add-on item.
+            for item_id in (None, *self.items):
+                prorations += self._prorations(at=occurred_at, new_amount=None, new_terms="", item_id=item_id)
         self._cancel(
             ended_at=occurred_at,
             occurred_at=occurred_at,
@@ -523,6 +556,231 @@ class Subscription(TimeDriven):
         self.cancel_at_period_end = False
         self.past_due_invoice_ids = []
         self.last_changed_at = max(self.last_changed_at, occurred_at)
+
+    # ------------------------------------------------------------------ add-on items
+
+    def check_item(self, item_id: UUID | str) -> dict[str, Any]:
+        item = self.items.get(str(item_id))
+        if item is None:
+            raise UnknownItem(f"subscription {self.id} has no add-on item {item_id}")
+        return item
+
+    def check_add_on(self, plan: Plan) -> None:
+        """An add-on is a plan that is not retired, in the subscription's currency, billed every
+        period of the subscription, and not on it already (its own plan included)."""
+        plan.check_not_retired()
+        if plan.code == self.plan_code or any(i["plan_code"] == plan.code for i in self.items.values()):
+            raise ItemExists(
+                f"plan {plan.code} is already on subscription {self.id}: change that item's quantity",
+                field="plan_code",
+            )
+        if plan.currency != self.currency:
+            raise CurrencyMismatch(
+                f"add-on {plan.code} is in {plan.currency}, the subscription in {self.currency}",
+                field="plan_code",
+            )
+        if plan.months_per_period != self.months_per_period:
+            raise IntervalMismatch(
+                f"add-on {plan.code} bills every {plan.months_per_period} month(s), the subscription"
+                f" every {self.months_per_period}",
+                field="plan_code",
+            )
+        if len(self.items) >= MAX_ITEMS:
+            raise InvalidValue(f"a subscription carries at most {MAX_ITEMS} add-on items", field="plan_code")
+
+    def add_item(
+        self,
+        *,
+        plan: Plan,
+        quantity: int,
+        occurred_at: datetime,
+        proration_behavior: str = "create_prorations",
+    ) -> UUID:
+        """Add an add-on item (a plan's terms × quantity) from `occurred_at`; answers its id.
+        Unless `proration_behavior` is none, the rest of the period already billed is charged
+        for it, by the second (SPEC 7)."""
+        check_behavior(proration_behavior)
+        self.check_not_canceled()
+        self.check_effective(occurred_at)
+        check_quantity(quantity)
+        self.check_add_on(plan)
+        total = charge(plan.amount, quantity)
+        item_id = ids.subscription_item_id(self.id, self.items_added + 1)
+        prorations = (
+            []
+            if proration_behavior == "none"
+            else self._prorations(
+                at=occurred_at,
+                new_amount=total,
+                new_terms=item_terms(plan.name, quantity),
+                item_id=str(item_id),
+            )
+        )
+        self._add_item(
+            item_id=item_id,
+            plan_id=plan.id,
+            plan_code=plan.code,
+            name=plan.name,
+            amount=plan.amount,
+            interval=plan.interval,
+            interval_count=plan.interval_count,
+            quantity=quantity,
+            occurred_at=occurred_at,
+            proration_behavior=proration_behavior,
+            prorations=prorations,
+        )
+        return item_id
+
+    @event("ItemAdded")
+    def _add_item(
+        self,
+        item_id: UUID,
+        plan_id: UUID,
+        plan_code: str,
+        name: str,
+        amount: int,
+        interval: str,
+        interval_count: int,
+        quantity: int,
+        occurred_at: datetime,
+        proration_behavior: str = "create_prorations",
+        prorations: list[dict[str, Any]] | None = None,
+    ) -> None:
+        item = {
+            "id": str(item_id),
+            "plan_id": str(plan_id),
+            "plan_code": plan_code,
+            "name": name,
+            "amount": amount,
+            "interval": interval,
+            "interval_count": interval_count,
+            "quantity": quantity,
+            "added_at": occurred_at,
+        }
+        self.items = {**self.items, str(item_id): item}
+        self.items_added += 1
+        self._item_changed(str(item_id), amount * quantity, occurred_at, proration_behavior, prorations)
+
+    def change_item_quantity(
+        self,
+        *,
+        item_id: UUID,
+        quantity: int,
+        occurred_at: datetime,
+        proration_behavior: str = "create_prorations",
+    ) -> bool:
+        """Set an add-on item's quantity; returns False (and records nothing) if it is already
+        that. Prorated as a change of the plan's quantity is."""
+        check_behavior(proration_behavior)
+        self.check_not_canceled()
+        item = self.check_item(item_id)
+        self.check_effective(occurred_at)
+        check_quantity(quantity)
+        if quantity == item["quantity"]:
+            return False
+        total = charge(item["amount"], quantity)
+        prorations = (
+            []
+            if proration_behavior == "none"
+            else self._prorations(
+                at=occurred_at,
+                new_amount=total,
+                new_terms=item_terms(item["name"], quantity),
+                item_id=item["id"],
+            )
+        )
+        self._change_item_quantity(
+            item_id=UUID(item["id"]),
+            plan_code=item["plan_code"],
+            amount=item["amount"],
+            interval=item["interval"],
+            interval_count=item["interval_count"],
+            quantity=quantity,
+            occurred_at=occurred_at,
+            proration_behavior=proration_behavior,
+            prorations=prorations,
+        )
+        return True
+
+    @event("ItemQuantityChanged")
+    def _change_item_quantity(
+        self,
+        item_id: UUID,
+        plan_code: str,
+        amount: int,
+        interval: str,
+        interval_count: int,
+        quantity: int,
+        occurred_at: datetime,
+        proration_behavior: str = "create_prorations",
+        prorations: list[dict[str, Any]] | None = None,
+    ) -> None:
+        # The item's terms travel with the event so that it alone says what the item is worth.
+        key = str(item_id)
+        self.items = {**self.items, key: {**self.items[key], "quantity": quantity}}
+        self._item_changed(key, amount * quantity, occurred_at, proration_behavior, prorations)
+
+    def remove_item(
+        self, *, item_id: UUID, occurred_at: datetime, proration_behavior: str = "create_prorations"
+    ) -> None:
+        """Take an add-on item off from `occurred_at`. Unless `proration_behavior` is none, what
+        was billed for it beyond that moment is credited on the next invoice."""
+        check_behavior(proration_behavior)
+        self.check_not_canceled()
+        item = self.check_item(item_id)
+        self.check_effective(occurred_at)
+        prorations = (
+            []
+            if proration_behavior == "none"
+            else self._prorations(at=occurred_at, new_amount=None, new_terms="", item_id=item["id"])
+        )
+        self._remove_item(
+            item_id=UUID(item["id"]),
+            plan_code=item["plan_code"],
+            occurred_at=occurred_at,
+            proration_behavior=proration_behavior,
+            prorations=prorations,
+        )
+
+    @event("ItemRemoved")
+    def _remove_item(
+        self,
+        item_id: UUID,
+        plan_code: str,
+        occurred_at: datetime,
+        proration_behavior: str = "create_prorations",
+        prorations: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.items = {k: v for k, v in self.items.items() if k != str(item_id)}
+        self._item_changed(str(item_id), 0, occurred_at, proration_behavior, prorations)
+
+    def _item_changed(
+        self,
+        item_id: str,
+        amount: int,
+        occurred_at: datetime,
+        proration_behavior: str,
+        prorations: list[dict[str, Any]] | None,
+    ) -> None:
+        """What every item event does beside the item: its proration lines wait for the next
+        invoice and, prorated, each billed period counts as billed at the item's new terms from
+        then on (so a second change in the period credits what the first charged)."""
+        self.pending_items = [*self.pending_items, *copy.deepcopy(prorations or [])]
+        if proration_behavior != "none":
+            item = self.items.get(item_id)
+            terms = item_terms(item["name"], item["quantity"]) if item else ""
+            self.billed_fees = {
+                start: (
+                    {
+                        **billed,
+                        "items": {**billed.get("items", {}), item_id: {"amount": amount, "terms": terms}},
+                    }
+                    if datetime.fromisoformat(billed["period_end"]) > occurred_at
+                    else billed
+                )
+                for start, billed in self.billed_fees.items()
+            }
+        self.last_changed_at = occurred_at
 
     # ------------------------------------------------------------------ billing memory
 
@@ -619,6 +877,11 @@ class Subscription(TimeDriven):
     @event("DiscountApplied")
     def _apply_discount(self, discount: dict[str, Any], occurred_at: datetime) -> None:
         self.discount = copy.deepcopy(discount)
+
+
+def item_terms(name: str, quantity: int) -> str:
+    """How an add-on item's terms read on invoice lines."""
+    return f"{name} × {quantity}"
 
 
 def usage_key(metric: str, period_start: str) -> str:

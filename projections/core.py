@@ -241,7 +241,7 @@ def subscription_changed(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     cur.execute(
         "UPDATE rm_subscriptions SET plan_code=%s, amount=%s, interval=%s, interval_count=%s,"
-        " quantity=%s, mrr=%s, current_period_start=%s, current_period_end=%s, updated_at=%s"
+        " quantity=%s, mrr=%s + items_mrr, current_period_start=%s, current_period_end=%s, updated_at=%s"
         " WHERE id=%s",
         (
             p["plan_code"],
@@ -257,6 +257,78 @@ def subscription_changed(cur: Executor, e: StoredEventRow) -> None:
         ),
     )
     _mark_customer_had_mrr(cur, e.stream_id)
+
+
+# Add-on items (SPEC 10): `items` lists the live ones as the API shows them, `items_mrr` sums
+# their monthly amounts and `mrr` is the plan's monthly amount plus that sum.
+ITEMS_BUT = (
+    "(SELECT coalesce(jsonb_agg(i ORDER BY o), '[]'::jsonb)"
+    " FROM jsonb_array_elements(items) WITH ORDINALITY AS t(i, o) WHERE i->>'id' <> %s::text)"
+)
+
+
+def _set_items(cur: Executor, e: StoredEventRow, new_items: str, *params: Any) -> None:
+    """Replace the subscription's items by the expression `new_items` (over its current row) and
+    keep its MRR columns in step."""
+    cur.execute(
+        "UPDATE rm_subscriptions s SET items = n.items, mrr = s.mrr - s.items_mrr + n.items_mrr,"
+        " items_mrr = n.items_mrr, updated_at = %s"
+        " FROM (SELECT x.items, (SELECT coalesce(sum((i->>'monthly_amount')::bigint), 0)"
+        " FROM jsonb_array_elements(x.items) AS i) AS items_mrr"
+        f" FROM (SELECT {new_items} AS items FROM rm_subscriptions WHERE id = %s) x) n"
+        " WHERE s.id = %s",
+        (e.occurred_at, *params, e.stream_id, e.stream_id),
+    )
+
+
+def item_monthly_amount(p: dict[str, Any]) -> int:
+    """What an item event says the item now adds to MRR each month (0 once removed)."""
+    if "amount" not in p:
+        return 0
+    return monthly_recurring_amount(p["amount"], p["quantity"], p["interval"], p["interval_count"])
+
+
+@handles("Subscription.ItemAdded")
+def subscription_item_added(cur: Executor, e: StoredEventRow) -> None:
+    p = e.payload
+    item = {
+        "id": str(p["item_id"]),
+        "plan_code": p["plan_code"],
+        "name": p["name"],
+        "amount": p["amount"],
+        "interval": p["interval"],
+        "interval_count": p["interval_count"],
+        "quantity": p["quantity"],
+        "monthly_amount": item_monthly_amount(p),
+        "added_at": e.occurred_at.isoformat(),
+    }
+    _set_items(
+        cur,
+        e,
+        f"{ITEMS_BUT} || jsonb_build_array(%s::jsonb || jsonb_build_object('currency', currency))",
+        str(p["item_id"]),
+        Jsonb(item),
+    )
+    _mark_customer_had_mrr(cur, e.stream_id)
+
+
+@handles("Subscription.ItemQuantityChanged")
+def subscription_item_quantity_changed(cur: Executor, e: StoredEventRow) -> None:
+    p = e.payload
+    _set_items(
+        cur,
+        e,
+        "(SELECT coalesce(jsonb_agg(CASE WHEN i->>'id' = %s::text THEN i || %s::jsonb ELSE i END ORDER BY o),"
+        " '[]'::jsonb) FROM jsonb_array_elements(items) WITH ORDINALITY AS t(i, o))",
+        str(p["item_id"]),
+        Jsonb({"quantity": p["quantity"], "monthly_amount": item_monthly_amount(p)}),
+    )
+    _mark_customer_had_mrr(cur, e.stream_id)
+
+
+@handles("Subscription.ItemRemoved")
+def subscription_item_removed(cur: Executor, e: StoredEventRow) -> None:
+    _set_items(cur, e, ITEMS_BUT, str(e.payload["item_id"]))
 
 
 @handles("Subscription.Renewed")

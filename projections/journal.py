@@ -40,6 +40,7 @@ the INSERT ... SELECT. Parameters are cast because replay sends them as untyped 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 from projections.core import Executor, Handler, StoredEventRow
 
@@ -202,10 +203,20 @@ def invoice_credited(cur: Executor, e: StoredEventRow) -> None:
 
 def _book_signed(cur: Executor, e: StoredEventRow, lines: list[tuple[str, int]]) -> None:
     """An entry of the invoice `e` from (account, amount) lines: a positive amount is a debit,
-    a negative one a credit; zero lines are left out (the sides stay balanced)."""
-    accounts = [(account, "") if amount > 0 else ("", account) for account, amount in lines]
-    sql = _entry_sql("journal_invoices", accounts)
-    _book(cur, sql, e, e.stream_id, *(abs(amount) for _, amount in lines))
+    a negative one a credit; zero lines are left out (the sides stay balanced). The statement
+    depends only on the accounts, not on the signs, so a batch writes every entry of a kind in
+    one statement."""
+    sql = _signed_entry_sql(tuple(account for account, _ in lines))
+    _book(cur, sql, e, e.stream_id, *(part for _, amount in lines for part in (amount, amount)))
+
+
+@lru_cache(maxsize=64)
+def _signed_entry_sql(accounts: tuple[str, ...]) -> str:
+    values = ", ".join(
+        f"({n}, '{account}', greatest(%s::bigint, 0), greatest(-%s::bigint, 0))"
+        for n, account in enumerate(accounts, start=1)
+    )
+    return _LINES.format(source="journal_invoices", values=values)
 
 
 @books("Invoice.PaymentApplied")

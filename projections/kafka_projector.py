@@ -1,5 +1,5 @@
 """A projector fed by Kafka: one consumer group per projector name, partitions shared between
-its processes. For each partition batch, the read-model changes and the partition's checkpoint
+its processes. The read-model changes and the checkpoints of the partitions they come from
 commit in one PostgreSQL transaction:
 
 - an event at or below the checkpoint was applied already: skipped (at-least-once delivery,
@@ -16,6 +16,10 @@ newly assigned watermark partition is read from its last message: the latest wat
 the earlier ones did.
 
 Kafka offsets are committed after PostgreSQL, as a hint only: the checkpoint is the truth.
+
+The partitions of one poll are applied together, in one transaction (the events of all of
+them written set-based, every partition's checkpoint saved with them); if that fails, each
+partition is applied on its own.
 
 An event it cannot apply stops that partition (paused at that message) and is recorded, shown
 and alerted (see `projections/failures.py`); the other partitions go on. The stopped partition
@@ -237,10 +241,12 @@ class KafkaProjector:
         for tp, records in batches.items():
             if tp.topic == self.watermark_topic:
                 self._enqueue_watermarks(tp.partition, records)
-        applied = 0
-        for tp, records in batches.items():
-            if tp.topic == self.topic:
-                applied += self._consume_events(tp, records)
+        events = {
+            tp: records
+            for tp, records in batches.items()
+            if tp.topic == self.topic and tp.partition not in self.stopped
+        }
+        applied = self._consume_poll(events)
         for partition in marked:
             self._settle_watermark_alone(partition)
         if batches:
@@ -262,6 +268,63 @@ class KafkaProjector:
 
     # -------------------------------------------------------------- events
 
+    def _consume_poll(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> int:
+        """All the partitions of a poll in one transaction (one set-based write, one commit);
+        if that fails, each partition on its own, as `_consume_events` does."""
+        if len(polled) <= 1:
+            return sum(self._consume_events(tp, records) for tp, records in polled.items())
+        try:
+            return self._apply_partitions(polled)
+        except Exception as error:
+            if is_passing(error):
+                raise
+            log.info(
+                "projector %s: a poll of %d partitions failed together (%s); applying each on its own",
+                self.name,
+                len(polled),
+                describe_error(error),
+            )
+            return sum(self._consume_events(tp, records) for tp, records in polled.items())
+
+    def _apply_partitions(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> int:
+        resumed: list[Checkpoint] = []
+        with self.pool.connection() as conn, conn.transaction():
+            # Locked in partition order: two processes never wait on each other in a cycle.
+            work = [
+                (lock_checkpoint(conn, self.name, tp.partition), records)
+                for tp, records in sorted(polled.items(), key=lambda item: item[0].partition)
+            ]
+            pending = [self._pending(conn, checkpoint, records) for checkpoint, records in work]
+            everything = sorted((e for events in pending for e in events), key=lambda e: e.position)
+            if everything:
+                apply_all(conn, everything, self.apply)
+            for (checkpoint, _), events in zip(work, pending, strict=True):
+                if events:
+                    checkpoint.position = events[-1].position
+                self._settle_watermark(checkpoint)
+                if save_checkpoint(conn, self.name, checkpoint):
+                    resumed.append(checkpoint)
+        for checkpoint in resumed:
+            self._resumed(checkpoint.partition, checkpoint.position)
+        return len(everything)
+
+    def _pending(
+        self, conn: Connection[Any], checkpoint: Checkpoint, records: list[ConsumerRecord]
+    ) -> list[StoredEventRow]:
+        """The events of a partition's records not applied yet, gaps filled from the store."""
+        pending: list[StoredEventRow] = []
+        for record in records:
+            position = int(_header(record, "position"))
+            prev = int(_header(record, "prev"))
+            last = pending[-1].position if pending else checkpoint.position
+            if prev > last:
+                pending.extend(self._missing(conn, checkpoint.partition, last, prev))
+                last = pending[-1].position if pending else checkpoint.position
+            if position <= last:
+                continue  # applied already
+            pending.append(event_from_message(record.value))
+        return pending
+
     def _consume_events(self, tp: TopicPartition, records: list[ConsumerRecord]) -> int:
         if tp.partition in self.stopped:
             return 0  # fetched before the partition was paused
@@ -281,17 +344,7 @@ class KafkaProjector:
     def _apply_partition(self, partition: int, records: list[ConsumerRecord]) -> int:
         with self.pool.connection() as conn, conn.transaction():
             checkpoint = lock_checkpoint(conn, self.name, partition)
-            pending: list[StoredEventRow] = []
-            for record in records:
-                position = int(_header(record, "position"))
-                prev = int(_header(record, "prev"))
-                last = pending[-1].position if pending else checkpoint.position
-                if prev > last:
-                    pending.extend(self._missing(conn, partition, last, prev))
-                    last = pending[-1].position if pending else checkpoint.position
-                if position <= last:
-                    continue  # applied already
-                pending.append(event_from_message(record.value))
+            pending = self._pending(conn, checkpoint, records)
             if pending:
                 apply_all(conn, pending, self.apply)
                 checkpoint.position = pending[-1].position

@@ -28,7 +28,7 @@ from domain.metrics import (
     movements,
     mrr_series,
 )
-from projections.core import Executor, StoredEventRow, monthly_amount
+from projections.core import Executor, StoredEventRow, item_monthly_amount, monthly_amount
 
 MRR_DDL = """
 CREATE TABLE IF NOT EXISTS rm_mrr_facts (
@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS rm_mrr_facts (
     PRIMARY KEY (subscription_id, position)
 );
 CREATE INDEX IF NOT EXISTS rm_mrr_facts_customer ON rm_mrr_facts (customer_id);
+-- The add-on item an `item` fact is about (SPEC 10).
+ALTER TABLE rm_mrr_facts ADD COLUMN IF NOT EXISTS item_id uuid;
 CREATE TABLE IF NOT EXISTS rm_mrr_movements (
     customer_id uuid NOT NULL, currency text NOT NULL, day date NOT NULL, kind text NOT NULL,
     amount bigint NOT NULL, mrr_before bigint NOT NULL, mrr_after bigint NOT NULL,
@@ -56,7 +58,7 @@ MRR_TABLES = ("rm_mrr_facts", "rm_mrr_movements", "rm_mrr_daily")
 
 INSERT_FACT = (
     "INSERT INTO rm_mrr_facts (subscription_id, position, customer_id, currency, occurred_at, kind,"
-    " amount, at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING"
+    " amount, at, item_id) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING"
 )
 
 _FACT_OF_EVENT: dict[str, FactKind] = {
@@ -66,6 +68,9 @@ _FACT_OF_EVENT: dict[str, FactKind] = {
     "Subscription.CancellationScheduled": "cancel_scheduled",
     "Subscription.CancellationWithdrawn": "cancel_withdrawn",
     "Subscription.Canceled": "canceled",
+    "Subscription.ItemAdded": "item",
+    "Subscription.ItemQuantityChanged": "item",
+    "Subscription.ItemRemoved": "item",
 }
 
 
@@ -74,7 +79,11 @@ def apply_mrr_fact(cur: Executor, e: StoredEventRow) -> None:
     if kind is None or e.customer_id is None:
         return
     p = e.payload
-    amount = monthly_amount(p) if kind in ("started", "changed") else 0
+    amount = 0
+    if kind in ("started", "changed"):
+        amount = monthly_amount(p)
+    elif kind == "item":
+        amount = item_monthly_amount(p)
     at = {"started": "trial_end", "cancel_scheduled": "ends_at", "canceled": "ended_at"}.get(kind)
     currency = p.get("currency") if kind == "started" else None
     cur.execute(
@@ -88,6 +97,7 @@ def apply_mrr_fact(cur: Executor, e: StoredEventRow) -> None:
             kind,
             amount,
             p.get(at) if at else None,
+            p.get("item_id"),
         ),
     )
 
@@ -104,7 +114,7 @@ MovementKey = tuple[UUID, str, date]
 def recompute_customers(conn: Connection[Any], customers: Sequence[UUID]) -> None:
     cur = conn.cursor(row_factory=tuple_row)
     facts = cur.execute(
-        "SELECT customer_id, subscription_id, position, currency, occurred_at, kind, amount, at"
+        "SELECT customer_id, subscription_id, position, currency, occurred_at, kind, amount, at, item_id"
         " FROM rm_mrr_facts WHERE customer_id = ANY(%s)",
         (list(customers),),
     ).fetchall()
@@ -137,16 +147,16 @@ def recompute_customers(conn: Connection[Any], customers: Sequence[UUID]) -> Non
 
 def customer_movements(facts: Sequence[tuple[Any, ...]]) -> dict[MovementKey, Movement]:
     """Movements of each customer and currency, from rows of
-    (customer_id, subscription_id, position, currency, occurred_at, kind, amount, at)."""
+    (customer_id, subscription_id, position, currency, occurred_at, kind, amount, at, item_id)."""
     by_subscription: dict[UUID, list[SubscriptionFact]] = defaultdict(list)
     owner: dict[UUID, UUID] = {}
     currency_of: dict[UUID, str] = {}
-    for customer_id, subscription_id, position, currency, occurred_at, kind, amount, at in facts:
+    for customer_id, subscription_id, position, currency, occurred_at, kind, amount, at, item_id in facts:
         owner[subscription_id] = customer_id
         if currency:
             currency_of[subscription_id] = currency
         by_subscription[subscription_id].append(
-            SubscriptionFact(position, cast(datetime, occurred_at), kind, amount, at)
+            SubscriptionFact(position, cast(datetime, occurred_at), kind, amount, at, item_id)
         )
     grouped: dict[tuple[UUID, str], list[Any]] = defaultdict(list)
     for subscription_id, sub_facts in by_subscription.items():

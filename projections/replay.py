@@ -25,9 +25,7 @@ from psycopg.rows import dict_row
 from infra import kafka as k
 from projections.checkpoints import STORE_PARTITION
 from projections.core import StoredEventRow
-from projections.pipeline_sink import PipelineSink
-from projections.projection import settle_batch
-from projections.runner import EVENT_COLUMNS, Apply
+from projections.runner import EVENT_COLUMNS, Apply, apply_all
 from projections.schema import create_read_models
 
 BATCH = 5000
@@ -174,10 +172,7 @@ def _rebuild_share(
         conn.execute("SET synchronous_commit = off")
         for events in _prefetched(conninfo, schema, head, share, shares, known_at):
             with conn.transaction():
-                with PipelineSink(conn, transaction=False) as sink:
-                    for event in events:
-                        apply(sink, event)
-                settle_batch(conn, apply, events)
+                apply_all(conn, events, apply)
             if partitions:
                 for e in events:
                     key = k.event_key(e.customer_id, e.stream_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -35,6 +35,7 @@ from projections.failures import (
 )
 from projections.pipeline_sink import PipelineSink
 from projections.projection import settle_batch
+from projections.set_sink import SetSink
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +88,18 @@ def read_range(conn: Connection[Any], after: int, up_to: int) -> list[StoredEven
     return [_row(r) for r in rows]
 
 
-def apply_all(conn: Connection[Any], events: list[StoredEventRow], apply: Apply) -> None:
-    """Apply events in order inside the caller's transaction, pipelined as prepared statements:
-    sent without waiting for each answer (see PipelineSink)."""
-    with PipelineSink(conn, transaction=False) as sink:
+def apply_all(conn: Connection[Any], events: Sequence[StoredEventRow], apply: Apply) -> None:
+    """Apply events in order inside the caller's transaction: one event's statements pipelined
+    as prepared statements (see PipelineSink), a batch's set-based (see SetSink)."""
+    if len(events) == 1:
+        with PipelineSink(conn, transaction=False) as sink:
+            apply(sink, events[0])
+    else:
+        collected = SetSink()
         for event in events:
-            apply(sink, event)
+            collected.begin(event.customer_id or event.stream_id)
+            apply(collected, event)
+        collected.flush(conn)
     settle_batch(conn, apply, events)
 
 

@@ -122,7 +122,9 @@ CREATE TABLE IF NOT EXISTS rm_subscriptions (
 );
 ALTER TABLE rm_subscriptions ADD COLUMN IF NOT EXISTS cancel_at timestamptz,
     ADD COLUMN IF NOT EXISTS discount jsonb,
-    ADD COLUMN IF NOT EXISTS billed_by text NOT NULL DEFAULT 'ledger';
+    ADD COLUMN IF NOT EXISTS billed_by text NOT NULL DEFAULT 'ledger',
+    ADD COLUMN IF NOT EXISTS items jsonb NOT NULL DEFAULT '[]',
+    ADD COLUMN IF NOT EXISTS items_mrr bigint NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS rm_subscriptions_customer ON rm_subscriptions (customer_id, seq);
 CREATE INDEX IF NOT EXISTS rm_subscriptions_status ON rm_subscriptions (status, seq);
 CREATE TABLE IF NOT EXISTS rm_invoices (

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -10,8 +11,12 @@ from api.references import body_references
 from api.schemas.common import ListOf
 from api.schemas.resources import (
     DiscountApply,
+    ProrationBehavior,
     SubscriptionCancel,
     SubscriptionChange,
+    SubscriptionItemAdd,
+    SubscriptionItemChange,
+    SubscriptionItemWritten,
     SubscriptionRenew,
     SubscriptionStart,
     SubscriptionView,
@@ -55,6 +60,76 @@ def change_subscription(
         proration_behavior=body.proration_behavior,
     )
     outcome = ledger.change_subscription(cmd, command_context(request, principal, body, body.effective_at))
+    return written(container, outcome)
+
+
+@router.post(
+    "/{subscription_id}/items", status_code=status.HTTP_201_CREATED, response_model=SubscriptionItemWritten
+)
+def add_subscription_item(
+    subscription_id: UUID,
+    body: SubscriptionItemAdd,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
+) -> dict[str, Any]:
+    """Put an add-on on the subscription (SPEC 10): a plan in its currency and billing interval,
+    not on it already, billed with it in advance on each period's invoice and counted in its MRR.
+    Added part-way through a period already billed, the rest of it is prorated by the second."""
+    cmd = c.AddSubscriptionItem(
+        subscription_id,
+        plan_code=body.plan_code,
+        quantity=body.quantity,
+        proration_behavior=body.proration_behavior,
+    )
+    outcome = ledger.add_subscription_item(cmd, command_context(request, principal, body, body.effective_at))
+    return written(container, outcome)
+
+
+@router.patch("/{subscription_id}/items/{item_id}", response_model=SubscriptionItemWritten)
+def change_subscription_item(
+    subscription_id: UUID,
+    item_id: UUID,
+    body: SubscriptionItemChange,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
+) -> dict[str, Any]:
+    """Set an add-on item's quantity, prorated as a change of the plan's quantity is."""
+    cmd = c.ChangeSubscriptionItem(
+        subscription_id, item_id, quantity=body.quantity, proration_behavior=body.proration_behavior
+    )
+    outcome = ledger.change_subscription_item(
+        cmd, command_context(request, principal, body, body.effective_at)
+    )
+    return written(container, outcome)
+
+
+@router.delete(
+    "/{subscription_id}/items/{item_id}",
+    response_model=SubscriptionItemWritten,
+    responses={409: {"description": "The subscription is canceled, or it kept changing"}},
+)
+def remove_subscription_item(
+    subscription_id: UUID,
+    item_id: UUID,
+    request: Request,
+    ledger: LedgerDep,
+    container: ContainerDep,
+    principal: AdminKey,
+    proration_behavior: Annotated[
+        ProrationBehavior,
+        Query(description="create_prorations: the unused time credited on the next invoice; none: no credit"),
+    ] = "create_prorations",
+    effective_at: Annotated[
+        datetime | None, Query(description="business time (ISO 8601, UTC) of the removal; default now")
+    ] = None,
+) -> dict[str, Any]:
+    """Take an add-on item off; answers the item as it was, with `removed_at`."""
+    cmd = c.RemoveSubscriptionItem(subscription_id, item_id, proration_behavior=proration_behavior)
+    outcome = ledger.remove_subscription_item(cmd, command_context(request, principal, None, effective_at))
     return written(container, outcome)
 
 

@@ -14,7 +14,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, status
 from psycopg import Connection
 
-from api.deps import AdminKey, ContainerDep, command_context, written
+from api.deps import AdminKey, ContainerDep, command_context, wait_for_read_models, written
 from api.errors import ApiProblem
 from api.schemas.common import ListOf
 from api.schemas.webhooks import (
@@ -31,7 +31,6 @@ from infra.bootstrap import Container
 from infra.webhook_store import get_delivery, get_endpoint, list_deliveries, list_endpoints, resend
 from infra.webhook_vault import VaultKeyMismatch
 from projections.queries import decode_token, encode_token
-from projections.runner import wait_for_position
 from projections.webhook_fanout import NAME as FANOUT
 
 router = APIRouter(tags=["webhooks"])
@@ -67,27 +66,12 @@ def webhook_connection(
         int | None, Query(ge=0, description="wait until the webhook fan-out has applied this position")
     ] = None,
 ) -> Iterator[Connection[Any]]:
-    if min_position:
-        head = container.ledger.store.max_notification_id() or 0
-        if min_position > head:
-            raise ApiProblem(
-                422,
-                "Position not found",
-                f"position {min_position} is beyond the log's head ({head}): pass one a write answered",
-                code="position_not_found",
-                errors=[{"field": "min_position", "message": f"at most {head}, the log's head"}],
-            )
-        container.wake_projection()
-        timeout = container.settings.read_wait_timeout_seconds
-        if not wait_for_position(container.pool, FANOUT, min_position, timeout):
-            raise ApiProblem(
-                503,
-                "Not yet visible",
-                f"the webhook fan-out has not reached position {min_position} within {timeout:g}s"
-                " (it runs in `ledger up` and `ledger policies`)",
-                code="projection_lagging",
-                headers={"Retry-After": "1"},
-            )
+    wait_for_read_models(
+        container,
+        min_position,
+        FANOUT,
+        "the webhook fan-out (it runs in `ledger up` and `ledger policies`) has",
+    )
     with container.pool.connection() as conn:
         yield conn
 

@@ -225,6 +225,49 @@ class SubscriptionChange(Command):
     )
 
 
+class SubscriptionItemAdd(Command):
+    """An add-on (SPEC 10): a plan in the subscription's currency and billing interval, billed
+    with the subscription on each period's invoice (amount × quantity) and counted in its MRR."""
+
+    plan_code: str = Field(min_length=1)
+    quantity: Quantity = 1
+    proration_behavior: ProrationBehavior = Field(
+        default="create_prorations",
+        description="create_prorations: the rest of the period already billed is charged on the next"
+        " invoice, by the second; always_invoice: on an invoice now; none: billed from the next period",
+    )
+
+
+class SubscriptionItemChange(Command):
+    quantity: Quantity
+    proration_behavior: ProrationBehavior = Field(
+        default="create_prorations",
+        description="create_prorations: proration lines join the next invoice;"
+        " always_invoice: an invoice now; none: no proration",
+    )
+
+
+class SubscriptionItemOut(BaseModel):
+    id: UUID
+    plan_code: str
+    name: str
+    amount: int = Field(description="per period and unit, minor units (the add-on plan's when added)")
+    currency: str
+    interval: str
+    interval_count: int
+    quantity: int
+    monthly_amount: int = Field(
+        description="amount × quantity normalised to a month, rounded half-even once: what the item"
+        " adds to the subscription's MRR while it is active or past_due"
+    )
+    added_at: datetime
+
+
+class SubscriptionItemWritten(SubscriptionItemOut, Written):
+    subscription_id: UUID
+    removed_at: datetime | None = Field(default=None, description="set when the write removed the item")
+
+
 class SubscriptionCancel(Command):
     at_period_end: bool
     proration_behavior: ProrationBehavior = Field(
@@ -261,6 +304,9 @@ class SubscriptionOut(BaseModel):
     started_at: datetime
     billed_by: Literal["ledger", "external"] = "ledger"
     discount: dict[str, Any] | None = Field(default=None, description="a coupon applied to its invoices")
+    items: list[SubscriptionItemOut] = Field(
+        default_factory=list, description="its add-on items, billed and counted in MRR beside the plan"
+    )
 
 
 class SubscriptionWritten(SubscriptionOut, Written):
@@ -268,7 +314,9 @@ class SubscriptionWritten(SubscriptionOut, Written):
 
 
 class SubscriptionView(SubscriptionOut):
-    mrr: int = Field(description="monthly contribution while active or past_due, minor units")
+    mrr: int = Field(
+        description="monthly contribution (plan and add-on items) while active or past_due, minor units"
+    )
     customer_name: str | None = Field(default=None, description="in lists: the customer's name")
 
 

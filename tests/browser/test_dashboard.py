@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.browser.conftest import Product, screenshot, sign_in, wait_for_overview
@@ -205,6 +206,36 @@ def test_an_admin_cancels_a_subscription_now_from_the_page(page: Any, product: P
     customer_id = product.api(f"/v1/subscriptions/{subscription_id}")["customer_id"]
     page.goto(f"{product.url}/#/customers/{customer_id}")
     page.wait_for_selector(f"tr[data-id='{subscription_id}'] .badge[data-value=canceled]")
+
+
+def test_a_subscription_shows_its_add_on_items_under_its_plan(page: Any, product: Product) -> None:
+    sub = product.api("/v1/subscriptions", status="active", limit=1)["data"][0]
+    add_on = {
+        "code": f"extra-storage-{sub['currency'].lower()}-{sub['interval']}-{sub['interval_count']}",
+        "name": "Extra storage",
+        "currency": sub["currency"],
+        "amount": 500,
+        "interval": sub["interval"],
+        "interval_count": sub["interval_count"],
+    }
+    admin = {"Authorization": f"Bearer {product.keys['admin']}"}
+    defined = httpx.post(product.url + "/v1/plans", json=add_on, headers=admin, timeout=30)
+    assert defined.status_code in (200, 201), defined.text
+    bought = httpx.post(
+        f"{product.url}/v1/subscriptions/{sub['id']}/items",
+        json={"plan_code": add_on["code"], "quantity": 2},
+        headers=admin,
+        timeout=30,
+    )
+    assert bought.status_code == 201, bought.text
+    item = bought.json()
+    assert product.api(f"/v1/subscriptions/{sub['id']}", min_position=item["position"])["items"]
+
+    sign_in(page, product, "read")
+    page.goto(f"{product.url}/#/customers/{sub['customer_id']}")
+    shown = page.locator(f"tr[data-id='{sub['id']}'] [data-item='{item['id']}']")
+    shown.wait_for()
+    assert shown.inner_text() == f"+ {add_on['code']} × 2"
 
 
 def test_an_admin_retries_a_failed_payment_from_the_page(page: Any, product: Product) -> None:

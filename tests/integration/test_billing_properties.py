@@ -1,5 +1,6 @@
 """Random billing histories under the test clock (usage on time and late, changes with each
-proration behavior, coupons, payments, credit notes, cancellations): whatever happens,
+proration behavior, add-on items bought, changed and removed, coupons, payments, credit notes,
+cancellations): whatever happens,
 
 - every invoice satisfies total = subtotal − discount + tax and
   amount_remaining = total − paid − credited − balance applied;
@@ -16,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from application import commands as c
@@ -44,11 +45,26 @@ PLANS = (
     c.DefinePlan("basic", "Basic", "EUR", 2000, "month", trial_days=0, usage_prices=PRICES),
     c.DefinePlan("plus", "Plus", "EUR", 5000, "month", usage_prices=PRICES),
     c.DefinePlan("annual", "Annual", "EUR", 20000, "year", usage_prices=PRICES),
+    c.DefinePlan("storage", "Extra storage", "EUR", 700, "month"),
+    c.DefinePlan("storage-yearly", "Extra storage (yearly)", "EUR", 7000, "year"),
 )
 
 operation = st.tuples(
     st.sampled_from(
-        ["usage", "late_usage", "quantity", "plan", "pay", "credit_note", "cancel_now", "coupon", "correct"]
+        [
+            "usage",
+            "late_usage",
+            "quantity",
+            "plan",
+            "pay",
+            "credit_note",
+            "cancel_now",
+            "coupon",
+            "correct",
+            "add_item",
+            "item_quantity",
+            "remove_item",
+        ]
     ),
     st.integers(1, 24 * 40),  # hours later
     st.integers(1, 3000),  # a value
@@ -90,6 +106,7 @@ class History:
             c.StartSubscription(self.customer, "basic", trial_days=trial_days), ctx
         ).resource_id
         self.records: list[str] = []
+        self.items: list[Any] = []
 
     def ctx(self) -> c.CommandContext:
         return c.CommandContext(occurred_at=self.now)
@@ -164,10 +181,33 @@ class History:
             )
         elif op == "coupon":
             ledger.apply_discount(c.ApplyDiscount("HALF", subscription_id=self.sub), ctx)
+        elif op == "add_item":
+            yearly = ledger.repository.get(self.sub).interval == "year"
+            cmd_add = c.AddSubscriptionItem(
+                self.sub, "storage-yearly" if yearly else "storage", value % 3 + 1, behavior
+            )
+            self.items.append(uuid.UUID(ledger.add_subscription_item(cmd_add, ctx).receipt["id"]))
+        elif op == "item_quantity" and self.items:
+            cmd_change = c.ChangeSubscriptionItem(self.sub, self.items[-1], value % 4 + 1, behavior)
+            ledger.change_subscription_item(cmd_change, ctx)
+        elif op == "remove_item" and self.items:
+            ledger.remove_subscription_item(c.RemoveSubscriptionItem(self.sub, self.items[-1], behavior), ctx)
+            self.items.pop()
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(operation, min_size=1, max_size=12), st.sampled_from([0, 14]))
+@example(
+    [
+        ("add_item", 24 * 10, 1, "create_prorations"),
+        ("item_quantity", 24 * 5, 2, "always_invoice"),
+        ("plan", 24 * 3, 1, "create_prorations"),
+        ("remove_item", 24 * 20, 0, "create_prorations"),
+        ("add_item", 24, 2, "none"),
+        ("cancel_now", 24 * 3, 1, "create_prorations"),
+    ],
+    0,
+)
 def test_every_billing_history_keeps_its_invoices_books_and_replay_right(
     fresh: Any, operations: list[tuple[str, int, int, str]], trial_days: int
 ) -> None:

@@ -4,9 +4,6 @@ overlapping parts of the same events, retries interleaved, leave each event reco
 from __future__ import annotations
 
 import random
-import socket
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,14 +12,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 from cloudevents.core.v1.event import CloudEvent
 
-from api.app import create_app
 from application import commands as c
 from infra.bootstrap import Container
 from tests.conftest import bearer
 from tests.integration.ingest_helpers import FORMAT, MOMENT
+from tests.integration.live_server import live_server
 
 EVENTS = 10_000
 CLIENTS = 20
@@ -33,24 +29,8 @@ CUSTOMERS = 20
 @pytest.fixture
 def server(container: Container) -> Iterator[str]:
     """The API on a free port, served by uvicorn in a thread, against the test's schema."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(lambda: container), log_level="warning", access_log=False)
-    uvicorn_server = uvicorn.Server(config)
-    thread = threading.Thread(target=uvicorn_server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uvicorn_server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        uvicorn_server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with live_server(container) as url:
+        yield url
 
 
 def _event(n: int) -> bytes:

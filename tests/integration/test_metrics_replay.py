@@ -1,6 +1,7 @@
 """Replay equals live for the metrics: random histories (backdated commands in any order,
-trials, changes, cancellations, invoices, payments, voids and usage with corrections) give the
-same rows whether projected live batch by batch or rebuilt from the log."""
+trials, changes, add-on items bought, changed and removed, cancellations, invoices, payments,
+voids and usage with corrections) give the same rows whether projected live batch by batch or
+rebuilt from the log."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from application import commands as c
@@ -32,12 +33,27 @@ PLANS = (
         "month",
         quotas={"calls": {"limit": 50, "aggregation": "sum", "enforcement": "hard"}},
     ),
+    # Add-ons, one per billing interval (an item shares its subscription's).
+    c.DefinePlan("addon-m", "Add-on monthly", "EUR", 700, "month"),
+    c.DefinePlan("addon-y", "Add-on yearly", "EUR", 7001, "year"),
 )
 
 operations = st.lists(
     st.tuples(
         st.sampled_from(
-            ["subscribe", "trial", "change", "cancel_now", "cancel_end", "withdraw", "invoice", "usage"]
+            [
+                "subscribe",
+                "trial",
+                "change",
+                "cancel_now",
+                "cancel_end",
+                "withdraw",
+                "invoice",
+                "usage",
+                "add_item",
+                "item_quantity",
+                "remove_item",
+            ]
         ),
         st.integers(0, 2),  # which customer
         st.integers(0, 150),  # day offset (any order: backdated writes)
@@ -62,6 +78,7 @@ def _play(container: Container, ops: list[tuple[str, int, int, int]]) -> int:
         for i in range(3)
     ]
     subscriptions: dict[int, Any] = {}
+    items: dict[int, list[Any]] = {}
     position = 0
     for index, (op, who, day, factor) in enumerate(ops):
         customer = customers[who]
@@ -72,10 +89,24 @@ def _play(container: Container, ops: list[tuple[str, int, int, int]]) -> int:
                 cmd = c.StartSubscription(customer, plan, factor, trial_days=10 if op == "trial" else 0)
                 out = ledger.start_subscription(cmd, _ctx(day))
                 subscriptions[who] = out.resource_id
+                items[who] = []
             elif op == "change" and sub:
                 out = ledger.change_subscription(c.ChangeSubscription(sub, quantity=factor), _ctx(day))
             elif op in ("cancel_now", "cancel_end") and sub:
                 out = ledger.cancel_subscription(c.CancelSubscription(sub, op == "cancel_end"), _ctx(day))
+            elif op == "add_item" and sub:
+                addon = "addon-m" if ledger.repository.get(sub).months_per_period == 1 else "addon-y"
+                cmd_add = c.AddSubscriptionItem(sub, addon, factor)
+                out = ledger.add_subscription_item(cmd_add, _ctx(day))
+                items.setdefault(who, []).append(uuid.UUID(out.receipt["id"]))
+            elif op == "item_quantity" and items.get(who):
+                cmd_change = c.ChangeSubscriptionItem(sub, items[who][-1], factor)
+                out = ledger.change_subscription_item(cmd_change, _ctx(day))
+            elif op == "remove_item" and items.get(who):
+                out = ledger.remove_subscription_item(
+                    c.RemoveSubscriptionItem(sub, items[who][-1]), _ctx(day)
+                )
+                items[who].pop()
             elif op == "withdraw" and sub:
                 out = ledger.withdraw_cancellation(sub, _ctx(day))
             elif op == "invoice":
@@ -109,6 +140,18 @@ def _play(container: Container, ops: list[tuple[str, int, int, int]]) -> int:
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(operations)
+@example(
+    [
+        ("subscribe", 0, 0, 1),
+        ("add_item", 0, 5, 2),
+        ("subscribe", 1, 0, 2),
+        ("add_item", 1, 3, 1),
+        ("item_quantity", 0, 10, 3),
+        ("remove_item", 0, 20, 1),
+        ("add_item", 0, 25, 1),
+        ("cancel_now", 1, 40, 1),
+    ]
+)
 def test_rebuilding_the_metrics_from_the_log_gives_the_rows_of_live_projection(
     container: Container, ops: list[tuple[str, int, int, int]]
 ) -> None:

@@ -70,8 +70,10 @@ def test_the_vaultai_block_onboards_an_organisation_reports_with_its_token_and_r
     assert subscription["trial_end"].replace("Z", "+00:00") == onboarded["trial_end"].replace("Z", "+00:00")
 
 
-def test_the_servelink_block_meters_traffic_per_project(container: Container) -> None:
-    [[plan, subscription, entitlement, quotas]] = run(container, "Servelink")
+def test_the_servelink_block_meters_traffic_per_project_and_sells_an_add_on(container: Container) -> None:
+    [[plan, subscription, entitlement, quotas, add_on, item, with_item, removed]] = run(
+        container, "Servelink"
+    )
     assert plan["quotas"]["traffic_bytes"]["group_by"] == "project"
     assert subscription["plan_code"] == "servelink-pro"
     assert (entitlement["group"], entitlement["allowed"], entitlement["used"]) == ("alpha", True, 850_000_000)
@@ -80,6 +82,14 @@ def test_the_servelink_block_meters_traffic_per_project(container: Container) ->
         ("traffic_bytes", "alpha", 850_000_000, "warning"),
         ("traffic_bytes", "beta", 200_000_000, "ok"),
     ]
+    assert (add_on["code"], add_on["amount"]) == ("servelink-extra-storage", 500)
+    assert (item["subscription_id"], item["quantity"], item["monthly_amount"]) == (
+        subscription["id"],
+        2,
+        1000,
+    )
+    assert ([i["id"] for i in with_item["items"]], with_item["mrr"]) == ([item["id"]], 1300)
+    assert (removed["id"], removed["removed_at"] is not None) == (item["id"], True)
 
 
 def test_the_billingops_block_registers_and_updates_its_user_as_a_customer(container: Container) -> None:

@@ -251,3 +251,47 @@ def test_a_plan_whose_group_by_is_not_a_property_name_is_refused(api: Api) -> No
         response = api.client.post("/v1/plans", json=plan, headers=api.admin)
         assert response.status_code == 422, response.text
         assert "quotas.traffic_bytes.group_by" in {e["field"] for e in response.json()["errors"]}
+
+
+# Servelink's add-on resources ("Ressources additionnelles: RAM, CPU, Trafic, Stockage"), each a plan
+# of its own put on the team's subscription beside Pro (SPEC 10).
+EXTRA_STORAGE = {
+    "code": "servelink-extra-storage",
+    "name": "Extra storage 10 GB",
+    "currency": "EUR",
+    "amount": 500,
+    "interval": "month",
+}
+
+
+def test_an_add_on_resource_bought_mid_period_is_prorated_then_billed_with_the_plan_and_in_mrr(
+    api: Api, team: dict[str, Any]
+) -> None:
+    api.post("/v1/plans", EXTRA_STORAGE)
+    sub = team["subscription"]
+    start = datetime.fromisoformat(sub["current_period_start"])
+    end = add_months(start, 1)
+    halfway = start + (end - start) / 2
+    api.advance(halfway)
+    item = api.post(
+        f"/v1/subscriptions/{sub['id']}/items", {"plan_code": EXTRA_STORAGE["code"], "quantity": 2}
+    )
+    assert (item["quantity"], item["monthly_amount"]) == (2, 1000)
+
+    read = api.get(f"/v1/subscriptions/{sub['id']}")
+    assert ([i["plan_code"] for i in read["items"]], read["mrr"]) == ([EXTRA_STORAGE["code"]], 1300)
+    day = halfway.date().isoformat()
+    [row] = api.get("/v1/metrics/mrr", **{"from": day, "to": day}, currency="EUR")["data"]
+    assert (row["mrr"], row["expansion"]) == (1300, 1000)
+
+    api.advance(end + timedelta(hours=2))
+    cycle = next(
+        i
+        for i in api.get("/v1/invoices", customer_id=team["id"])["data"]
+        if i["billing_reason"] == "subscription_cycle"
+    )
+    assert [(line["kind"], line["description"], line["amount"]) for line in cycle["lines"]] == [
+        ("fee", "Servelink Pro × 1", 300),
+        ("fee", "Extra storage 10 GB × 2", 1000),
+        ("proration", "Remaining time on Extra storage 10 GB × 2", 500),
+    ]

@@ -37,6 +37,21 @@ export async function invoiceColumns({ withCustomer = true } = {}) {
         return h("span", { class: overdue ? "delta-down" : null }, day(i.due_date), overdue ? " · overdue" : "");
       },
     },
+    {
+      // SPEC 8: what is done about it being unpaid (retries, reminders, the final action).
+      label: "Dunning",
+      class: "hide-narrow",
+      render: (i) =>
+        i.dunning
+          ? h(
+              "span",
+              { title: `${i.dunning.steps_taken} step(s) taken; final action: ${i.dunning.final_action}` },
+              i.dunning.state,
+              i.dunning.attempts ? ` · ${i.dunning.attempts} failed` : "",
+              i.dunning.next_action_at ? ` · next ${day(i.dunning.next_action_at)}` : "",
+            )
+          : "",
+    },
   );
   if (pdf) {
     columns.push({

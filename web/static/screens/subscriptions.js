@@ -1,4 +1,5 @@
-// Subscriptions (GET /v1/subscriptions?status=), with cancel now / at period end for admin keys.
+// Subscriptions (GET /v1/subscriptions?status=) with their add-on items, with cancel now / at period
+// end for admin keys.
 
 import { cancelSubscription } from "../actions.js";
 import { api } from "../api.js";
@@ -22,7 +23,18 @@ export function subscriptionColumns(ctx, reload, { withCustomer = true } = {}) {
     });
   }
   columns.push(
-    { label: "Plan", render: (s) => h("div", {}, h("div", {}, s.plan_code), h("div", { class: "secondary-text" }, `× ${s.quantity} · every ${s.interval_count > 1 ? `${s.interval_count} ` : ""}${s.interval}${s.interval_count > 1 ? "s" : ""}`)) },
+    {
+      label: "Plan",
+      render: (s) =>
+        h(
+          "div",
+          {},
+          h("div", {}, s.plan_code),
+          h("div", { class: "secondary-text" }, `× ${s.quantity} · every ${s.interval_count > 1 ? `${s.interval_count} ` : ""}${s.interval}${s.interval_count > 1 ? "s" : ""}`),
+          // Add-on items, billed and counted in MRR beside the plan (SPEC section 10).
+          (s.items || []).map((item) => h("div", { class: "secondary-text", dataset: { item: item.id } }, `+ ${item.plan_code} × ${item.quantity}`)),
+        ),
+    },
     {
       label: "Status",
       render: (s) => h("div", {}, badge(s.status), s.cancel_at_period_end && s.status !== "canceled" ? h("div", { class: "secondary-text" }, `ends ${day(s.current_period_end)}`) : null),
