@@ -77,13 +77,15 @@ class Sampler(threading.Thread):
             self.sample()
 
     def sample(self) -> None:
-        self.last = tree_rss(self.process)
+        try:
+            self.last = tree_rss(self.process)
+        except psutil.NoSuchProcess:
+            return
         self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), self.last)
 
     def stop(self) -> None:
         self._halt.set()
         self.join()
-        self.sample()
 
 
 def history_size(conninfo: str, schema: str) -> tuple[int, int]:
@@ -99,7 +101,15 @@ def history_size(conninfo: str, schema: str) -> tuple[int, int]:
 
 
 def applied(conninfo: str, schema: str) -> int:
-    """The position the core projection has applied (0 before it wrote anything)."""
+    """The position the core projection has applied (0 before it wrote anything, or while the
+    server has no connection to spare: it is shared)."""
+    try:
+        return _applied(conninfo, schema)
+    except psycopg.OperationalError:
+        return 0
+
+
+def _applied(conninfo: str, schema: str) -> int:
     with psycopg.connect(conninfo) as conn:
         exists: Any = conn.execute("SELECT to_regclass(%s)", (f"{schema}.projection_partitions",)).fetchone()
         if exists[0] is None:
@@ -182,12 +192,13 @@ def main() -> None:
                 analytics_ok = answer.status_code == 200
             time.sleep(2)
         finally:
-            sampler.stop()
+            sampler.sample()  # the last, before `ledger up` is stopped
             up.send_signal(signal.SIGINT)
             try:
                 up.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 up.kill()
+            sampler.stop()
     peak = max(sampler.peaks.values())
     figures = {
         "date": datetime.now(UTC).date().isoformat(),
