@@ -21,8 +21,10 @@ from tests.integration.simulation_digest import history_digest
 
 UNTIL = datetime(2025, 6, 1, tzinfo=UTC)
 # 150 customers, 12 months, seed 4: 6,375 events holding every kind the simulation writes
-# (reactivations and switches to yearly included).
-EXPECTED_DIGEST = "a099209410929a2822c12b99f707c262dbb8bb3d01c3eeec238444142baf02d5"
+# (reactivations and switches to yearly included). Taken from main at f0354fb, one append per
+# command (before the add-on items, at 2ed6ca4, it was a0992094...: the fee a subscription
+# records on each invoice gained its `items`).
+EXPECTED_DIGEST = "e91a62a11f4eadd8af983a339562ffbe6fb6a3c5db500de790a61e0e7c8f8a0a"
 EXPECTED_STATS = {
     "customers": 150, "customers_skipped": 0, "plans": 24, "subscriptions": 151,
     "trials_converted": 84, "trials_abandoned": 13, "upgrades": 13, "downgrades": 3,
