@@ -5,11 +5,12 @@ several) per command.
 
 Within `WriteBatch.active()` (this thread or task only):
 - appends are held in the batch, in order, with the clock's timers of the aggregates saved;
-- what the use cases read back is answered from the batch: the aggregates saved or read since the
-  last flush (`WriteBehindRepository`), the log's head and each stream's last version and position
-  as they will be once the batch is written (positions predicted from the head: the identity
-  sequence has no gap while one writer appends), and no usage records for a customer registered in
-  the batch (nothing can be recorded for a customer that no other writer can see yet);
+- what the use cases read back is answered from the batch: the aggregates saved or read since
+  the caller last released them (`WriteBehindRepository`), the log's head and each stream's last
+  version and position as they will be once the batch is written (positions predicted from the
+  head: the identity sequence has no gap while one writer appends), and no usage records for a
+  customer registered in the batch (nothing can be recorded for a customer that no other writer
+  can see yet);
 - any other read of the store writes the batch first, then reads.
 `flush()` writes everything held in one transaction under the append lock: what the log and the
 timers hold afterwards is what the same commands, appended one by one, would have left. A stream
@@ -61,6 +62,8 @@ class Detached:
 
 @dataclass
 class WriteBatch:
+    """The appends held for one writer, and what it needs to answer as if they were written."""
+
     recorder: WriteBehindRecorder
     head: int = 0  # the log's head when the batch was last written
     events: list[NewStreamRow] = field(default_factory=list)
@@ -69,7 +72,7 @@ class WriteBatch:
     versions: dict[UUID, int] = field(default_factory=dict)
     last_index: dict[UUID, int] = field(default_factory=dict)
     stored_versions: dict[UUID, int] = field(default_factory=dict)  # read from the store since the flush
-    # The latest state of every aggregate saved or read since the last flush.
+    # The latest state of every aggregate saved or read since the caller last released them.
     aggregates: dict[UUID, Aggregate] = field(default_factory=dict)
     # Streams the caller found absent from the store (another writer creating one makes the flush
     # fail): a look-up of them needs no query.
@@ -187,8 +190,8 @@ class WriteBatch:
 
 
 class WriteBehindRepository(Repository[UUID]):
-    """The library's repository; within a write batch, aggregates saved or read since the last
-    flush are answered from memory (the same object: a command that fails makes the batch forget
+    """The library's repository; within a write batch, aggregates saved or read since they were
+    last released are answered from memory (the same object: a command that fails makes the batch forget
     what it changed, see `WriteBatch.forget_changed`)."""
 
     def get(self, aggregate_id: UUID, *, version: int | None = None, **kwargs: Any) -> Any:
