@@ -45,7 +45,7 @@ customer interrupted mid-history stays as it was).
 
 Writing: the simulation alone writes its customers' streams, so its appends are held in memory
 and written `FLUSH_EVENTS` at a time between customers, in one transaction each (an interrupted
-run leaves whole customers only); with `workers`, processes of their own simulate chunks of
+run loses what was not written yet); with `workers`, processes of their own simulate chunks of
 customers and this one relocates them onto the log in customer order
 (application/simulation_workers.py). Either way the log is the one a single process appending
 command by command writes: same events, same order, same invoice numbers."""
