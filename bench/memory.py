@@ -205,13 +205,13 @@ def main() -> None:
                 analytics_ok = answer.status_code == 200
             time.sleep(2)
         finally:
+            sampler.stop()
             sampler.sample()  # the last, before `ledger up` is stopped
             up.send_signal(signal.SIGINT)
             try:
                 up.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 up.kill()
-            sampler.stop()
     peak = max(sampler.peaks.values())
     figures = {
         "date": datetime.now(UTC).date().isoformat(),
