@@ -197,6 +197,7 @@ def bootstrap(
                     CORE_PROJECTION,
                     on_failure=alerts.failed,
                     on_resume=alerts.resumed,
+                    max_poll_records=settings.kafka_max_poll_records,
                 )
             )
             kafka_projection.start()

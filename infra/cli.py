@@ -308,7 +308,14 @@ def project(name: Annotated[str, typer.Argument(help="projector name")] = "core"
         alerts = ProjectionAlerts(container.ledger, pool)
         background = BackgroundKafkaProjection(
             lambda: KafkaProjector(
-                pool, servers, topic, name, apply=apply, on_failure=alerts.failed, on_resume=alerts.resumed
+                pool,
+                servers,
+                topic,
+                name,
+                apply=apply,
+                on_failure=alerts.failed,
+                on_resume=alerts.resumed,
+                max_poll_records=settings.kafka_max_poll_records,
             )
         )
         typer.echo(f"projector {name} consuming {topic} on {servers}")

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     )
     kafka_topic_prefix: str = ""
     kafka_partitions: int = Field(default=6, ge=1, le=256, description="partitions of a new topic")
+    kafka_max_poll_records: int = Field(
+        default=5000, ge=1, le=100_000, description="events a projector applies per transaction, at most"
+    )
     read_wait_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     projection_poll_seconds: float = Field(default=0.05, gt=0, le=5)
     invoice_number_prefix: str = "INV"

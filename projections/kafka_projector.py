@@ -146,8 +146,10 @@ class KafkaProjector:
         on_assigned: Callable[[set[int]], None] | None = None,
         on_failure: OnFailure | None = None,
         on_resume: OnResume | None = None,
+        max_poll_records: int = 5000,
     ) -> None:
         self.pool = pool
+        self.max_poll_records = max_poll_records
         self.topic = topic
         self.watermark_topic = k.watermark_topic_for(topic)
         self.name = name
@@ -182,7 +184,9 @@ class KafkaProjector:
         if self.consumer_factory is not None:
             self.consumer = self.consumer_factory()
         else:
-            self.consumer = k.consumer(self.bootstrap_servers, group_id=self.group_id)
+            self.consumer = k.consumer(
+                self.bootstrap_servers, group_id=self.group_id, max_poll_records=self.max_poll_records
+            )
         self.assignments = _OnAssignments(self, self.on_assigned)
         self.consumer.subscribe([self.topic, self.watermark_topic], listener=self.assignments)
 

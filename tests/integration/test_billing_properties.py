@@ -77,6 +77,10 @@ def fresh(database_url: str, settings: Settings) -> Iterator[Any]:
     made: list[Container] = []
 
     def make() -> Container:
+        # One example at a time holds connections: the previous example's pools are closed
+        # first, so the number of examples is not bounded by the server's max_connections.
+        while made:
+            made.pop().close()
         schema = f"t_{uuid.uuid4().hex[:12]}"
         update = {"database_schema": schema, "allow_test_clock": True}
         container = bootstrap(settings.model_copy(update=update), database_url)

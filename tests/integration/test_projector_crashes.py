@@ -103,6 +103,8 @@ class ProjectorProcess:
             "LEDGER_KAFKA_BOOTSTRAP_SERVERS": kafka_servers,
             "LEDGER_KAFKA_TOPIC_PREFIX": f"{container.settings.database_schema}.",
             "PYTHONUNBUFFERED": "1",
+            # Small transactions, so that a kill can fall between two of them.
+            "LEDGER_KAFKA_MAX_POLL_RECORDS": "200",
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "infra.cli", "project", CORE_PROJECTION],

@@ -256,7 +256,14 @@ def test_relay_checks_on_the_broker_without_a_consumer_warning(
                 assert relay.verify_broker() is False
     finally:
         relay.close()
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and not _slow_task(r)]
+    assert not warnings, caplog.text
+
+
+def _slow_task(record: logging.LogRecord) -> bool:
+    """kafka-python's note that one of its tasks held its event loop too long: on a loaded
+    machine a descheduled thread makes it, whatever the relay does."""
+    return record.name == "kafka.net.selector" and "ran for" in record.getMessage()
 
 
 def test_relay_restarted_with_a_new_embedded_broker_fills_it_without_crying_data_loss(
