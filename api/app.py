@@ -52,6 +52,9 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
         try:
             yield
         finally:
+            engine = getattr(app.state, "analytics_engine", None)
+            if engine is not None:
+                engine.close()  # and its spill directory with it
             container.close()
 
     app = FastAPI(

@@ -58,6 +58,9 @@ class BillingWork:
     # Set for a preview "as known at" a moment: the log as it stood at this position.
     as_of: int | None = None
     loaded: dict[UUID, LedgerAggregate | None] = field(default_factory=dict)
+    # The last invoice number assigned before this work, when the store does not hold it yet (the
+    # clock's batch before, still being written); None: as the store says.
+    numbered: int | None = None
     numbers: list[InvoiceNumberAssigned] = field(default_factory=list)
     handled: dict[UUID, int] = field(default_factory=dict)  # events of each subscription billed
     # Read once for a batch of subscriptions (the clock's sweep): the log's head, and each
@@ -167,11 +170,12 @@ class BillingWork:
         return found if isinstance(found, Invoice) else None
 
     def next_number(self, invoice_id: UUID, at: datetime) -> str:
-        last = (
-            self.numbers[-1].originator_version
-            if self.numbers
-            else self.ledger.store.stream_version(ids.INVOICE_NUMBERING_ID)
-        )
+        if self.numbers:
+            last = self.numbers[-1].originator_version
+        elif self.numbered is not None:
+            last = self.numbered
+        else:
+            last = self.ledger.store.stream_version(ids.INVOICE_NUMBERING_ID)
         assigned = assign_invoice_number(
             last_sequence=last, prefix=self.ledger.invoice_prefix, invoice_id=invoice_id, occurred_at=at
         )

@@ -7,16 +7,16 @@ import contextvars
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent, Repository
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Mapper, Recording
+from eventsourcing.utils import strtobool
 from psycopg import OperationalError
-from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from application import billing_use_cases, payment_collection, receipts
 from application import commands as c
@@ -44,10 +44,21 @@ from domain.onboarding import Onboarding, request_fingerprint
 from domain.payment import Payment
 from domain.plan import Plan, normalized_usage_prices
 from domain.subscription import ACTIVE, PAST_DUE, Subscription
-from infra.eventstore import Envelope, LedgerMapper, LedgerRecorder, current_envelope
+from infra.eventstore import Envelope, LedgerMapper, LedgerRecorder, NewStreamRow, current_envelope
+from infra.write_behind import (
+    AppendPipeline,
+    Detached,
+    NotWritten,
+    WriteBatch,
+    WriteBehindRecorder,
+    WriteBehindRepository,
+    current_batch,
+)
 
 log = logging.getLogger(__name__)
+COMMAND_ATTEMPTS = 8  # a use case is run again while a concurrent command keeps changing its aggregates
 RETRY_LATER = timedelta(minutes=1)  # an aggregate the clock could not advance is tried again then
+PIPELINED_BATCHES = 5  # the clock's batches read at once: each computed while the last is written
 
 A = TypeVar("A", bound=Aggregate)
 Receipt = dict[str, Any] | Callable[[Any], dict[str, Any]]
@@ -105,6 +116,10 @@ class ConcurrentChange(Exception):
     """Another command changed the same aggregate first; the use case is run again."""
 
 
+# What makes the clock do a batch again one aggregate at a time.
+CLOCK_FAILURES = (DomainError, ConcurrentChange, OperationalError, IntegrityError)
+
+
 class Ledger(Application[UUID]):
     name = "Ledger"
 
@@ -127,19 +142,48 @@ class Ledger(Application[UUID]):
         """As the library's, without its protocol `isinstance` checks on every object saved: with
         a batch of a billing day (thousands of aggregates in one append) they cost more than the
         rest of collecting the events."""
+        processing = self._collect(objs)
+        processing.saved_kwargs.update(kwargs)
+        recordings = self._record(processing)
+        batch = current_batch()
+        if batch is not None:
+            batch.keep(processing.aggregates)
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        self.notify(processing.events)  # deprecated in the library, kept as it calls it
+        return recordings
+
+    @staticmethod
+    def _collect(objs: Iterable[Any]) -> ProcessingEvent[UUID]:
         processing: ProcessingEvent[UUID] = ProcessingEvent()
         for obj in objs:
             if isinstance(obj, Aggregate):
                 processing.events.extend(obj.collect_events())
                 processing.aggregates[obj.id] = obj
+            elif isinstance(obj, InvoiceNumberAssigned):
+                processing.events.append(obj)
             elif obj is not None:
                 processing.collect_events(obj)
-        processing.saved_kwargs.update(kwargs)
-        recordings = self._record(processing)
-        self._take_snapshots(processing)
-        self._notify(recordings)
-        self.notify(processing.events)  # deprecated in the library, kept as it calls it
-        return recordings
+        return processing
+
+    def _append(self, envelope: Envelope, objs: Iterable[Any]) -> list[int]:
+        """Save with this envelope; the positions of the events recorded. Within a write batch
+        the events are held in it as rows of the events table, straight from the aggregates (none
+        of the library's recordings, notifications or snapshots: nothing follows the ledger
+        in-process, and it takes no snapshots)."""
+        token = current_envelope.set(envelope)
+        try:
+            batch = current_batch()
+            if batch is None:
+                return [recording.notification.id for recording in self.save(*objs)]
+            processing = self._collect(objs)
+            mapper = self.mapper
+            assert isinstance(mapper, LedgerMapper)
+            positions = batch.hold([mapper.to_row(e) for e in processing.events], envelope.timers)
+            batch.keep(processing.aggregates)
+            return positions
+        finally:
+            current_envelope.reset(token)
 
     @property
     def dunning(self) -> DunningPolicy | None:
@@ -160,6 +204,27 @@ class Ledger(Application[UUID]):
 
     def construct_mapper(self) -> Mapper[UUID]:
         return LedgerMapper()
+
+    def construct_repository(self) -> Repository[UUID]:
+        """The library's repository (as configured by the same environment variables), which
+        answers from a write batch within one (`write_behind`)."""
+        cache_maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        return WriteBehindRepository(
+            event_store=self.events,
+            snapshot_store=self.snapshots,
+            cache_maxsize=int(cache_maxsize) if cache_maxsize else None,
+            fastforward=strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y")),
+            fastforward_skipping=strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD_SKIPPING, "n")),
+            deepcopy_from_cache=strtobool(self.env.get(self.DEEPCOPY_FROM_AGGREGATE_CACHE, "y")),
+        )
+
+    def write_behind(self, detached: Detached | None = None) -> WriteBatch:
+        """A batch holding this context's appends in memory, written in large transactions (see
+        `infra.write_behind`): for a writer that alone writes the streams it makes."""
+        store = self.store
+        if not isinstance(store, WriteBehindRecorder):
+            raise TypeError("write-behind needs the ledger's WriteBehindRecorder")
+        return store.batch(detached)
 
     @property
     def store(self) -> LedgerRecorder:
@@ -251,21 +316,18 @@ class Ledger(Application[UUID]):
             customers={a.id: a.owner_customer_id for a in aggregates if isinstance(a, LedgerAggregate)},
             timers=timers,
         )
-        token = current_envelope.set(envelope)
         try:
-            recordings = self.save(*aggregates)
+            positions = self._append(envelope, aggregates)
         except IntegrityError as conflict:
             raise ConcurrentChange(str(conflict)) from conflict
-        finally:
-            current_envelope.reset(token)
-        if recordings:
-            position = max(r.notification.id for r in recordings)
+        if positions:
+            position = max(positions)
         else:
             # Nothing recorded: a timer that fell due with nothing to do moves on all the same.
             if timers:
                 self.store.set_timers(timers)
             position = self.store.position_of(resource.id) or 0
-        return Outcome(resource.id, answer, position, created, recorded=bool(recordings))
+        return Outcome(resource.id, answer, position, created, recorded=bool(positions))
 
     @staticmethod
     def catch_up(aggregates: Iterable[object], now: datetime) -> dict[UUID, datetime | None]:
@@ -290,22 +352,25 @@ class Ledger(Application[UUID]):
         return Outcome(UUID(record.resource_id), record.receipt, position, created=True)
 
     def _run(self, ctx: c.CommandContext, use_case: Callable[[c.CommandContext], Outcome]) -> Outcome:
+        """Run a use case; run it again (up to `COMMAND_ATTEMPTS` times in all) while another
+        command changed one of its aggregates first."""
         occurred_at = check_business_time(ensure_utc(ctx.occurred_at), self.now())
-        ctx = c.CommandContext(**{**vars(ctx), "occurred_at": occurred_at})
-
-        @retry(
-            retry=retry_if_exception_type(ConcurrentChange),
-            stop=stop_after_attempt(8),
-            reraise=True,
-        )
-        def attempt() -> Outcome:
+        if occurred_at is not ctx.occurred_at:
+            ctx = replace(ctx, occurred_at=occurred_at)
+        attempt = 1
+        while True:
             token = _current_work.set(BillingWork(self))
             try:
                 return self._replayed(ctx) or use_case(ctx)
+            except BaseException as failed:
+                batch = current_batch()
+                if batch is not None:
+                    batch.forget_changed()
+                if not isinstance(failed, ConcurrentChange) or attempt == COMMAND_ATTEMPTS:
+                    raise
             finally:
                 _current_work.reset(token)
-
-        return attempt()
+            attempt += 1
 
     # ------------------------------------------------------------------ plans
 
@@ -870,47 +935,71 @@ class Ledger(Application[UUID]):
         """The ledger's clock: record every time-driven transition due by `now` (the ledger's now
         by default), each at the moment it fell due, and the UTC days begun by then. Runs until
         nothing is due. Due aggregates are advanced `limit` at a time in one append (a billing
-        day of many subscriptions is many invoices per transaction); a batch that fails is done
-        again one aggregate at a time, and an aggregate that fails is logged and left for the
-        next run."""
+        day of many subscriptions is many invoices per transaction), each batch computed while
+        the one before is being written; a batch that fails is done again one aggregate at a
+        time, and an aggregate that fails is logged and left for the next run."""
         moment = now or self.now()
         run = ClockRun()
         seen: set[UUID] = set()
-        while due := self.store.due_timers(moment, limit):
-            # Whatever is still due after its turn (it failed) waits a minute, so one bad
-            # aggregate never holds the clock: its transitions are recorded, when they are, at the
-            # moments they fell due, whenever that is.
-            again = [i for i in due if i in seen]
-            if again:
-                self.store.set_timers({i: moment + RETRY_LATER for i in again})
-                due = [i for i in due if i not in seen]
-            seen.update(due)
-            if ids.DAILY_CLOCK_TIMER_ID in due:
-                self._record_days(moment, run)
-                due.remove(ids.DAILY_CLOCK_TIMER_ID)
-            try:
-                self._advance_batch(due, moment, run)
-            except (DomainError, ConcurrentChange, OperationalError, IntegrityError) as failed:
-                log.info("advancing %d aggregates at once failed (%s); one at a time", len(due), failed)
-                for aggregate_id in due:
+        store = self.store
+        assert isinstance(store, WriteBehindRecorder)
+        with AppendPipeline(store) as pipeline:
+            while due := store.due_timers(moment, limit * PIPELINED_BATCHES):
+                # Whatever is still due after its turn (it failed) waits a minute, so one bad
+                # aggregate never holds the clock: its transitions are recorded, when they are, at
+                # the moments they fell due, whenever that is.
+                again = [i for i in due if i in seen]
+                if again:
+                    store.set_timers({i: moment + RETRY_LATER for i in again})
+                    due = [i for i in due if i not in seen]
+                seen.update(due)
+                if ids.DAILY_CLOCK_TIMER_ID in due:
+                    self._record_days(moment, run)
+                    due.remove(ids.DAILY_CLOCK_TIMER_ID)
+                failed: list[list[UUID]] = []
+                numbered: int | None = None  # the last invoice number the batches so far assigned
+                for first in range(0, len(due), limit):
+                    batch = due[first : first + limit]
+                    try:
+                        numbered = self._advance_batch(batch, moment, pipeline, numbered)
+                    except CLOCK_FAILURES as failed_batch:
+                        log.info("advancing %d aggregates at once failed (%s)", len(batch), failed_batch)
+                        failed.append(batch)
+                written, not_written = pipeline.results()
+                for position in written:
+                    run.note(position)
+                for batch, failure in not_written:
+                    if not isinstance(failure, (*CLOCK_FAILURES, NotWritten)):
+                        raise failure
+                    log.info("writing %d aggregates at once failed (%s)", len(batch), failure)
+                    failed.append(batch)
+                for aggregate_id in [i for batch in failed for i in batch]:
                     try:
                         self._advance_one(aggregate_id, moment, run)
                     except (DomainError, ConcurrentChange, OperationalError) as alone:
                         log.warning("the clock could not advance %s: %s", aggregate_id, alone)
         return run
 
-    def _advance_batch(self, aggregate_ids: list[UUID], moment: datetime, run: ClockRun) -> None:
-        """Advance these aggregates to `moment` and bill what falls due, all in one append."""
+    def _advance_batch(
+        self, aggregate_ids: list[UUID], moment: datetime, pipeline: AppendPipeline, numbered: int | None
+    ) -> int | None:
+        """Advance these aggregates to `moment` and bill what falls due, all in one append handed
+        to the pipeline; the last invoice number assigned so far (`numbered`: by the batches
+        handed over before, not yet written). A batch sharing a customer with an append in
+        flight waits for it: it would bill on what the customer was before."""
         if not aggregate_ids:
-            return
+            return numbered
         loaded = self.store.load_aggregates(aggregate_ids, self.mapper)
-        work = BillingWork(self)
+        work = BillingWork(self, numbered=numbered)
         token = _current_work.set(work)
         try:
             timed = [a for a in loaded.values() if isinstance(a, TimeDriven)]
             work.hold(timed)
             subs = [a for a in loaded.values() if isinstance(a, Subscription)]
-            work.prefetch(subs, self.store.load_aggregates([s.customer_id for s in subs], self.mapper))
+            customer_ids = {s.customer_id for s in subs}
+            if customer_ids & pipeline.customers:
+                pipeline.wait()
+            work.prefetch(subs, self.store.load_aggregates(list(customer_ids), self.mapper))
             for aggregate in timed:
                 if isinstance(aggregate, Subscription):
                     self.billing.bill(aggregate, moment, work)
@@ -919,24 +1008,31 @@ class Ledger(Application[UUID]):
             timers: dict[UUID, datetime | None] = {i: None for i in aggregate_ids if i not in loaded}
             timers |= self.catch_up([*timed, *work.changed()], moment)
             changed = list({a.id: a for a in [*timed, *work.changed()] if a.pending_events}.values())
-            if not changed:
-                self.store.set_timers(timers)
-                return
             envelope = Envelope(
                 source="system",
                 actor="clock",
                 customers={a.id: a.owner_customer_id for a in changed},
                 timers=timers,
             )
-            envelope_token = current_envelope.set(envelope)
-            try:
-                recordings = self.save(*changed, *work.numbers)
-            finally:
-                current_envelope.reset(envelope_token)
-            for recording in recordings:
-                run.note(recording.notification.id)
+            pipeline.submit(
+                aggregate_ids, self._rows(envelope, [*changed, *work.numbers]), timers, customer_ids
+            )
+            return work.numbers[-1].originator_version if work.numbers else numbered
         finally:
             _current_work.reset(token)
+
+    def _rows(self, envelope: Envelope, objs: list[Any]) -> list[NewStreamRow]:
+        """The pending events of these aggregates as rows of the events table, with this
+        envelope (the library's recordings and notifications are skipped: nothing follows the
+        ledger in-process)."""
+        mapper = self.mapper
+        assert isinstance(mapper, LedgerMapper)
+        processing = self._collect(objs)
+        token = current_envelope.set(envelope)
+        try:
+            return [mapper.to_row(e) for e in processing.events]
+        finally:
+            current_envelope.reset(token)
 
     def _advance_one(self, aggregate_id: UUID, moment: datetime, run: ClockRun) -> None:
         ctx = c.CommandContext(occurred_at=moment, source="system", actor="clock")

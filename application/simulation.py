@@ -41,21 +41,32 @@ With involuntary churn (about 1.7% of invoices never paid), about 3% of paying c
 month.
 
 Re-running with the same seed into the same store skips customers that already exist (a
-customer interrupted mid-history stays as it was)."""
+customer interrupted mid-history stays as it was).
+
+Writing: the simulation alone writes its customers' streams, so its appends are held in memory
+and written `FLUSH_EVENTS` at a time between customers, in one transaction each (an interrupted
+run loses what was not written yet); with `workers`, processes of their own simulate chunks of
+customers and this one relocates them onto the log in customer order
+(application/simulation_workers.py). Either way the log is the one a single process appending
+command by command writes: same events, same order, same invoice numbers."""
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
+from eventsourcing.persistence import IntegrityError
+
 from application import commands as c
+from application import simulation_workers as parallel
 from application.ledger import Ledger, collections_by_hand, simulated_time
 from application.outcome import Outcome
 from domain import ids
@@ -64,8 +75,15 @@ from domain.errors import InvalidValue
 from domain.invoice import Invoice
 from domain.money import divide_half_even
 from domain.periods import add_months
+from domain.plan import Plan
+from infra.write_behind import WriteBatch
 
 SOURCE = "system"
+FLUSH_EVENTS = 20_000  # events held in memory before they are written, in one transaction
+MAX_WRITE_ATTEMPTS = 20
+CHUNK_CUSTOMERS = 200  # customers a worker process simulates at a time
+MAX_DEFAULT_WORKERS = 8
+ANALYZE_AFTER_EVENTS = 100_000
 ACTOR = "simulate"
 
 # ---------------------------------------------------------------------- catalogue
@@ -216,8 +234,20 @@ class SimulationStats:
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def add(self, counts: dict[str, int]) -> None:
+        for name, count in counts.items():
+            setattr(self, name, getattr(self, name) + count)
+
 
 # ---------------------------------------------------------------------- the simulation
+
+
+def default_workers(customers: int) -> int:
+    """Worker processes for a history of this many customers: one per core once there are
+    enough chunks to share (starting them takes a second or two), else none."""
+    if customers < 5 * CHUNK_CUSTOMERS:
+        return 0
+    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
 
 
 class Simulation:
@@ -230,6 +260,8 @@ class Simulation:
         seed: int,
         until: datetime | None = None,
         shard: tuple[int, int] = (0, 1),
+        workers: int = 0,
+        chunk_customers: int = CHUNK_CUSTOMERS,
     ) -> None:
         if customers < 0:
             raise InvalidValue("customers cannot be negative", field="customers")
@@ -248,6 +280,15 @@ class Simulation:
         self.start = add_months(self.until, -months)
         self.moment = self.start  # the simulated now
         self.stats = SimulationStats()
+        self.workers = workers
+        self.chunk_customers = max(1, chunk_customers)
+        self.workers_used = 0  # worker processes the last run had (none for a small history)
+        self._existing: set[int] = set()  # customers (by index) of the history already in the store
+        self._writing: WriteBatch | None = None
+        self._detached: WriteBatch | None = None  # a worker's, kept from chunk to chunk
+        # The steps (the customers each simulates) since the last write, and the stats then.
+        self._window: list[tuple[list[int], Callable[[], None]]] = []
+        self._stats_written = SimulationStats()
 
     def external_id(self, index: int) -> str:
         return f"sim-{self.seed}-{index}"
@@ -261,21 +302,156 @@ class Simulation:
 
     def run(self, on_customer_done: Callable[[], None] | None = None) -> SimulationStats:
         # The ledger's now is the simulated moment: each command catches its subscription up to
-        # the moment it happens in the simulated world, not to the wall clock.
-        with simulated_time(lambda: self.moment), collections_by_hand():
-            self._define_plans()
-            shard, shards = self.shard
-            for index, signup in enumerate(self.signup_moments(), start=1):
-                if (index - 1) % shards != shard:
-                    continue
-                external_id = self.external_id(index)
-                if self.ledger.store.position_of(ids.customer_id(external_id)) is not None:
-                    self.stats.customers_skipped += 1
-                else:
-                    _CustomerHistory(self, index, external_id, signup).run()
-                if on_customer_done is not None:
-                    on_customer_done()
+        # the moment it happens in the simulated world, not to the wall clock. The simulation
+        # alone writes its customers' streams: its appends are held in memory and written
+        # `FLUSH_EVENTS` at a time, between customers (infra/write_behind.py).
+        shard, shards = self.shard
+        owned = [
+            (index, signup)
+            for index, signup in enumerate(self.signup_moments(), start=1)
+            if (index - 1) % shards == shard
+        ]
+        done = on_customer_done or (lambda: None)
+        with (
+            simulated_time(lambda: self.moment),
+            collections_by_hand(),
+            self.ledger.write_behind().active() as batch,
+        ):
+            self._writing = batch
+            self._existing = self._stored_customers([i for i, _ in owned])
+            batch.absent.update(self._customer_id(i) for i, _ in owned if i not in self._existing)
+            self._step([], self._define_plans)
+            if self.workers > 0 and len(owned) > self.chunk_customers:
+                self.workers_used = self.workers
+                self._write()  # the plans, for the workers to read
+                self._run_on_workers(owned, done)
+            else:
+                for index, signup in owned:
+                    self._step([index], partial(self._customer, index, signup))
+                    done()
+            self._write()
+        if batch.written >= ANALYZE_AFTER_EVENTS:
+            # A bulk load the table's statistics do not know yet: until autovacuum gets to it,
+            # the planner would guess (a parallel scan for a stream's few events).
+            batch.recorder.analyze()
         return self.stats
+
+    @property
+    def _batch(self) -> WriteBatch:
+        assert self._writing is not None, "only while the simulation runs"
+        return self._writing
+
+    def _customer_id(self, index: int) -> UUID:
+        return ids.customer_id(self.external_id(index))
+
+    def _stored_customers(self, indexes: list[int]) -> set[int]:
+        """Which of these customers are in the store already."""
+        found = self.ledger.store.existing_streams([self._customer_id(i) for i in indexes])
+        return {i for i in indexes if self._customer_id(i) in found}
+
+    def _customer(self, index: int, signup: datetime) -> None:
+        if index in self._existing:
+            self.stats.customers_skipped += 1
+        else:
+            _CustomerHistory(self, index, self.external_id(index), signup).run()
+
+    # ------------------------------------------------------------ writing in batches
+
+    def _step(self, customers: list[int], step: Callable[[], None]) -> None:
+        """Run a step (what it appends is held), remembering it until its appends are written."""
+        step()
+        self._window.append((customers, step))
+        if len(self._batch) >= FLUSH_EVENTS:
+            self._write()
+
+    def _write(self) -> None:
+        """Write what the steps since the last write held. Another writer may have written one of
+        the same streams meanwhile (another shard numbering invoices, a customer registered by
+        hand): then nothing is written, and the steps run again on what is stored."""
+        for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
+            try:
+                self._batch.flush()
+                break
+            except IntegrityError:
+                self._batch.discard()
+                if attempt == MAX_WRITE_ATTEMPTS:
+                    raise
+            self.stats = replace(self._stats_written)
+            self._existing |= self._stored_customers([i for customers, _ in self._window for i in customers])
+            for _, step in self._window:
+                step()
+        self._batch.release(keep=_is_plan)
+        self._window = []
+        self._stats_written = replace(self.stats)
+
+    # ------------------------------------------------------------ on several cores
+
+    def _run_on_workers(self, owned: list[tuple[int, datetime]], done: Callable[[], None]) -> None:
+        """Chunks of customers simulated by worker processes, taken in customer order and
+        relocated onto the log as it stands (application/simulation_workers.py)."""
+        setup = parallel.WorkerSetup(
+            env=dict(self.ledger.env),
+            invoice_grace=self.ledger.billing.grace,
+            customers=self.customers,
+            months=self.months,
+            seed=self.seed,
+            until=self.until,
+        )
+        size = self.chunk_customers
+        chunks = [owned[first : first + size] for first in range(0, len(owned), size)]
+        tasks = (
+            parallel.Chunk(chunk, frozenset(i for i, _ in chunk if i in self._existing)) for chunk in chunks
+        )
+        with parallel.worker_pool(setup, self.workers) as pool:
+            for chunk, result in zip(chunks, pool.imap(parallel.simulate_chunk, tasks), strict=True):
+                self._step([i for i, _ in chunk], self._chunk_step(chunk, result))
+                for _ in chunk:
+                    done()
+
+    def _chunk_step(
+        self, chunk: list[tuple[int, datetime]], result: parallel.ChunkResult | parallel.ChunkFailed
+    ) -> Callable[[], None]:
+        """A worker's chunk relocated; simulated here if the worker could not, or when run again
+        (the store changed under it)."""
+        taken: parallel.ChunkResult | None = result if isinstance(result, parallel.ChunkResult) else None
+
+        def step() -> None:
+            nonlocal taken
+            if taken is not None:
+                result, taken = taken, None
+                store = self.ledger.store
+                try:
+                    events = parallel.relocate(
+                        result.events,
+                        head=store.head(),
+                        numbered=store.stream_version(ids.INVOICE_NUMBERING_ID),
+                        prefix=self.ledger.invoice_prefix,
+                    )
+                except parallel.RelocationFailed:
+                    pass
+                else:
+                    self._batch.hold(events, result.timers)
+                    self.stats.add(result.stats)
+                    return
+            for index, signup in chunk:
+                self._customer(index, signup)
+
+        return step
+
+    def detached_chunk(self, chunk: parallel.Chunk) -> parallel.ChunkResult:
+        """In a worker: simulate a chunk's customers into a detached batch, and take it."""
+        self.stats = SimulationStats()
+        self._existing = set(chunk.existing)
+        if self._detached is None:
+            self._detached = self.ledger.write_behind(detached=parallel.detached())
+        batch = self._detached
+        with simulated_time(lambda: self.moment), collections_by_hand(), batch.active():
+            batch.absent.update(self._customer_id(i) for i, _ in chunk.customers if i not in self._existing)
+            for index, signup in chunk.customers:
+                self._customer(index, signup)
+            events, timers = batch.take()
+            batch.release(keep=_is_plan)
+        return parallel.ChunkResult(events, timers, self.stats.as_dict())
 
     def _define_plans(self) -> None:
         ctx = self.context(self.start)
@@ -287,6 +463,12 @@ class Simulation:
     def context(self, moment: datetime) -> c.CommandContext:
         self.moment = moment
         return c.CommandContext(occurred_at=moment, source=SOURCE, actor=ACTOR)
+
+
+def _is_plan(aggregate: object) -> bool:
+    """Plans are kept from one write to the next: every customer reads them, none changes them
+    (the simulation defined them), so they are read once per run."""
+    return isinstance(aggregate, Plan)
 
 
 # ---------------------------------------------------------------------- one customer

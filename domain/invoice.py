@@ -626,6 +626,10 @@ class InvoiceNumberAssigned(DomainEvent):
     occurred_at: datetime
 
 
+def invoice_number(prefix: str, sequence: int) -> str:
+    return f"{prefix}-{sequence:06d}"
+
+
 def assign_invoice_number(
     *, last_sequence: int, prefix: str, invoice_id: UUID, occurred_at: datetime
 ) -> InvoiceNumberAssigned:
@@ -635,6 +639,6 @@ def assign_invoice_number(
         originator_version=sequence,
         timestamp=datetime.now(UTC),
         invoice_id=invoice_id,
-        number=f"{prefix}-{sequence:06d}",
+        number=invoice_number(prefix, sequence),
         occurred_at=occurred_at,
     )

@@ -486,10 +486,18 @@ def simulate(
     shard: Annotated[
         str, typer.Option(help="K/N: write only customers K, K+N, K+2N... (run N processes in parallel)")
     ] = "0/1",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="processes simulating customers for this one, which writes them (0: none; default "
+            "one per core for a large history); the history is the same whatever their number",
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Write a realistic, deterministic history through the ledger's own commands."""
-    from application.simulation import Simulation
+    from application.simulation import Simulation, default_workers
 
     try:
         k, n = (int(part) for part in shard.split("/"))
@@ -507,6 +515,7 @@ def simulate(
             seed=seed,
             until=until.replace(tzinfo=UTC) if until else None,
             shard=(k, n),
+            workers=default_workers(owned) if workers is None else workers,
         )
         with progress_bar() as progress:
             task = progress.add_task("simulating customers", total=owned)
@@ -533,13 +542,19 @@ def tick(
 @contextlib.contextmanager
 def analytics_engine(settings: Settings, parquet: Path | None) -> Iterator[Any]:
     """An analytics engine over an export directory, else over the ledger's database."""
-    from infra.analytics.engine import AnalyticsEngine
+    from infra.analytics.engine import AnalyticsEngine, analytics_temp_directory
     from infra.analytics.export import ParquetSource
     from infra.analytics.source import PostgresSource
 
+    memory_limit, temp_directory = (
+        settings.analytics_memory_limit,
+        analytics_temp_directory(settings.data_dir),
+    )
     if parquet is not None:
         try:
-            engine = AnalyticsEngine(ParquetSource(parquet))
+            engine = AnalyticsEngine(
+                ParquetSource(parquet), memory_limit=memory_limit, temp_directory=temp_directory
+            )
         except FileNotFoundError as error:
             raise typer.BadParameter(str(error), param_hint="--parquet") from None
         try:
@@ -548,7 +563,8 @@ def analytics_engine(settings: Settings, parquet: Path | None) -> Iterator[Any]:
             engine.close()
         return
     with database_url(settings) as url:
-        engine = AnalyticsEngine(PostgresSource(DatabaseAddress(url).conninfo(), settings.database_schema))
+        source = PostgresSource(DatabaseAddress(url).conninfo(), settings.database_schema)
+        engine = AnalyticsEngine(source, memory_limit=memory_limit, temp_directory=temp_directory)
         try:
             yield engine
         finally:

@@ -29,7 +29,7 @@ def event_store_env(address: DatabaseAddress, schema: str, pool_size: int) -> di
     """The environment eventsourcing reads to build the Ledger application's persistence."""
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "APPLICATION_RECORDER_TOPIC": "infra.eventstore:LedgerRecorder",
+        "APPLICATION_RECORDER_TOPIC": "infra.write_behind:WriteBehindRecorder",
         "POSTGRES_DBNAME": address.dbname,
         "POSTGRES_HOST": address.host,
         "POSTGRES_PORT": address.port,

@@ -111,37 +111,50 @@ def _converters(cls: type) -> dict[str, Callable[[Any], Any]]:
     return {name: conv for name, conv in found.items() if conv is not None}
 
 
+NO_ENVELOPE = Envelope()
+
+
+@cache
+def _names_of(cls: type) -> tuple[str, str, int]:
+    """An event class's topic, event type and class version."""
+    topic = get_topic(cls)
+    return topic, event_type_name(topic), getattr(cls, "class_version", 1)
+
+
 class LedgerMapper(Mapper[UUID]):
     def __init__(self) -> None:
         super().__init__(transcoder=PlainJSONTranscoder())
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
-        envelope = current_envelope.get() or Envelope()
-        topic = get_topic(type(domain_event))
+        return LedgerStoredEvent(*self.to_row(domain_event))
+
+    def to_row(self, domain_event: DomainEventProtocol[UUID]) -> NewStreamRow:
+        """The event as the columns of the events table, with the envelope of the current save."""
+        envelope = current_envelope.get() or NO_ENVELOPE
+        topic, event_type, class_version = _names_of(type(domain_event))
         state = dict(vars(domain_event))
         originator_id = state.pop("originator_id")
         originator_version = state.pop("originator_version")
-        class_version = getattr(type(domain_event), "class_version", 1)
         if class_version > 1:
             state["class_version"] = class_version
         customer_id = state.get("customer_id")
         if not isinstance(customer_id, UUID):
             customer_id = envelope.customers.get(originator_id)
         occurred_at = state.get("occurred_at")
-        return LedgerStoredEvent(
-            originator_id=originator_id,
-            originator_version=originator_version,
-            topic=topic,
-            state=self.transcoder.encode(state),
-            event_type=event_type_name(topic),
-            occurred_at=occurred_at if isinstance(occurred_at, datetime) else state["timestamp"],
-            customer_id=customer_id,
-            source=envelope.source,
-            actor=envelope.actor,
-            correlation_id=envelope.correlation_id,
-            causation_id=envelope.causation_id,
-            reason=envelope.reason,
-            schema_version=class_version,
+        return NewStreamRow(
+            originator_id,
+            originator_version,
+            topic,
+            self.transcoder.encode(state),
+            event_type,
+            occurred_at if isinstance(occurred_at, datetime) else state["timestamp"],
+            customer_id,
+            envelope.source,
+            envelope.actor,
+            envelope.correlation_id,
+            envelope.causation_id,
+            envelope.reason,
+            class_version,
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=600, description="an analytics query running longer is stopped"
     )
     analytics_max_rows: int = Field(default=10_000, ge=1, le=1_000_000, description="rows one answer holds")
+    analytics_memory_limit: str = Field(
+        default="256MB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
+        description="DuckDB's memory limit per process; the analytics copy beyond it spills to"
+        " <data dir>/analytics-tmp",
+    )
     enable_simulation: bool = Field(
         default=False,
         description="demo endpoints POST /v1/simulation/* (set by `ledger up --demo`); never in production",

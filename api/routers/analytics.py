@@ -15,7 +15,7 @@ from api.deps import ContainerDep, ReadKey, wait_for_read_models
 from api.errors import ApiProblem
 from api.schemas.analytics import AnalyticsAnswer, AnalyticsQuery
 from infra.analytics import results
-from infra.analytics.engine import AnalyticsEngine, Answer
+from infra.analytics.engine import AnalyticsEngine, Answer, analytics_temp_directory
 from infra.analytics.sandbox import (
     AnalyticsError,
     InvalidQuery,
@@ -48,9 +48,12 @@ def analytics_engine(request: Request, container: ContainerDep) -> AnalyticsEngi
         with _engine_lock:
             engine = getattr(request.app.state, "analytics_engine", None)
             if engine is None:
+                settings = container.settings
                 engine = AnalyticsEngine(
-                    PostgresSource(container.address.conninfo(), container.settings.database_schema),
-                    max_staleness_seconds=container.settings.analytics_max_staleness_seconds,
+                    PostgresSource(container.address.conninfo(), settings.database_schema),
+                    max_staleness_seconds=settings.analytics_max_staleness_seconds,
+                    memory_limit=settings.analytics_memory_limit,
+                    temp_directory=analytics_temp_directory(settings.data_dir),
                 )
                 request.app.state.analytics_engine = engine
     return engine

@@ -13,9 +13,13 @@ reading the previous copy (DuckDB's MVCC), and never see half a refresh."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -36,8 +40,29 @@ class Answer:
     read_models_position: int  # the position the read models had applied when copied
 
 
+DEFAULT_MEMORY_LIMIT = "256MB"
+
+
+def analytics_temp_directory(data_dir: Path) -> Path:
+    """Where a process's DuckDB spills what its memory limit does not hold: one directory per
+    process (DuckDB's temporary files are not shared)."""
+    return data_dir / "analytics-tmp" / str(os.getpid())
+
+
 class AnalyticsEngine:
-    def __init__(self, source: AnalyticsSource, *, max_staleness_seconds: float = 5.0) -> None:
+    """`memory_limit` bounds DuckDB's buffer manager (the copies and the queries' working memory):
+    beyond it DuckDB spills to `temp_directory` (the engine's own: removed on close; a new
+    temporary directory when none is given), so a copy of a log larger than the limit still loads
+    and answers."""
+
+    def __init__(
+        self,
+        source: AnalyticsSource,
+        *,
+        max_staleness_seconds: float = 5.0,
+        memory_limit: str = DEFAULT_MEMORY_LIMIT,
+        temp_directory: Path | None = None,
+    ) -> None:
         self.source = source
         self.max_staleness_seconds = max_staleness_seconds
         self.position = 0  # events held: every event up to here (when events are loaded)
@@ -46,12 +71,17 @@ class AnalyticsEngine:
         self._raw_tables: set[str] = set()
         self._refreshed_at: float | None = None
         self._lock = threading.Lock()
-        self._db = duckdb.connect(":memory:")
+        self.temp_directory = temp_directory or Path(tempfile.mkdtemp(prefix="ledger-analytics-"))
+        self.temp_directory.mkdir(parents=True, exist_ok=True)
+        self._db = duckdb.connect(
+            ":memory:", config={"memory_limit": memory_limit, "temp_directory": str(self.temp_directory)}
+        )
         self._db.execute("CREATE SCHEMA raw")
         lock_down(self._db)
 
     def close(self) -> None:
         self._db.close()
+        shutil.rmtree(self.temp_directory, ignore_errors=True)
 
     # ------------------------------------------------------------------ queries
 

@@ -149,3 +149,16 @@ def test_an_interrupted_export_is_finished_by_the_next_one(ledger_env: Container
     assert not stray.exists()
     events = ds.dataset(str(lake / "events"), format="parquet").to_table()
     assert sorted(events["position"].to_pylist()) == list(range(1, head_position(ledger_env.pool) + 1))
+
+
+def test_duckdb_works_within_the_memory_limit_of_the_settings(
+    ledger_env: Container, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    register(ledger_env, "acme")
+    monkeypatch.setenv("LEDGER_ANALYTICS_MEMORY_LIMIT", "64MB")
+    monkeypatch.setenv("LEDGER_DATA_DIR", str(tmp_path))
+    sql = "SELECT current_setting('memory_limit') AS memory_limit, count(*) AS customers FROM customers"
+    result = CliRunner().invoke(app, ["sql", sql, "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "memory_limit,customers\n61.0 MiB,1\n"  # 64 MB, as DuckDB writes it
+    assert not any((tmp_path / "analytics-tmp").iterdir())  # its spill directory, removed on close
