@@ -164,8 +164,10 @@ def rewrite(sql: str, types: Sequence[str]) -> str | None:
         after_set = [(at, w) for at, w in words if at > words[names.index("SET")][0]]
         from_at = next((at for at, w in after_set if w == "FROM" and at < where), None)
         if from_at is not None:
-            cut = from_at + len("FROM")
-            return f"{body[:cut]} {source},{body[cut:]}"
+            # The parameters' rows first, and sub-queries LATERAL so that they may read them.
+            items = _split_top_level_commas(body[from_at + len("FROM") : where])
+            joined = ", ".join(f"LATERAL {item}" if item.startswith("(") else item for item in items)
+            return f"{body[:from_at]}FROM {source}, {joined} {body[where:]}"
         return f"{body[:where]}FROM {source} {body[where:]}"
     return None
 
@@ -197,8 +199,32 @@ def _form(conn: Connection[Any], sql: str) -> _SetForm:
     if form is None:
         types = _parameter_types(conn, sql)
         set_sql = rewrite(sql, types) if types else None
+        if set_sql is not None and not _accepted(conn, set_sql):
+            set_sql = None  # a form the server refuses: this text runs row by row, as before
         form = _FORMS[sql] = _SetForm(sql, set_sql)
     return form
+
+
+def _accepted(conn: Connection[Any], set_sql: str) -> bool:
+    """Whether PostgreSQL parses and plans the multi-row form (prepared, never run, inside a
+    savepoint so that a refusal leaves the caller's transaction usable). The rewriting reads
+    SQL as text; the server has the last word on what it means."""
+    pg = conn.pgconn
+    count = iter(range(1, 1000))
+    numbered = PLACEHOLDER.sub(lambda _: f"${next(count)}", set_sql)
+    name = f"ledger_check_{abs(hash(set_sql))}".encode()
+    in_transaction = pg.transaction_status == pq.TransactionStatus.INTRANS
+    if in_transaction:
+        _check(pg.exec_(b"SAVEPOINT ledger_set_form"))
+    result = pg.prepare(name, numbered.encode())
+    refused = result.status in (pq.ExecStatus.FATAL_ERROR, pq.ExecStatus.NONFATAL_ERROR)
+    if not refused:
+        _check(pg.exec_(b"DEALLOCATE " + name))
+    if in_transaction:
+        if refused:
+            _check(pg.exec_(b"ROLLBACK TO SAVEPOINT ledger_set_form"))
+        _check(pg.exec_(b"RELEASE SAVEPOINT ledger_set_form"))
+    return not refused
 
 
 def _parameter_types(conn: Connection[Any], sql: str) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 from infra.bootstrap import CORE_PROJECTION, Container
 from projections import replay as replay_module
@@ -28,6 +28,18 @@ def _difference(one: dict[str, list[Any]], other: dict[str, list[Any]]) -> dict[
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(operations)
+@example(  # two customers' items changed and removed in one batch: one multi-row statement each
+    [
+        ("subscribe", 0, 1, 1),
+        ("subscribe", 1, 1, 1),
+        ("add_item", 0, 3, 1),
+        ("add_item", 1, 3, 2),
+        ("item_quantity", 0, 6, 3),
+        ("item_quantity", 1, 6, 2),
+        ("remove_item", 0, 9, 1),
+        ("remove_item", 1, 9, 1),
+    ]
+)
 def test_one_batch_set_based_gives_the_rows_of_one_event_at_a_time(
     container: Container, ops: list[tuple[str, int, int, int]]
 ) -> None:

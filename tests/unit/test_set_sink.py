@@ -30,6 +30,15 @@ def test_an_update_joins_the_parameter_arrays_even_with_a_sub_query_in_its_assig
     )
 
 
+def test_an_update_from_a_sub_query_reading_the_parameters_reads_it_laterally() -> None:
+    # The add-on items' update: without LATERAL, PostgreSQL refuses the sub-query's `_a.p1`.
+    sql = "UPDATE s SET items = n.items FROM (SELECT x FROM s WHERE id <> %s) n WHERE s.id = %s"
+    assert rewrite(sql, ["text", "uuid"]) == (
+        "UPDATE s SET items = n.items FROM unnest(%s::text[], %s::uuid[]) AS _a(p1, p2),"
+        " LATERAL (SELECT x FROM s WHERE id <> _a.p1) n WHERE s.id = _a.p2"
+    )
+
+
 def test_an_insert_select_reads_the_parameters_first_and_its_values_list_laterally() -> None:
     sql = (
         "INSERT INTO j (p, a) SELECT %s::bigint, l.a FROM src, (VALUES (1, %s::bigint)) AS l(n, a)"
