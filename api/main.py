@@ -19,3 +19,18 @@ def app_from_environment() -> FastAPI:
     # process keeps the read models current from the store itself.
     in_process = settings.kafka_bootstrap_servers is None
     return create_app(lambda: bootstrap(settings, url, run_projection=in_process))
+
+
+def ledger_up_worker() -> FastAPI:
+    """An API process of `ledger up`: the relay, projectors and policies run in `ledger up`'s own
+    process, which hears of this one's writes through PostgreSQL notifications."""
+    settings = Settings()
+    url = settings.database_url
+    if not url:
+        raise RuntimeError("`ledger up` sets LEDGER_DATABASE_URL for its API processes")
+    servers = settings.kafka_bootstrap_servers
+    return create_app(
+        lambda: bootstrap(
+            settings, url, run_projection=False, kafka_bootstrap_servers=servers, notify_writes=True
+        )
+    )

@@ -17,7 +17,14 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import InterfaceError, Mapper, OperationalError, StoredEvent, Transcoder
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    Mapper,
+    OperationalError,
+    StoredEvent,
+    Transcoder,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import get_topic, resolve_topic, retry
 from psycopg import Cursor
@@ -25,6 +32,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier, Literal
 
 from domain.ids import DAILY_CLOCK_TIMER_ID
+from infra.group_commit import CommitGroups
 
 SOURCES = ("api", "ingest", "stripe", "policy", "system")
 
@@ -214,6 +222,13 @@ class NewStreams:
     existing: dict[UUID, tuple[int, bytes]]
 
 
+class _Append(NamedTuple):
+    """The events of one `insert_events` call and the timers of the aggregates it saves."""
+
+    events: list[LedgerStoredEvent]
+    timers: dict[UUID, datetime | None]
+
+
 ENVELOPE_COLUMNS = (
     ("event_type", "text NOT NULL DEFAULT ''"),
     ("occurred_at", "timestamptz"),
@@ -245,8 +260,14 @@ class LedgerRecorder(PostgresApplicationRecorder):
     socket, a few MB over TCP) the server sat in ClientRead holding the lock for ever, and
     every other write timed out behind it."""
 
+    #: Appends one transaction may hold: enough to take a whole burst of concurrent commands.
+    MAX_APPENDS_PER_TRANSACTION = 256
+
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
+        self._appends: CommitGroups[_Append, list[int]] = CommitGroups(
+            self._append_group, max_items=self.MAX_APPENDS_PER_TRANSACTION
+        )
         schema = Identifier(self.datastore.schema)
         table = Identifier(self.events_table_name)
         for column, definition in ENVELOPE_COLUMNS:
@@ -459,7 +480,8 @@ class LedgerRecorder(PostgresApplicationRecorder):
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        """Append in one statement (see the class docstring); the positions, in order."""
+        """Append atomically; the positions, in order. Appends of concurrent callers share a
+        transaction (`CommitGroups`): one flush of the log for all of them."""
         if not stored_events:
             return []
         events = [
@@ -467,6 +489,41 @@ class LedgerRecorder(PostgresApplicationRecorder):
         ]
         envelope = current_envelope.get()
         timers = envelope.timers if envelope is not None else {}
+        return self._appends.run(_Append(events, timers))
+
+    @property
+    def appends_waiting(self) -> int:
+        """Appends waiting to share the next transaction."""
+        return self._appends.waiting
+
+    def _append_group(self, appends: list[_Append]) -> list[list[int] | BaseException]:
+        """Write these appends in one transaction. If that fails on a key (an append that lost a
+        race for an aggregate's next version, to another of the group or to a writer elsewhere),
+        each is written again on its own, so that the conflict fails its own append only."""
+        if len(appends) == 1:
+            return [self._append_alone(appends[0])]
+        timers: dict[UUID, datetime | None] = {}
+        for append in appends:
+            timers.update(append.timers)  # one aggregate twice: the later decision stands
+        try:
+            positions = self._append([e for append in appends for e in append.events], timers)
+        except IntegrityError:
+            return [self._append_alone(append) for append in appends]
+        answers: list[list[int] | BaseException] = []
+        start = 0
+        for append in appends:
+            answers.append(positions[start : start + len(append.events)])
+            start += len(append.events)
+        return answers
+
+    def _append_alone(self, append: _Append) -> list[int] | BaseException:
+        try:
+            return self._append(append.events, append.timers)
+        except IntegrityError as conflict:
+            return conflict
+
+    def _append(self, events: list[LedgerStoredEvent], timers: dict[UUID, datetime | None]) -> list[int]:
+        """One call of the append function (see the class docstring)."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             # Autocommit: the statement is its own transaction, so the lock ends with it; the
             # timers of the aggregates saved are written in it too.

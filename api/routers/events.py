@@ -158,14 +158,6 @@ def _uuid(value: str | None) -> UUID:
 
 
 def _answer(results: list[EventResult], batch: bool, reads: list[ce.Read]) -> Response:
-    positions = [r.position for r in results if r.position is not None]
-    items: list[dict[str, Any]] = []
-    for result, read in zip(results, reads, strict=True):
-        item: dict[str, Any] = {"id": result.id or read.id or None, "status": result.status}
-        if result.status == REJECTED:
-            item["code"] = result.code
-            item["reason"] = result.reason
-        items.append(item)
     rejected = [r for r in results if r.status == REJECTED]
     if not batch and rejected:
         only = rejected[0]
@@ -177,5 +169,19 @@ def _answer(results: list[EventResult], batch: bool, reads: list[ce.Read]) -> Re
             only.code or "rejected",
             errors=[{"field": only.field or only.code or "event", "message": only.reason or ""}],
         )
-    body = orjson.dumps({"results": items, "position": max(positions, default=0)})
+    items: list[dict[str, Any]] = []
+    for result, read in zip(results, reads, strict=True):
+        if result.status == REJECTED:
+            items.append(
+                {
+                    "id": result.id or read.id or None,
+                    "status": REJECTED,
+                    "code": result.code,
+                    "reason": result.reason,
+                }
+            )
+        else:
+            items.append({"id": result.id or read.id or None, "status": result.status})
+    position = max((r.position for r in results if r.position is not None), default=0)
+    body = orjson.dumps({"results": items, "position": position})
     return Response(body, status_code=207 if rejected else 202, media_type="application/json")
