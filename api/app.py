@@ -67,6 +67,7 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
     install_openapi(app)
     app.add_middleware(BodyLimitMiddleware)
     for router in (
+        events.router,
         health.router,
         api_keys.router,
         plans.router,
@@ -82,7 +83,6 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
         metrics.router,
         receivables.router,
         usage.router,
-        events.router,
         meter_events.router,
         onboarding.router,
         webhooks.router,

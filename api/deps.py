@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import orjson
 from fastapi import Depends, Query, Request
@@ -17,6 +17,7 @@ from api.errors import ApiProblem
 from application.commands import CommandContext
 from application.ledger import Ledger
 from application.outcome import Outcome
+from domain import ids
 from domain.business_time import check_business_time
 from infra.bootstrap import CORE_PROJECTION, Container
 from infra.keys import Principal
@@ -201,9 +202,9 @@ def command_context(
         )
     correlation = request.headers.get("x-correlation-id")
     try:
-        correlation_id = UUID(correlation) if correlation else uuid4()
+        correlation_id = UUID(correlation) if correlation else ids.correlation_id()
     except ValueError:
-        correlation_id = uuid4()
+        correlation_id = ids.correlation_id()
     return CommandContext(
         occurred_at=effective_at or now,
         source=source,

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from infra import heap
 from infra.bootstrap import Container, bootstrap
 from infra.settings import DatabaseAddress, Settings
 
@@ -190,6 +191,7 @@ def up(
         )
         claims.callback(container.close)
         _announce_admin_key(container)
+        heap.settle()
         typer.echo(f"Kafka bootstrap servers: {servers} (topic {kafka_topic(settings)})")
         typer.echo(
             f"Ledger API on http://{settings.host}:{settings.port} "

@@ -387,19 +387,42 @@ class LedgerRecorder(PostgresApplicationRecorder):
             "SELECT e.notification_id, e.state FROM {schema}.{table} e "
             "WHERE e.originator_id = {id} AND e.originator_version = 1 OFFSET 0"
         )
-        self._existing_staged_sql = SQL(
-            "SELECT s.originator_id, e.notification_id, e.state FROM {staging} s "
-            "CROSS JOIN LATERAL ({probe}) e"
-        ).format(staging=staging, probe=probe.format(schema=schema, table=table, id=SQL("s.originator_id")))
-        self._insert_staged_sql = SQL(
-            "INSERT INTO {schema}.{table} ({columns}) SELECT {columns} FROM {staging} s "
-            "WHERE NOT EXISTS ({probe}) ORDER BY s.ordinal RETURNING originator_id, notification_id"
-        ).format(
-            staging=staging,
-            schema=schema,
-            table=table,
-            columns=columns,
-            probe=probe.format(schema=schema, table=table, id=SQL("s.originator_id")),
+        # Under the lock: the new rows inserted (their positions answered, states left out), then,
+        # only if some staged stream existed already, those streams' first events, read as the
+        # log stood before the insert. One statement: the lock is held for server-side work only.
+        append_staged = Identifier(f"{self.events_table_name}_append_staged")
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE OR REPLACE FUNCTION {schema}.{append_staged}() "
+                "RETURNS TABLE (stream uuid, stream_position bigint, first_state bytea) "
+                "LANGUAGE plpgsql AS $$ DECLARE head bigint; inserted bigint; BEGIN "
+                "PERFORM set_config('lock_timeout', {lock_timeout}, true); "
+                "LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
+                "SELECT coalesce(max(x.notification_id), 0) INTO head FROM {schema}.{table} x; "
+                "RETURN QUERY INSERT INTO {schema}.{table} AS n ({columns}) "
+                "SELECT {columns} FROM {staging} s WHERE NOT EXISTS ({probe}) ORDER BY s.ordinal "
+                "RETURNING n.originator_id, n.notification_id, NULL::bytea; "
+                "GET DIAGNOSTICS inserted = ROW_COUNT; "
+                "IF inserted < (SELECT count(*) FROM {staging}) THEN "
+                "RETURN QUERY SELECT s.originator_id, e.notification_id, e.state FROM {staging} s "
+                "CROSS JOIN LATERAL ({probe_before}) e; "
+                "END IF; END $$"
+            ).format(
+                schema=schema,
+                append_staged=append_staged,
+                table=table,
+                staging=staging,
+                columns=columns,
+                lock_timeout=Literal(f"{self.datastore.lock_timeout}s"),
+                probe=probe.format(schema=schema, table=table, id=SQL("s.originator_id")),
+                probe_before=SQL(
+                    "SELECT e.notification_id, e.state FROM {schema}.{table} e WHERE e.originator_id = "
+                    "s.originator_id AND e.originator_version = 1 AND e.notification_id <= head OFFSET 0"
+                ).format(schema=schema, table=table),
+            )
+        )
+        self._append_staged_sql = SQL("SELECT * FROM {schema}.{append_staged}()").format(
+            schema=schema, append_staged=append_staged
         )
         self._existing_streams_sql = SQL(
             "SELECT s.id AS originator_id, e.notification_id, e.state FROM unnest(%s::uuid[]) AS s(id) "
@@ -582,9 +605,9 @@ class LedgerRecorder(PostgresApplicationRecorder):
         resend.
 
         The rows are first copied (binary COPY) into a session-local staging table, without the
-        lock; then the lock is taken, existing streams are read and the new rows inserted from
-        the staging table, and the transaction commits, all in one round trip, so the lock is
-        held for server-side work only."""
+        lock; then one call of `<table>_append_staged` takes the lock, inserts the new rows from
+        the staging table and reads the streams that existed, and the transaction commits, all in
+        one round trip, so the lock is held for server-side work only."""
         if any(row.originator_version != 1 for row in rows):
             raise ValueError("append_new_streams appends version 1 of new streams only")
         first_of_each: dict[UUID, NewStreamRow] = {}
@@ -592,11 +615,12 @@ class LedgerRecorder(PostgresApplicationRecorder):
             first_of_each.setdefault(row.originator_id, row)
         # The datastore's connections are in autocommit mode: the transaction is explicit, so
         # that its COMMIT can travel in the same round trip as the statements under the lock.
+        positions: dict[UUID, int] = {}
+        existing: dict[UUID, tuple[int, bytes]] = {}
         with (
             self.datastore.get_connection() as conn,
             conn.cursor() as curs,
-            conn.cursor(row_factory=tuple_row) as found,
-            conn.cursor(row_factory=tuple_row) as inserted,
+            conn.cursor(row_factory=tuple_row) as appended,
         ):
             try:
                 with conn.pipeline():
@@ -607,12 +631,13 @@ class LedgerRecorder(PostgresApplicationRecorder):
                     for ordinal, row in enumerate(first_of_each.values()):
                         copy.write_row((ordinal, *row))
                 with conn.pipeline():
-                    self._lock_table(curs)
-                    found.execute(self._existing_staged_sql)
-                    inserted.execute(self._insert_staged_sql)
+                    appended.execute(self._append_staged_sql)
                     conn.execute("COMMIT")
-                existing = {stream: (position, bytes(state)) for stream, position, state in found}
-                positions: dict[UUID, int] = dict(inserted)  # (originator_id, notification_id) rows
+                for stream, position, first_state in appended:
+                    if first_state is None:
+                        positions[stream] = position
+                    else:
+                        existing[stream] = (position, bytes(first_state))
             except BaseException:
                 if not conn.closed:
                     conn.execute("ROLLBACK")

@@ -186,9 +186,11 @@ def _read_plain(raw: dict[str, Any], index: int) -> ReadEvent | None:
             return None
         if moment.tzinfo is None or moment.utcoffset() is None:
             return None
-        moment = moment.astimezone(UTC)
-        canonical["time"] = moment.isoformat()
-    encoded = _encoded(canonical)
+        moment = canonical["time"] = moment.astimezone(UTC)  # orjson writes it as isoformat() would
+    try:
+        encoded = orjson.dumps(canonical, option=_CANONICAL)
+    except TypeError:
+        return None
     if b"\\u0000" in encoded or b"\\x00" in encoded:
         return None
     content = hashlib.sha256(encoded).hexdigest()[:32]
@@ -353,9 +355,12 @@ def content_hash(sent: dict[str, Any]) -> str:
     return hashlib.sha256(_encoded(sent)).hexdigest()[:32]
 
 
+_CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
 def _encoded(sent: dict[str, Any]) -> bytes:
     try:
-        return orjson.dumps(sent, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(sent, option=_CANONICAL)
     except TypeError:  # a value orjson refuses (an integer beyond 64 bits): canonical repr instead
         return repr(sorted(sent.items())).encode()
 
