@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra import heap
+from infra import heap, priority
 from infra.bootstrap import Container, bootstrap
 from infra.settings import DatabaseAddress, Settings
 
@@ -192,6 +192,7 @@ def up(
         claims.callback(container.close)
         _announce_admin_key(container)
         heap.settle()
+        priority.lower_follower_threads(settings.follower_niceness)
         typer.echo(f"Kafka bootstrap servers: {servers} (topic {kafka_topic(settings)})")
         typer.echo(
             f"Ledger API on http://{settings.host}:{settings.port} "
