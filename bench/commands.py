@@ -12,7 +12,9 @@ Figures printed (medians of the rounds):
   key, decide, append with the envelope, answer with the receipt and position) to a plain
   `ledger up` (bench/ledger_up.py) from `--clients` concurrent clients over keep-alive connections;
 - ledger use case commands/s: `register_customer` in this process, one client, one command per
-  transaction (what a single writer gets).
+  transaction (what a single writer gets);
+- the CPU each part of `ledger up` used per command over HTTP: its API processes, its own process
+  (the followers of the log), the PostgreSQL backends of its database.
 Every customer must be answered 201 and be registered exactly once.
 """
 
@@ -158,7 +160,10 @@ def main() -> None:
         expected = 200
         for r in range(args.rounds):
             one, many = raw_rates(ledger, args.commands, args.clients)
-            seconds, answers = drive(ledger.port, registrations(f"r{r}", args.commands, token), args.clients)
+            requests = registrations(f"r{r}", args.commands, token)
+            cpu_before = ledger.cpu_seconds()
+            seconds, answers = drive(ledger.port, requests, args.clients)
+            cpu_after = ledger.cpu_seconds()
             check_created(answers)
             http = args.commands / seconds
             expected += args.commands
@@ -167,11 +172,19 @@ def main() -> None:
                     "raw_single_row_commits_per_second": one,
                     "raw_concurrent_commits_per_second": many,
                     "http_commands_per_second": http,
+                    **{
+                        f"cpu_us_per_command_{part}": 1e6
+                        * (cpu_after[part] - cpu_before[part])
+                        / args.commands
+                        for part in cpu_before
+                    },
+                    "load_average_1min": os.getloadavg()[0],
                 }
             )
             print(
                 f"round {r + 1}: HTTP {http:,.0f} commands/s ({args.clients} clients); raw commits"
-                f" {one:,.0f}/s on one connection, {many:,.0f}/s from {args.clients}",
+                f" {one:,.0f}/s on one connection, {many:,.0f}/s from {args.clients};"
+                f" load average {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
         # Exactly once: the same registrations again record nothing and answer as the first time.
@@ -216,6 +229,12 @@ def main() -> None:
         f" {figures['http_ratio_to_raw_concurrent_commits']:.2f} x raw from {args.clients})"
     )
     print(f"ledger use case commands/s, one client in process   : {use_case:10,.0f}")
+    print(
+        "CPU per command (us): "
+        + ", ".join(
+            f"{part} {figures[f'cpu_us_per_command_{part}']:.0f}" for part in ("api", "followers", "postgres")
+        )
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 

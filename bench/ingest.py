@@ -19,6 +19,10 @@ is checked to be on). Each round measures, on the same server:
   the listening socket share the load);
 - single-event ingest requests/s: one structured CloudEvent per request from many concurrent
   clients over keep-alive connections.
+Beside them: how long the followers (relay and projector) took to catch up after the batches, the
+end-to-end rate that makes, and the CPU each part used per event during the batches (API
+processes, `ledger up`'s own process with the followers, the PostgreSQL backends of its database):
+on a shared machine the CPU per event is steadier than the rates.
 The medians of the rounds are printed and written. Every event must be answered `accepted`, a
 batch sent again must be answered `duplicate` throughout, and the store must hold every event
 exactly once.
@@ -214,23 +218,49 @@ def main() -> None:
         for r in range(args.rounds):
             copy_rate, commit_rate = raw_rates(ledger, max(args.batch_events, 1000), args.raw_commits)
             batches = batch_requests(f"b{r}", args.batch_events, token)
+            ledger.followers_caught_up()
+            cpu_before = ledger.cpu_seconds()
             seconds, answers = drive(ledger.port, batches, args.batch_clients, reconnect=True)
             batch_rate = counted(answers, 202) / seconds
+            cpu_after = ledger.cpu_seconds()
+            catch_up = ledger.followers_caught_up()
+            cpu_caught_up = ledger.cpu_seconds()
             singles = single_requests(f"s{r}", args.single_requests, token)
             seconds, answers = drive(ledger.port, singles, args.single_clients)
             single_rate = counted(answers, 202) / seconds
             expected += args.batch_events + args.single_requests
+            per_event = {
+                f"batch_cpu_us_per_event_{part}": 1e6
+                * (cpu_after[part] - cpu_before[part])
+                / args.batch_events
+                for part in cpu_before
+            }
+            per_event.update(
+                {
+                    f"catch_up_cpu_us_per_event_{part}": 1e6
+                    * (cpu_caught_up[part] - cpu_after[part])
+                    / args.batch_events
+                    for part in cpu_before
+                }
+            )
             rounds.append(
                 {
                     "raw_copy_rows_per_second": copy_rate,
                     "raw_single_row_commits_per_second": commit_rate,
                     "batch_events_per_second": batch_rate,
+                    "batch_followers_caught_up_seconds_after": catch_up,
+                    "batch_end_to_end_events_per_second": args.batch_events
+                    / (args.batch_events / batch_rate + catch_up),
                     "single_requests_per_second": single_rate,
+                    **per_event,
+                    "load_average_1min": os.getloadavg()[0],
                 }
             )
             print(
-                f"round {r + 1}: batch {batch_rate:,.0f} events/s (raw COPY {copy_rate:,.0f} rows/s);"
-                f" single {single_rate:,.0f} requests/s (raw commits {commit_rate:,.0f}/s)",
+                f"round {r + 1}: batch {batch_rate:,.0f} events/s (raw COPY {copy_rate:,.0f} rows/s),"
+                f" projector caught up {catch_up:.1f} s later;"
+                f" single {single_rate:,.0f} requests/s (raw commits {commit_rate:,.0f}/s);"
+                f" load average {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
         # Exactly once: a batch sent again is a duplicate throughout, and nothing is doubled.
@@ -277,6 +307,13 @@ def main() -> None:
         f"single-event ingest requests/s ({args.single_clients} clients)   : "
         f"{figures['single_requests_per_second']:10,.0f}"
         f"   ({figures['single_ratio_to_raw_commits']:.2f} x raw single-row commits)"
+    )
+    cpu = {part: figures[f"batch_cpu_us_per_event_{part}"] for part in ("api", "followers", "postgres")}
+    print(
+        "CPU per event during the batches (us): "
+        + ", ".join(f"{part} {value:.1f}" for part, value in cpu.items())
+        + f"; the projector caught up {figures['batch_followers_caught_up_seconds_after']:.1f} s"
+        f" after a round ({figures['batch_end_to_end_events_per_second']:,.0f} events/s end to end)"
     )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

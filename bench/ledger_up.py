@@ -19,12 +19,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import httpx
+import psutil  # type: ignore[import-untyped]
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +63,41 @@ class RunningLedger:
             answer.raise_for_status()
             key: str = answer.json()["key"]
             return key
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time used so far by its API processes, by its own process (the followers of the
+        log: relay, projectors, policies...), and by the PostgreSQL backends serving its database
+        (when the server runs on this machine and may be looked at): on a shared machine, what
+        each part costs per event says more than the rate."""
+        ledger = psutil.Process(self.pid)
+        children = ledger.children(recursive=True)
+        api = [p for p in children if "python" in p.name().lower()]
+        with self.connect() as conn:
+            backends = [
+                int(row[0])  # type: ignore[call-overload]
+                for row in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid()"
+                )
+            ]
+        return {
+            "api": _cpu(api),
+            "followers": _cpu([ledger]),
+            "postgres": _cpu(psutil.Process(pid) for pid in backends if psutil.pid_exists(pid)),
+        }
+
+    def followers_caught_up(self, timeout: float = 600) -> float:
+        """Seconds until the core projector has applied the whole log (relay and projector
+        catching up after a burst)."""
+        start = time.perf_counter()
+        with self.client() as client:
+            while time.perf_counter() - start < timeout:
+                status = client.get("/v1/ops/projections").json()
+                core = [p for p in status["projectors"] if p["name"] == "core"]
+                if core and core[0]["lag_events"] == 0:
+                    return time.perf_counter() - start
+                time.sleep(0.05)
+        raise SystemExit(f"the core projector did not catch up within {timeout:.0f} s")
 
     def connect(self) -> psycopg.Connection[tuple[object, ...]]:
         """A connection to its database, with the ledger's schema first on the search path."""
@@ -106,6 +142,15 @@ def ledger_up(server_url: str, *, label: str = "bench") -> Iterator[RunningLedge
             process.wait()
         with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def _cpu(processes: Iterable[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def _wait_until_serving(process: subprocess.Popen[bytes], base: str, log: Path) -> None:
