@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api.body_limit import BodyLimitMiddleware
 from api.docs import install_docs
 from api.errors import install_error_handlers
+from api.ingest_lane import IngestLane
 from api.openapi import install_openapi
 from api.routers import (
     alerts,
@@ -65,6 +66,7 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
     install_error_handlers(app)
     install_docs(app)
     install_openapi(app)
+    app.add_middleware(IngestLane)  # added first: it runs inside the body limit
     app.add_middleware(BodyLimitMiddleware)
     for router in (
         events.router,
