@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 import psycopg
+from psycopg import sql
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class WakeListener:
         while not self._stopped.is_set():
             try:
                 with psycopg.connect(self.conninfo, autocommit=True) as conn:
-                    conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(self.channel)))
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                     self._listening.set()
                     while not self._stopped.is_set():
                         for _ in conn.notifies(timeout=self.POLL_SECONDS):
