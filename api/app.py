@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api.body_limit import BodyLimitMiddleware
 from api.docs import install_docs
 from api.errors import install_error_handlers
+from api.ingest_lane import IngestLane
 from api.openapi import install_openapi
 from api.routers import (
     alerts,
@@ -68,8 +69,10 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
     install_error_handlers(app)
     install_docs(app)
     install_openapi(app)
+    app.add_middleware(IngestLane)  # added first: it runs inside the body limit
     app.add_middleware(BodyLimitMiddleware)
     for router in (
+        events.router,
         health.router,
         api_keys.router,
         plans.router,
@@ -85,7 +88,6 @@ def create_app(make_container: Callable[[], Container]) -> FastAPI:
         metrics.router,
         receivables.router,
         usage.router,
-        events.router,
         meter_events.router,
         onboarding.router,
         webhooks.router,

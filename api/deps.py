@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import orjson
 from fastapi import Depends, Query, Request
@@ -17,21 +17,26 @@ from api.errors import ApiProblem
 from application.commands import CommandContext
 from application.ledger import Ledger
 from application.outcome import Outcome
+from domain import ids
 from domain.business_time import check_business_time
 from infra.bootstrap import CORE_PROJECTION, Container
 from infra.keys import Principal
 from projections.runner import wait_for_position
 from projections.snapshots import known_at_snapshot, reading_snapshot
 
+# The dependencies that only look things up are `async def`: FastAPI runs a plain `def`
+# dependency in a worker thread, and the hops there and back cost more than what they do.
 
-def get_container(request: Request) -> Container:
+
+async def get_container(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
 
 
 def ledger_now(request: Request) -> datetime:
     """The ledger's now (a test clock's, where one moved it): what business time is checked against."""
-    return get_container(request).ledger.now()
+    container: Container = request.app.state.container
+    return container.ledger.now()
 
 
 def ledger_today(request: Request) -> date:
@@ -46,7 +51,7 @@ Today = Annotated[date, Depends(ledger_today)]
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-def get_ledger(container: ContainerDep) -> Ledger:
+async def get_ledger(container: ContainerDep) -> Ledger:
     return container.ledger
 
 
@@ -60,15 +65,15 @@ bearer_scheme = HTTPBearer(
 )
 
 
-def bearer_authorization(
+async def bearer_authorization(
     request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 ) -> str | None:
     return request.headers.get("authorization")
 
 
-def get_principal(
-    container: ContainerDep, authorization: Annotated[str | None, Depends(bearer_authorization)] = None
-) -> Principal:
+def principal_of(container: Container, authorization: str | None) -> Principal:
+    """Who the `Authorization` header names (401 if nobody). A known key is a cache hit (see
+    KeyStore), so this runs on the event loop."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiProblem(
@@ -90,16 +95,27 @@ def get_principal(
     return principal
 
 
-def require(permission: str) -> Callable[..., Principal]:
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-        if not principal.may(permission):
-            raise ApiProblem(
-                403,
-                "Forbidden",
-                f"a {principal.role} key may not do this ({permission} needed)",
-                code="forbidden",
-            )
-        return principal
+async def get_principal(
+    container: ContainerDep, authorization: Annotated[str | None, Depends(bearer_authorization)] = None
+) -> Principal:
+    return principal_of(container, authorization)
+
+
+def permitted(principal: Principal, permission: str) -> Principal:
+    """The principal, if it may do this (else 403)."""
+    if not principal.may(permission):
+        raise ApiProblem(
+            403,
+            "Forbidden",
+            f"a {principal.role} key may not do this ({permission} needed)",
+            code="forbidden",
+        )
+    return principal
+
+
+def require(permission: str) -> Callable[..., Any]:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        return permitted(principal, permission)
 
     return check
 
@@ -207,9 +223,9 @@ def command_context(
         )
     correlation = request.headers.get("x-correlation-id")
     try:
-        correlation_id = UUID(correlation) if correlation else uuid4()
+        correlation_id = UUID(correlation) if correlation else ids.correlation_id()
     except ValueError:
-        correlation_id = uuid4()
+        correlation_id = ids.correlation_id()
     return CommandContext(
         occurred_at=effective_at or now,
         source=source,

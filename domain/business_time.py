@@ -18,12 +18,13 @@ MAX_AHEAD = timedelta(minutes=5)
 def check_business_time(moment: datetime, now: datetime, field: str = "effective_at") -> datetime:
     """`moment` in UTC if it lies in [EPOCH, now + MAX_AHEAD]; else TimeOutOfRange naming `field`.
     A naive moment is read as UTC."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        moment = moment.replace(tzinfo=UTC)
-    try:
-        moment = moment.astimezone(UTC)
-    except OverflowError:  # year 1 east of UTC, year 9999 west of it: outside any window
-        raise TimeOutOfRange(f"{field} {moment.isoformat()} is out of range", field=field) from None
+    if moment.tzinfo is not UTC:  # (ingest checks every event of a batch: most are in UTC)
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            moment = moment.replace(tzinfo=UTC)
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError:  # year 1 east of UTC, year 9999 west of it: outside any window
+            raise TimeOutOfRange(f"{field} {moment.isoformat()} is out of range", field=field) from None
     if moment < EPOCH:
         raise TimeOutOfRange(f"{field} {moment.isoformat()} is before {EPOCH.date()}", field=field)
     if moment > now + MAX_AHEAD:

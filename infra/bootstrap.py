@@ -22,6 +22,7 @@ from infra.payment_backend import PaymentBackend
 from infra.relay import BackgroundRelay, Relay
 from infra.seals import BackgroundSealer, create_seal_table
 from infra.settings import DatabaseAddress, Settings
+from infra.wakeups import WakeListener, WakeSender, channel_of
 from infra.webhook_store import create_webhook_tables
 from infra.webhook_vault import SecretVault, load_key
 from projections.failures import ProjectionAlerts
@@ -59,6 +60,8 @@ class Container:
     webhook_fanout: BackgroundFanout | None = None
     webhook_dispatch: BackgroundDispatcher | None = None
     mailer: BackgroundLoop | None = None
+    wake_sender: WakeSender | None = None  # tells the followers of other processes
+    wake_listener: WakeListener | None = None  # hears the writers of other processes
     closed: bool = field(default=False)
     _broker_ok: bool = field(default=False)
     _broker_checked_at: float = field(default=0.0)
@@ -89,11 +92,30 @@ class Container:
             self.projection.wake()
         if self.webhook_fanout is not None:
             self.webhook_fanout.wake()
+        if self.wake_sender is not None:
+            self.wake_sender.wake()
+
+    def wake_dispatch(self) -> None:
+        """A webhook delivery became due now: let the dispatcher look."""
+        if self.webhook_dispatch is not None:
+            self.webhook_dispatch.wake()
+        if self.wake_sender is not None:
+            self.wake_sender.wake()
+
+    def _woken(self) -> None:
+        """A process elsewhere wrote: every follower here looks now."""
+        self.wake_projection()
+        if self.webhook_dispatch is not None:
+            self.webhook_dispatch.wake()
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        if self.wake_listener is not None:
+            self.wake_listener.close()
+        if self.wake_sender is not None:
+            self.wake_sender.close()
         for loop in (self.clock, self.policies, self.collector, self.webhook_fanout, self.mailer):
             if loop is not None:
                 loop.stop()
@@ -122,12 +144,17 @@ def bootstrap(
     run_relay: bool = False,
     run_policies: bool = False,
     run_sealer: bool = False,
+    notify_writes: bool = False,
+    listen_for_writes: bool = False,
 ) -> Container:
     """Build the container. With `kafka_bootstrap_servers`, the projector consumes Kafka (and
     `run_relay` also publishes the log there); without, it reads the event store directly.
     `run_policies` also runs the daily clock, the policies and the webhook deliveries (`ledger up`
     does).
-    `run_sealer` seals the hash chain over new history in the background (`infra/seals.py`)."""
+    `run_sealer` seals the hash chain over new history in the background (`infra/seals.py`).
+    `notify_writes` tells the followers of other processes when this one wrote, and
+    `listen_for_writes` lets this one's followers hear it (`infra/wakeups.py`): `ledger up` serves
+    the API from processes of its own."""
     address = DatabaseAddress(database_url)
     ensure_database(address)
     ensure_schema(address, settings.database_schema)
@@ -211,6 +238,11 @@ def bootstrap(
         container.projection = projection
     if run_policies:
         start_policies(container)
+    channel = channel_of(settings.database_schema)
+    if notify_writes:
+        container.wake_sender = WakeSender(address.conninfo(), channel)
+    if listen_for_writes:
+        container.wake_listener = WakeListener(address.conninfo(), channel, container._woken)
     return container
 
 

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from infra import heap, priority
 from infra.bootstrap import Container, bootstrap
 from infra.settings import DatabaseAddress, Settings
 
@@ -142,6 +143,9 @@ def up(
     data_dir: DataDir = None,
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=0, help="API processes (default LEDGER_API_WORKERS; 0: one per core)")
+    ] = None,
     demo: Annotated[
         bool,
         typer.Option(
@@ -151,13 +155,16 @@ def up(
     ] = False,
 ) -> None:
     """Run everything on this machine: API, relay and projectors, with embedded PostgreSQL and an
-    embedded Kafka-protocol broker unless LEDGER_DATABASE_URL / LEDGER_KAFKA_BOOTSTRAP_SERVERS are set."""
-    import uvicorn
+    embedded Kafka-protocol broker unless LEDGER_DATABASE_URL / LEDGER_KAFKA_BOOTSTRAP_SERVERS are set.
 
-    from api.app import create_app
+    The API is served by worker processes of its own (one per core by default), so that requests
+    never wait for the interpreter lock of the relay, the projectors and the policies, which run
+    in this process and hear of the workers' writes through PostgreSQL notifications."""
     from infra.claims import AlreadyClaimed, data_dir_claimed, listening_socket
 
-    settings = _settings(data_dir, host=host, port=port, enable_simulation=True if demo else None)
+    settings = _settings(
+        data_dir, host=host, port=port, api_workers=workers, enable_simulation=True if demo else None
+    )
     _logging()
     with contextlib.ExitStack() as claims:
         # What another `ledger up` may hold is claimed before anything starts.
@@ -180,23 +187,51 @@ def up(
             run_relay=True,
             run_policies=True,
             run_sealer=True,
+            listen_for_writes=True,
         )
         claims.callback(container.close)
         _announce_admin_key(container)
+        heap.settle()
+        priority.lower_follower_threads(settings.follower_niceness)
         typer.echo(f"Kafka bootstrap servers: {servers} (topic {kafka_topic(settings)})")
         typer.echo(
             f"Ledger API on http://{settings.host}:{settings.port} "
             f"(dashboard: http://{settings.host}:{settings.port}/, "
             f"docs: http://{settings.host}:{settings.port}/docs). Ctrl-C stops."
         )
-        web = create_app(lambda: container)
-        config = uvicorn.Config(
-            web, host=settings.host, port=settings.port, log_level="info", access_log=False
-        )
-        # uvicorn raises the Ctrl-C again once it has shut down (as `uvicorn.run` expects).
-        with contextlib.suppress(KeyboardInterrupt):
-            uvicorn.Server(config).run(sockets=[api_socket])
+        _serve_api_processes(settings, url, servers, api_socket)
     console.print("stopped")
+
+
+def api_process_count(settings: Settings) -> int:
+    return settings.api_workers or os.cpu_count() or 1
+
+
+def _serve_api_processes(settings: Settings, url: str, servers: str, api_socket: Any) -> None:
+    """The API in worker processes sharing `api_socket` (uvicorn's supervisor: a worker that dies
+    is replaced; Ctrl-C stops them all). They read their settings from the environment, given
+    here as this process resolved them (the embedded services' addresses included)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    os.environ.update(
+        LEDGER_DATABASE_URL=url,
+        LEDGER_KAFKA_BOOTSTRAP_SERVERS=servers,
+        LEDGER_DATA_DIR=str(settings.data_dir),
+        LEDGER_HOST=settings.host,
+        LEDGER_PORT=str(settings.port),
+        LEDGER_ENABLE_SIMULATION="true" if settings.enable_simulation else "false",
+    )
+    config = uvicorn.Config(
+        "api.main:ledger_up_worker",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=api_process_count(settings),
+        log_level="info",
+        access_log=False,
+    )
+    Multiprocess(config, sockets=[api_socket]).run()
 
 
 def kafka_topic(settings: Settings) -> str:

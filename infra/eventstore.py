@@ -17,7 +17,14 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import InterfaceError, Mapper, OperationalError, StoredEvent, Transcoder
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    Mapper,
+    OperationalError,
+    StoredEvent,
+    Transcoder,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import get_topic, resolve_topic, retry
 from psycopg import Cursor
@@ -25,6 +32,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier, Literal
 
 from domain.ids import DAILY_CLOCK_TIMER_ID
+from infra.group_commit import CommitGroups
 
 SOURCES = ("api", "ingest", "stripe", "policy", "system")
 
@@ -227,6 +235,13 @@ class NewStreams:
     existing: dict[UUID, tuple[int, bytes]]
 
 
+class _Append(NamedTuple):
+    """The events of one `insert_events` call and the timers of the aggregates it saves."""
+
+    events: list[LedgerStoredEvent]
+    timers: dict[UUID, datetime | None]
+
+
 ENVELOPE_COLUMNS = (
     ("event_type", "text NOT NULL DEFAULT ''"),
     ("occurred_at", "timestamptz"),
@@ -258,8 +273,14 @@ class LedgerRecorder(PostgresApplicationRecorder):
     socket, a few MB over TCP) the server sat in ClientRead holding the lock for ever, and
     every other write timed out behind it."""
 
+    #: Appends one transaction may hold: enough to take a whole burst of concurrent commands.
+    MAX_APPENDS_PER_TRANSACTION = 256
+
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
+        self._appends: CommitGroups[_Append, list[int]] = CommitGroups(
+            self._append_group, max_items=self.MAX_APPENDS_PER_TRANSACTION
+        )
         schema = Identifier(self.datastore.schema)
         table = Identifier(self.events_table_name)
         for column, definition in ENVELOPE_COLUMNS:
@@ -379,19 +400,42 @@ class LedgerRecorder(PostgresApplicationRecorder):
             "SELECT e.notification_id, e.state FROM {schema}.{table} e "
             "WHERE e.originator_id = {id} AND e.originator_version = 1 OFFSET 0"
         )
-        self._existing_staged_sql = SQL(
-            "SELECT s.originator_id, e.notification_id, e.state FROM {staging} s "
-            "CROSS JOIN LATERAL ({probe}) e"
-        ).format(staging=staging, probe=probe.format(schema=schema, table=table, id=SQL("s.originator_id")))
-        self._insert_staged_sql = SQL(
-            "INSERT INTO {schema}.{table} ({columns}) SELECT {columns} FROM {staging} s "
-            "WHERE NOT EXISTS ({probe}) ORDER BY s.ordinal RETURNING originator_id, notification_id"
-        ).format(
-            staging=staging,
-            schema=schema,
-            table=table,
-            columns=columns,
-            probe=probe.format(schema=schema, table=table, id=SQL("s.originator_id")),
+        # Under the lock: the new rows inserted (their positions answered, states left out), then,
+        # only if some staged stream existed already, those streams' first events, read as the
+        # log stood before the insert. One statement: the lock is held for server-side work only.
+        append_staged = Identifier(f"{self.events_table_name}_append_staged")
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE OR REPLACE FUNCTION {schema}.{append_staged}() "
+                "RETURNS TABLE (stream uuid, stream_position bigint, first_state bytea) "
+                "LANGUAGE plpgsql AS $$ DECLARE head bigint; inserted bigint; BEGIN "
+                "PERFORM set_config('lock_timeout', {lock_timeout}, true); "
+                "LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
+                "SELECT coalesce(max(x.notification_id), 0) INTO head FROM {schema}.{table} x; "
+                "RETURN QUERY INSERT INTO {schema}.{table} AS n ({columns}) "
+                "SELECT {columns} FROM {staging} s WHERE NOT EXISTS ({probe}) ORDER BY s.ordinal "
+                "RETURNING n.originator_id, n.notification_id, NULL::bytea; "
+                "GET DIAGNOSTICS inserted = ROW_COUNT; "
+                "IF inserted < (SELECT count(*) FROM {staging}) THEN "
+                "RETURN QUERY SELECT s.originator_id, e.notification_id, e.state FROM {staging} s "
+                "CROSS JOIN LATERAL ({probe_before}) e; "
+                "END IF; END $$"
+            ).format(
+                schema=schema,
+                append_staged=append_staged,
+                table=table,
+                staging=staging,
+                columns=columns,
+                lock_timeout=Literal(f"{self.datastore.lock_timeout}s"),
+                probe=probe.format(schema=schema, table=table, id=SQL("s.originator_id")),
+                probe_before=SQL(
+                    "SELECT e.notification_id, e.state FROM {schema}.{table} e WHERE e.originator_id = "
+                    "s.originator_id AND e.originator_version = 1 AND e.notification_id <= head OFFSET 0"
+                ).format(schema=schema, table=table),
+            )
+        )
+        self._append_staged_sql = SQL("SELECT * FROM {schema}.{append_staged}()").format(
+            schema=schema, append_staged=append_staged
         )
         self._existing_streams_sql = SQL(
             "SELECT s.id AS originator_id, e.notification_id, e.state FROM unnest(%s::uuid[]) AS s(id) "
@@ -472,7 +516,8 @@ class LedgerRecorder(PostgresApplicationRecorder):
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        """Append in one statement (see the class docstring); the positions, in order."""
+        """Append atomically; the positions, in order. Appends of concurrent callers share a
+        transaction (`CommitGroups`): one flush of the log for all of them."""
         if not stored_events:
             return []
         events = [
@@ -480,6 +525,41 @@ class LedgerRecorder(PostgresApplicationRecorder):
         ]
         envelope = current_envelope.get()
         timers = envelope.timers if envelope is not None else {}
+        return self._appends.run(_Append(events, timers))
+
+    @property
+    def appends_waiting(self) -> int:
+        """Appends waiting to share the next transaction."""
+        return self._appends.waiting
+
+    def _append_group(self, appends: list[_Append]) -> list[list[int] | BaseException]:
+        """Write these appends in one transaction. If that fails on a key (an append that lost a
+        race for an aggregate's next version, to another of the group or to a writer elsewhere),
+        each is written again on its own, so that the conflict fails its own append only."""
+        if len(appends) == 1:
+            return [self._append_alone(appends[0])]
+        timers: dict[UUID, datetime | None] = {}
+        for append in appends:
+            timers.update(append.timers)  # one aggregate twice: the later decision stands
+        try:
+            positions = self._append([e for append in appends for e in append.events], timers)
+        except IntegrityError:
+            return [self._append_alone(append) for append in appends]
+        answers: list[list[int] | BaseException] = []
+        start = 0
+        for append in appends:
+            answers.append(positions[start : start + len(append.events)])
+            start += len(append.events)
+        return answers
+
+    def _append_alone(self, append: _Append) -> list[int] | BaseException:
+        try:
+            return self._append(append.events, append.timers)
+        except IntegrityError as conflict:
+            return conflict
+
+    def _append(self, events: list[LedgerStoredEvent], timers: dict[UUID, datetime | None]) -> list[int]:
+        """One call of the append function (see the class docstring)."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             # Autocommit: the statement is its own transaction, so the lock ends with it; the
             # timers of the aggregates saved are written in it too.
@@ -538,9 +618,9 @@ class LedgerRecorder(PostgresApplicationRecorder):
         resend.
 
         The rows are first copied (binary COPY) into a session-local staging table, without the
-        lock; then the lock is taken, existing streams are read and the new rows inserted from
-        the staging table, and the transaction commits, all in one round trip, so the lock is
-        held for server-side work only."""
+        lock; then one call of `<table>_append_staged` takes the lock, inserts the new rows from
+        the staging table and reads the streams that existed, and the transaction commits, all in
+        one round trip, so the lock is held for server-side work only."""
         if any(row.originator_version != 1 for row in rows):
             raise ValueError("append_new_streams appends version 1 of new streams only")
         first_of_each: dict[UUID, NewStreamRow] = {}
@@ -548,11 +628,12 @@ class LedgerRecorder(PostgresApplicationRecorder):
             first_of_each.setdefault(row.originator_id, row)
         # The datastore's connections are in autocommit mode: the transaction is explicit, so
         # that its COMMIT can travel in the same round trip as the statements under the lock.
+        positions: dict[UUID, int] = {}
+        existing: dict[UUID, tuple[int, bytes]] = {}
         with (
             self.datastore.get_connection() as conn,
             conn.cursor() as curs,
-            conn.cursor(row_factory=tuple_row) as found,
-            conn.cursor(row_factory=tuple_row) as inserted,
+            conn.cursor(row_factory=tuple_row) as appended,
         ):
             try:
                 with conn.pipeline():
@@ -563,12 +644,13 @@ class LedgerRecorder(PostgresApplicationRecorder):
                     for ordinal, row in enumerate(first_of_each.values()):
                         copy.write_row((ordinal, *row))
                 with conn.pipeline():
-                    self._lock_table(curs)
-                    found.execute(self._existing_staged_sql)
-                    inserted.execute(self._insert_staged_sql)
+                    appended.execute(self._append_staged_sql)
                     conn.execute("COMMIT")
-                existing = {stream: (position, bytes(state)) for stream, position, state in found}
-                positions: dict[UUID, int] = dict(inserted)  # (originator_id, notification_id) rows
+                for stream, position, first_state in appended:
+                    if first_state is None:
+                        positions[stream] = position
+                    else:
+                        existing[stream] = (position, bytes(first_state))
             except BaseException:
                 if not conn.closed:
                     conn.execute("ROLLBACK")

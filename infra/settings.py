@@ -26,6 +26,19 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".ledger")
     host: str = "127.0.0.1"
     port: int = 8000
+    api_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="processes serving the API in `ledger up` (0: one per CPU core)",
+    )
+    follower_niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="scheduling priority given up by the followers of the log in `ledger up` (relay,"
+        " projectors, policies) so that requests come first on busy cores (0: the same priority)",
+    )
     admin_token: SecretStr | None = Field(
         default=None, description="an admin bearer token accepted as is (no default)"
     )

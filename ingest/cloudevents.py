@@ -21,9 +21,8 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import orjson
@@ -60,11 +59,10 @@ class UnsupportedMediaType(Exception):
     """Neither a CloudEvents content mode nor JSON."""
 
 
-@dataclass(frozen=True, slots=True)
-class ReadEvent:
+class ReadEvent(NamedTuple):
     """A well-formed CloudEvent of a type the ledger ingests."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # (shadows tuple.index, which nothing calls)
     id: str
     source: str
     type: str  # canonical: aliases resolved
@@ -75,9 +73,8 @@ class ReadEvent:
     sent: dict[str, Any]  # as represented when sent: what fingerprints were taken over before
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    index: int
+class Rejection(NamedTuple):
+    index: int  # type: ignore[assignment]  # (shadows tuple.index, which nothing calls)
     id: str | None
     code: str
     reason: str
@@ -126,6 +123,9 @@ def read_event(raw: Any, index: int) -> Read:
     """One structured-mode event (a JSON object) into a ReadEvent or a Rejection."""
     if not isinstance(raw, dict):
         return Rejection(index, None, "invalid_event", "an event is a JSON object")
+    plain = _read_plain(raw, index)
+    if plain is not None:
+        return plain
     event_id = raw.get("id") if isinstance(raw.get("id"), str) else None
     attributes = dict(raw)
     data = attributes.pop("data", None)
@@ -145,6 +145,56 @@ def read_event(raw: Any, index: int) -> Read:
         except ValueError:
             return Rejection(index, event_id, "invalid_event", f"time '{time[:64]}' is not RFC 3339")
     return _checked(index, event_id, attributes, data, sent=raw)
+
+
+_PLAIN = frozenset({"specversion", "id", "source", "type", "subject", "time", "data"})
+
+
+def _read_plain(raw: dict[str, Any], index: int) -> ReadEvent | None:
+    """The shape nearly every event has (the required attributes, `subject`, `time` and a data
+    object, nothing else), read in one pass: what `_checked` would answer for it, at a third of
+    the cost. None for anything else, including every event the general path would refuse, so
+    that it alone words refusals."""
+    if not _PLAIN.issuperset(raw):
+        return None
+    event_id, source, kind = raw.get("id"), raw.get("source"), raw.get("type")
+    subject, time, data = raw.get("subject"), raw.get("time"), raw.get("data")
+    if (
+        raw.get("specversion") != "1.0"
+        or not isinstance(event_id, str)
+        or not isinstance(source, str)
+        or not isinstance(kind, str)
+        or not isinstance(data, dict)
+        or not event_id
+        or not source
+        or len(event_id) > MAX_KEY_LENGTH
+        or len(source) > MAX_SOURCE_LENGTH
+        or (subject is not None and (not isinstance(subject, str) or not subject.strip()))
+    ):
+        return None
+    canonical_kind = ALIASES.get(kind, kind)
+    if canonical_kind not in TYPES:
+        return None
+    canonical = dict(raw)  # canonical_event's answer for this shape
+    moment: datetime | None = None
+    if time is not None:
+        if not isinstance(time, str):
+            return None
+        try:
+            moment = datetime.fromisoformat(time)
+        except ValueError:
+            return None
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            return None
+        moment = canonical["time"] = moment.astimezone(UTC)  # orjson writes it as isoformat() would
+    try:
+        encoded = orjson.dumps(canonical, option=_CANONICAL)
+    except TypeError:
+        return None
+    if b"\\u0000" in encoded or b"\\x00" in encoded:
+        return None
+    content = hashlib.sha256(encoded).hexdigest()[:32]
+    return ReadEvent(index, event_id, source, canonical_kind, subject, moment, data, content, raw)
 
 
 def _read_binary(headers: Mapping[str, str], body: bytes) -> Read:
@@ -198,13 +248,15 @@ def _attribute_problem(attributes: dict[str, Any]) -> str | None:
         value = attributes.get(name)
         if not isinstance(value, str) or not value:
             return f"{name} is required, a non-empty string"
-    simple = all(
-        (name == "time" or isinstance(value, str))
-        if name in _KNOWN
-        else (name.isalnum() and name.islower() and len(name) <= 20 and isinstance(value, _EXTENSION_TYPES))
-        for name, value in attributes.items()
-    )
-    if simple:
+    for name, value in attributes.items():
+        if name in _KNOWN:
+            if name != "time" and not isinstance(value, str):
+                break
+        elif not (
+            name.isalnum() and name.islower() and len(name) <= 20 and isinstance(value, _EXTENSION_TYPES)
+        ):
+            break
+    else:
         return None
     try:
         CloudEvent(attributes, None)
@@ -265,15 +317,7 @@ def _checked(
         # PostgreSQL text cannot hold U+0000: refused here rather than failing a projector later
         return Rejection(index, event_id, "invalid_data", "text may not contain the NUL character (U+0000)")
     return ReadEvent(
-        index=index,
-        id=event_id,
-        source=source,
-        type=kind,
-        subject=subject,
-        time=time,
-        data=data,
-        content_hash=hashlib.sha256(encoded).hexdigest()[:32],
-        sent=sent,
+        index, event_id, source, kind, subject, time, data, hashlib.sha256(encoded).hexdigest()[:32], sent
     )
 
 
@@ -281,15 +325,18 @@ def canonical_event(attributes: dict[str, Any], data: Any) -> dict[str, Any]:
     """The event whatever its content mode: what the fingerprint is taken over. `datacontenttype`
     is left out (the data is JSON in every mode, parsed), `time` is in UTC, and an extension's
     value is its CloudEvents canonical string (a binary-mode header is text: `12`, `true`)."""
-    canonical: dict[str, Any] = {"data": data}
+    canonical = {**attributes, "data": data}
+    canonical.pop("datacontenttype", None)
+    if _KNOWN.issuperset(attributes):  # the common case: the one datetime is `time`
+        time = attributes.get("time")
+        if isinstance(time, datetime):
+            canonical["time"] = time.astimezone(UTC).isoformat()
+        return canonical
     for name, value in attributes.items():
-        if name == "datacontenttype":
-            continue
         if isinstance(value, datetime):
-            value = value.astimezone(UTC).isoformat()
+            canonical[name] = value.astimezone(UTC).isoformat()
         elif name not in _KNOWN:
-            value = _canonical_string(value)
-        canonical[name] = value
+            canonical[name] = _canonical_string(value)
     return canonical
 
 
@@ -308,9 +355,12 @@ def content_hash(sent: dict[str, Any]) -> str:
     return hashlib.sha256(_encoded(sent)).hexdigest()[:32]
 
 
+_CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
 def _encoded(sent: dict[str, Any]) -> bytes:
     try:
-        return orjson.dumps(sent, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(sent, option=_CANONICAL)
     except TypeError:  # a value orjson refuses (an integer beyond 64 bits): canonical repr instead
         return repr(sorted(sent.items())).encode()
 
@@ -348,20 +398,20 @@ def to_command(event: ReadEvent, scope: UUID | None) -> IngestCommand | Rejectio
         )
     if scope is not None and customer != scope:
         raise OutOfScope(f"this key writes only the events of customer {scope}")
-    key = EventKey.of(
-        event.index, event.source, event.id, event.content_hash, functools.partial(content_hash, event.sent)
+    key = EventKey(
+        event.index,
+        event.source,
+        event.id,
+        event.content_hash,
+        ids.ingested_event_id(event.source, event.id),
+        functools.partial(content_hash, event.sent),
     )
     data = event.data
     try:
         if event.type == "usage.recorded":
+            metric, value = _required(data, "metric"), _required(data, "value")
             return RecordUsage(
-                key=key,
-                customer_id=customer,
-                external_id=event.subject,
-                metric=_required(data, "metric"),
-                value=_required(data, "value"),
-                properties=data.get("properties") or {},
-                occurred_at=event.time,
+                key, customer, event.subject, metric, value, data.get("properties") or {}, event.time
             )
         if event.type == "usage.corrected":
             return CorrectUsage(

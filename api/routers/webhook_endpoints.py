@@ -194,8 +194,7 @@ def resend_webhook_delivery(delivery_id: UUID, container: ContainerDep, _: Admin
                 "an attempt of this delivery is in flight: resend once it has an answer"
             )
         found = get_delivery(conn, delivery_id)
-    if container.webhook_dispatch is not None:
-        container.webhook_dispatch.wake()
+    container.wake_dispatch()
     assert found is not None, "the delivery was just made due"
     return delivery_out(found)
 

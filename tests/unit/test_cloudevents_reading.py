@@ -10,7 +10,15 @@ import pytest
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.v1.event import CloudEvent
 
-from ingest.cloudevents import ReadEvent, Rejection, _attribute_problem, content_hash, read_event
+from ingest.cloudevents import (
+    ReadEvent,
+    Rejection,
+    _attribute_problem,
+    _checked,
+    _read_plain,
+    content_hash,
+    read_event,
+)
 
 VALID: dict[str, Any] = {
     "specversion": "1.0",
@@ -96,3 +104,35 @@ def test_text_that_only_spells_a_nul_escape_is_ordinary_text() -> None:
     read = read_event({**VALID, "time": VALID["time"].isoformat(), "data": {"note": "\\u0000"}}, 0)
     assert isinstance(read, ReadEvent)
     assert read.data == {"note": "\\u0000"}
+
+
+@pytest.mark.parametrize(
+    "time",
+    [
+        "2025-03-01T13:00:00.123456+01:00",
+        "2025-03-01T00:00:00Z",
+        "1999-12-31T23:59:59.000001-08:00",
+        "2025-03-01T00:00:00.5+00:00",
+        None,
+    ],
+)
+@pytest.mark.parametrize("kind", ["usage.recorded", "user.created"])
+def test_the_common_shape_is_read_exactly_as_the_general_path_reads_it(time: str | None, kind: str) -> None:
+    """Events of the common shape take a shorter path (`_read_plain`); what it reads, the content
+    hash included, is what the general path reads: a resend in another mode stays a duplicate."""
+    raw: dict[str, Any] = {
+        **VALID,
+        "type": kind,
+        "time": time,
+        "data": {"metric": "m", "value": 1.5, "properties": {"a": [1, "x"], "é": None}},
+    }
+    if time is None:
+        del raw["time"]
+    attributes = {k: v for k, v in raw.items() if k != "data"}
+    if time is not None:
+        attributes["time"] = datetime.fromisoformat(time)
+    general = _checked(3, raw["id"], attributes, raw["data"], sent=raw)
+    plain = _read_plain(raw, 3)
+    assert isinstance(general, ReadEvent)
+    assert plain == general
+    assert read_event(raw, 3) == general
