@@ -271,7 +271,7 @@ SELECT * FROM (
           s.customer_id, q.metric, s.current_period_start, s.current_period_end, '', 0, 0, 0,
           pl.quotas -> q.metric
    FROM rm_subscriptions s
-   JOIN rm_plans pl ON pl.code = s.plan_code
+   JOIN rm_plans pl ON pl.code = s.plan_code AND pl.quotas <> '{}'::jsonb
    CROSS JOIN LATERAL jsonb_object_keys(pl.quotas) AS q(metric)
    WHERE s.status <> 'canceled' AND NOT pl.quotas -> q.metric ? 'group_by' AND NOT EXISTS (
        SELECT 1 FROM rm_usage_periods x

@@ -127,6 +127,7 @@ ALTER TABLE rm_subscriptions ADD COLUMN IF NOT EXISTS cancel_at timestamptz,
     ADD COLUMN IF NOT EXISTS items_mrr bigint NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS rm_subscriptions_customer ON rm_subscriptions (customer_id, seq);
 CREATE INDEX IF NOT EXISTS rm_subscriptions_status ON rm_subscriptions (status, seq);
+CREATE INDEX IF NOT EXISTS rm_subscriptions_seq ON rm_subscriptions (seq);
 CREATE TABLE IF NOT EXISTS rm_invoices (
     id uuid PRIMARY KEY, seq bigint NOT NULL, customer_id uuid NOT NULL, subscription_id uuid,
     number text, status text NOT NULL, currency text NOT NULL, lines jsonb NOT NULL,
@@ -154,6 +155,7 @@ ALTER TABLE rm_invoices ADD COLUMN IF NOT EXISTS period_start timestamptz,
 CREATE INDEX IF NOT EXISTS rm_invoices_subscription ON rm_invoices (subscription_id, seq);
 CREATE INDEX IF NOT EXISTS rm_invoices_customer ON rm_invoices (customer_id, seq);
 CREATE INDEX IF NOT EXISTS rm_invoices_status ON rm_invoices (status, seq);
+CREATE INDEX IF NOT EXISTS rm_invoices_seq ON rm_invoices (seq);
 CREATE TABLE IF NOT EXISTS rm_payments (
     id uuid PRIMARY KEY, seq bigint NOT NULL, customer_id uuid NOT NULL, invoice_id uuid,
     amount bigint NOT NULL, currency text NOT NULL, status text NOT NULL, attempt int NOT NULL,
@@ -167,12 +169,14 @@ CREATE INDEX IF NOT EXISTS rm_payments_backend_pending ON rm_payments (seq)
     WHERE method = 'backend' AND status = 'pending';
 CREATE INDEX IF NOT EXISTS rm_payments_invoice ON rm_payments (invoice_id, seq);
 CREATE INDEX IF NOT EXISTS rm_payments_status ON rm_payments (status, seq);
+CREATE INDEX IF NOT EXISTS rm_payments_seq ON rm_payments (seq);
 CREATE TABLE IF NOT EXISTS rm_alerts (
     id uuid PRIMARY KEY, seq bigint NOT NULL, type text NOT NULL, severity text NOT NULL,
     status text NOT NULL, customer_id uuid, subject text NOT NULL, message text NOT NULL,
     raised_at timestamptz NOT NULL, resolved_at timestamptz, note text
 );
 CREATE INDEX IF NOT EXISTS rm_alerts_status ON rm_alerts (status, seq);
+CREATE INDEX IF NOT EXISTS rm_alerts_seq ON rm_alerts (seq);
 """
 
 
