@@ -433,6 +433,17 @@ def invoice_drafted(cur: Executor, e: StoredEventRow) -> None:
     )
 
 
+# A draft's figures as its lines make them (nothing is paid on a draft: all of it remains).
+_DRAFT_FIGURES = (
+    "subtotal=%s, discount=%s, tax=%s, total=%s, amount_remaining=greatest(%s, 0), updated_at=%s WHERE id=%s"
+)
+
+
+def _draft_figures(figures: dict[str, Any], e: StoredEventRow) -> tuple[Any, ...]:
+    subtotal, discount, tax, total = (figures[k] for k in ("subtotal", "discount", "tax", "total"))
+    return (subtotal, discount, tax, total, total, e.occurred_at, e.stream_id)
+
+
 @handles("Invoice.LineAdded")
 def invoice_line_added(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
@@ -450,18 +461,8 @@ def invoice_line_added(cur: Executor, e: StoredEventRow) -> None:
         )
         return
     cur.execute(
-        "UPDATE rm_invoices SET lines = lines || jsonb_build_array(%s::jsonb), subtotal=%s, discount=%s,"
-        " tax=%s, total=%s, amount_remaining=greatest(%s, 0), updated_at=%s WHERE id=%s",
-        (
-            Jsonb(line),
-            figures["subtotal"],
-            figures["discount"],
-            figures["tax"],
-            figures["total"],
-            figures["total"],
-            e.occurred_at,
-            e.stream_id,
-        ),
+        f"UPDATE rm_invoices SET lines = lines || jsonb_build_array(%s::jsonb), {_DRAFT_FIGURES}",
+        (Jsonb(line), *_draft_figures(figures, e)),
     )
 
 
@@ -470,18 +471,7 @@ def invoice_lines_revised(cur: Executor, e: StoredEventRow) -> None:
     p = e.payload
     figures = p["figures"]
     cur.execute(
-        "UPDATE rm_invoices SET lines=%s, subtotal=%s, discount=%s, tax=%s, total=%s,"
-        " amount_remaining=greatest(%s, 0), updated_at=%s WHERE id=%s",
-        (
-            Jsonb(p["lines"]),
-            figures["subtotal"],
-            figures["discount"],
-            figures["tax"],
-            figures["total"],
-            figures["total"],
-            e.occurred_at,
-            e.stream_id,
-        ),
+        f"UPDATE rm_invoices SET lines=%s, {_DRAFT_FIGURES}", (Jsonb(p["lines"]), *_draft_figures(figures, e))
     )
 
 
