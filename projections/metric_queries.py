@@ -139,9 +139,18 @@ def _decode_uuid_cursor(cursor: str | None) -> UUID:
 
 # ------------------------------------------------------------------------------------ churn
 
-_CUSTOMERS_AT = """
-SELECT DISTINCT ON (customer_id) customer_id, mrr_after FROM rm_mrr_movements
-WHERE currency = %(currency)s AND day <= %(day)s ORDER BY customer_id, day DESC
+# Customers paying (MRR above zero) at the end of a day: the running sum of the daily changes.
+_PAYING_AT = "SELECT coalesce(sum(paying), 0) AS n FROM rm_mrr_daily WHERE currency = %s AND day <= %s"
+
+# Customers paying at the end of `start` and not at the end of `last`: only a customer with a
+# movement in between can differ, and a customer's movements chain, so the first one's
+# mrr_before is what they paid at `start` and the last one's mrr_after what they pay at `last`.
+_CHURNED_BETWEEN = """
+SELECT count(*) AS n FROM (
+  SELECT (array_agg(mrr_before ORDER BY day))[1] AS at_start,
+         (array_agg(mrr_after ORDER BY day DESC))[1] AS at_end
+  FROM rm_mrr_movements WHERE currency = %s AND day > %s AND day <= %s GROUP BY customer_id
+) w WHERE at_start > 0 AND at_end = 0
 """
 
 
@@ -150,21 +159,15 @@ def churn(conn: Connection[Any], currency: str, first: date, end: date) -> dict[
     if end <= first:
         raise InvalidValue("'to' must be after 'from' (the window is [from, to))", field="to")
     start_day, last_day = first - timedelta(days=1), end - timedelta(days=1)
-    counts: Any = conn.execute(
-        f"WITH s AS ({_CUSTOMERS_AT}), e AS ("
-        + _CUSTOMERS_AT.replace("%(day)s", "%(last)s")
-        + ") SELECT count(*) FILTER (WHERE s.mrr_after > 0) AS at_start,"
-        " count(*) FILTER (WHERE s.mrr_after > 0 AND e.mrr_after = 0) AS churned"
-        " FROM s LEFT JOIN e USING (customer_id)",
-        {"currency": currency, "day": start_day, "last": last_day},
-    ).fetchone()
+    paying: Any = conn.execute(_PAYING_AT, (currency, start_day)).fetchone()
+    churned_row: Any = conn.execute(_CHURNED_BETWEEN, (currency, start_day, last_day)).fetchone()
     sums: Any = conn.execute(
         "SELECT coalesce(sum(churn), 0) AS churn, coalesce(sum(contraction), 0) AS contraction,"
         " coalesce(sum(expansion), 0) AS expansion, coalesce(sum(reactivation), 0) AS reactivation"
         " FROM rm_mrr_daily WHERE currency = %s AND day BETWEEN %s AND %s",
         (currency, first, last_day),
     ).fetchone()
-    at_start, churned = int(counts["at_start"]), int(counts["churned"])
+    at_start, churned = int(paying["n"]), int(churned_row["n"])
     mrr_at_start = mrr_at(conn, currency, start_day)
     lost = int(sums["churn"]) + int(sums["contraction"])
     regained = int(sums["expansion"]) + int(sums["reactivation"])

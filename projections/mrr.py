@@ -51,8 +51,22 @@ CREATE TABLE IF NOT EXISTS rm_mrr_daily (
     new bigint NOT NULL DEFAULT 0, expansion bigint NOT NULL DEFAULT 0,
     contraction bigint NOT NULL DEFAULT 0, churn bigint NOT NULL DEFAULT 0,
     reactivation bigint NOT NULL DEFAULT 0,
+    paying bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (currency, day)
 );
+-- `paying`: the day's net change in the number of paying customers (MRR above zero), so a count
+-- at any day is a sum over days, not a search through every customer's movements. Tables made
+-- before the column existed get it filled from the movements once.
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                 AND table_name = 'rm_mrr_daily' AND column_name = 'paying') THEN
+    ALTER TABLE rm_mrr_daily ADD COLUMN paying bigint NOT NULL DEFAULT 0;
+    UPDATE rm_mrr_daily d SET paying = m.paying FROM (
+      SELECT currency, day, sum((mrr_after > 0)::int - (mrr_before > 0)::int) AS paying
+      FROM rm_mrr_movements GROUP BY currency, day) m
+    WHERE d.currency = m.currency AND d.day = m.day;
+  END IF;
+END $$;
 """
 MRR_TABLES = ("rm_mrr_facts", "rm_mrr_movements", "rm_mrr_daily")
 
@@ -109,6 +123,14 @@ def settle_mrr(conn: Connection[Any], events: Sequence[StoredEventRow]) -> None:
 
 
 MovementKey = tuple[UUID, str, date]
+DAILY_COLUMNS = (*MOVEMENT_KINDS, "paying")
+
+
+def _paying_change(m: Movement) -> int:
+    """+1 when a customer starts paying that day, -1 when they stop, else 0. A customer's
+    movements chain (each starts from the last one's MRR), so the changes up to a day sum to
+    whether they pay at its end."""
+    return int(m.mrr_after > 0) - int(m.mrr_before > 0)
 
 
 def recompute_customers(conn: Connection[Any], customers: Sequence[UUID]) -> None:
@@ -137,11 +159,13 @@ def recompute_customers(conn: Connection[Any], customers: Sequence[UUID]) -> Non
             " mrr_after) VALUES (%s,%s,%s,%s,%s,%s,%s)",
             [(*key, m.kind, m.amount, m.mrr_before, m.mrr_after) for key, m in added],
         )
-    deltas: dict[tuple[str, date], dict[str, int]] = defaultdict(lambda: dict.fromkeys(MOVEMENT_KINDS, 0))
+    deltas: dict[tuple[str, date], dict[str, int]] = defaultdict(lambda: dict.fromkeys(DAILY_COLUMNS, 0))
     for key in gone:
         deltas[(key[1], key[2])][old[key].kind] -= old[key].amount
+        deltas[(key[1], key[2])]["paying"] -= _paying_change(old[key])
     for key, m in added:
         deltas[(key[1], key[2])][m.kind] += m.amount
+        deltas[(key[1], key[2])]["paying"] += _paying_change(m)
     _add_to_daily(conn, deltas)
 
 
@@ -178,17 +202,17 @@ def _add_to_daily(conn: Connection[Any], deltas: dict[tuple[str, date], dict[str
         return
     cur = conn.cursor()
     cur.executemany(
-        "INSERT INTO rm_mrr_daily AS d (currency, day, new, expansion, contraction, churn, reactivation)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (currency, day) DO UPDATE SET"
+        "INSERT INTO rm_mrr_daily AS d (currency, day, new, expansion, contraction, churn, reactivation,"
+        " paying) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (currency, day) DO UPDATE SET"
         " new = d.new + excluded.new, expansion = d.expansion + excluded.expansion,"
         " contraction = d.contraction + excluded.contraction, churn = d.churn + excluded.churn,"
-        " reactivation = d.reactivation + excluded.reactivation",
-        [(cur_, day, *(deltas[(cur_, day)][k] for k in MOVEMENT_KINDS)) for cur_, day in changed],
+        " reactivation = d.reactivation + excluded.reactivation, paying = d.paying + excluded.paying",
+        [(cur_, day, *(deltas[(cur_, day)][k] for k in DAILY_COLUMNS)) for cur_, day in changed],
     )
     # A day whose movements all cancelled out has no row, however the log was batched.
     cur.executemany(
         "DELETE FROM rm_mrr_daily WHERE currency=%s AND day=%s AND new=0 AND expansion=0"
-        " AND contraction=0 AND churn=0 AND reactivation=0",
+        " AND contraction=0 AND churn=0 AND reactivation=0 AND paying=0",
         changed,
     )
 

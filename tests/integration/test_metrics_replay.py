@@ -16,6 +16,7 @@ from application import commands as c
 from application.ingestion import EventKey, IngestContext, RecordUsage
 from domain.errors import DomainError
 from infra.bootstrap import CORE_PROJECTION, Container
+from projections.metric_queries import churn
 from projections.mrr import days_whose_totals_differ
 from projections.replay import replay
 from projections.runner import head_position, wait_for_position
@@ -138,6 +139,23 @@ def _play(container: Container, ops: list[tuple[str, int, int, int]]) -> int:
     return position
 
 
+def _customers_by_definition(conn: Any, start: date, last: date) -> tuple[int, int]:
+    """Customers paying at the end of `start` (their last movement by then leaves MRR above
+    zero), and those of them paying nothing at the end of `last`: straight from each customer's
+    movements."""
+    row = conn.execute(
+        "WITH s AS (SELECT DISTINCT ON (customer_id) customer_id, mrr_after FROM rm_mrr_movements"
+        "  WHERE currency = 'EUR' AND day <= %(start)s ORDER BY customer_id, day DESC),"
+        " e AS (SELECT DISTINCT ON (customer_id) customer_id, mrr_after FROM rm_mrr_movements"
+        "  WHERE currency = 'EUR' AND day <= %(last)s ORDER BY customer_id, day DESC)"
+        " SELECT count(*) FILTER (WHERE s.mrr_after > 0) AS paying,"
+        " count(*) FILTER (WHERE s.mrr_after > 0 AND e.mrr_after = 0) AS churned"
+        " FROM s JOIN e USING (customer_id)",
+        {"start": start, "last": last},
+    ).fetchone()
+    return int(row["paying"]), int(row["churned"])
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(operations)
 @example(
@@ -163,6 +181,12 @@ def test_rebuilding_the_metrics_from_the_log_gives_the_rows_of_live_projection(
     with container.pool.connection() as conn:
         # The daily totals are exactly the sum of the customers' movements.
         assert days_whose_totals_differ(conn) == []
+        # The churn counts read from the daily totals are those of SPEC 4's definition.
+        for first in (BASE.date() + timedelta(days=d) for d in range(-1, 190, 17)):
+            window = churn(conn, "EUR", first, first + timedelta(days=30))
+            assert (window["customers_at_start"], window["churned_customers"]) == _customers_by_definition(
+                conn, first - timedelta(days=1), first + timedelta(days=29)
+            ), first
     replay(container.address.conninfo(), container.settings.database_schema, CORE_PROJECTION, workers=2)
     rebuilt = read_model_rows(container)
     for table, rows in live.items():
