@@ -46,13 +46,16 @@ def event_store_env(address: DatabaseAddress, schema: str, pool_size: int) -> di
 def open_pool(address: DatabaseAddress, schema: str, size: int, name: str = "ledger") -> ConnectionPool:
     """A pool whose connections see the ledger's schema first, autocommit off. psycopg prepares
     nothing on them by itself: the projectors keep prepared statements of their own there, which
-    psycopg's `DEALLOCATE ALL` after a rollback would drop (see projections/pipeline_sink.py)."""
+    psycopg's `DEALLOCATE ALL` after a rollback would drop (see projections/pipeline_sink.py).
+    JIT is off: PostgreSQL compiles a query whose estimated cost is high, and a page of a list
+    is estimated as if it read every row its LIMIT spares it (seconds of compiling for a page of
+    customers that runs in milliseconds)."""
     pool: ConnectionPool = ConnectionPool(
         address.conninfo(),
         min_size=1,
         max_size=size,
         kwargs={
-            "options": f"-c search_path={schema},public",
+            "options": f"-c search_path={schema},public -c jit=off",
             "row_factory": dict_row,
             "prepare_threshold": None,
         },

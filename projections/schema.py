@@ -110,6 +110,7 @@ ALTER TABLE rm_credit_notes ADD COLUMN IF NOT EXISTS buyer jsonb;
 CREATE INDEX IF NOT EXISTS rm_credit_notes_customer ON rm_credit_notes (customer_id, seq);
 CREATE INDEX IF NOT EXISTS rm_credit_notes_invoice ON rm_credit_notes (invoice_id, seq);
 CREATE INDEX IF NOT EXISTS rm_customers_seq ON rm_customers (seq);
+CREATE INDEX IF NOT EXISTS rm_customers_currency ON rm_customers (currency);
 CREATE TABLE IF NOT EXISTS rm_subscriptions (
     id uuid PRIMARY KEY, seq bigint NOT NULL, customer_id uuid NOT NULL, plan_code text NOT NULL,
     quantity int NOT NULL, status text NOT NULL, amount bigint NOT NULL, currency text NOT NULL,
@@ -128,6 +129,8 @@ ALTER TABLE rm_subscriptions ADD COLUMN IF NOT EXISTS cancel_at timestamptz,
 CREATE INDEX IF NOT EXISTS rm_subscriptions_customer ON rm_subscriptions (customer_id, seq);
 CREATE INDEX IF NOT EXISTS rm_subscriptions_status ON rm_subscriptions (status, seq);
 CREATE INDEX IF NOT EXISTS rm_subscriptions_seq ON rm_subscriptions (seq);
+-- The summary's counts per currency and status read this index alone.
+CREATE INDEX IF NOT EXISTS rm_subscriptions_currency_status ON rm_subscriptions (currency, status);
 CREATE TABLE IF NOT EXISTS rm_invoices (
     id uuid PRIMARY KEY, seq bigint NOT NULL, customer_id uuid NOT NULL, subscription_id uuid,
     number text, status text NOT NULL, currency text NOT NULL, lines jsonb NOT NULL,
@@ -170,6 +173,7 @@ CREATE INDEX IF NOT EXISTS rm_payments_backend_pending ON rm_payments (seq)
 CREATE INDEX IF NOT EXISTS rm_payments_invoice ON rm_payments (invoice_id, seq);
 CREATE INDEX IF NOT EXISTS rm_payments_status ON rm_payments (status, seq);
 CREATE INDEX IF NOT EXISTS rm_payments_seq ON rm_payments (seq);
+CREATE INDEX IF NOT EXISTS rm_payments_currency_status ON rm_payments (currency, status);
 CREATE TABLE IF NOT EXISTS rm_alerts (
     id uuid PRIMARY KEY, seq bigint NOT NULL, type text NOT NULL, severity text NOT NULL,
     status text NOT NULL, customer_id uuid, subject text NOT NULL, message text NOT NULL,

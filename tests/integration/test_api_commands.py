@@ -133,6 +133,17 @@ def test_revising_a_plan_records_its_new_terms(client: TestClient, admin: dict[s
     assert revised.json()["version"] == 2
 
 
+def _listed_under(client: TestClient, admin: dict[str, str], customer_id: str) -> set[str]:
+    """The statuses whose filtered customer list holds the customer."""
+    found = set()
+    for status in ("active", "at_risk", "churned"):
+        listed = client.get("/v1/customers", params={"status": status, "limit": 100}, headers=admin)
+        assert listed.status_code == 200, listed.text
+        if customer_id in {c["id"] for c in listed.json()["data"]}:
+            found.add(status)
+    return found
+
+
 def test_failed_payment_makes_subscription_past_due_and_payment_recovers_it(
     client: TestClient, admin: dict[str, str]
 ) -> None:
@@ -170,6 +181,7 @@ def test_failed_payment_makes_subscription_past_due_and_payment_recovers_it(
     assert read.json()["mrr"] == 2000  # past_due still counts
     at_risk = client.get(f"/v1/customers/{customer['id']}", headers=admin)
     assert at_risk.json()["status"] == "at_risk"
+    assert _listed_under(client, admin, customer["id"]) == {"at_risk"}
 
     client.post(f"/v1/payments/{payment['id']}/retry", json={}, headers=admin)
     paid = client.post(f"/v1/payments/{payment['id']}/succeed", json={}, headers=admin)
@@ -185,6 +197,7 @@ def test_failed_payment_makes_subscription_past_due_and_payment_recovers_it(
     assert (inv["status"], inv["amount_paid"], inv["amount_remaining"]) == ("paid", 2000, 0)
     healthy = client.get(f"/v1/customers/{customer['id']}", headers=admin).json()
     assert healthy["status"] == "active"
+    assert _listed_under(client, admin, customer["id"]) == {"active"}
     assert healthy["lifetime_value"] == 2000
 
 
