@@ -151,16 +151,19 @@ def _decode_uuid_cursor(cursor: str | None) -> UUID:
 # ------------------------------------------------------------------------------------ churn
 
 # Customers paying (MRR above zero) at the end of a day: the running sum of the daily changes.
-_PAYING_AT = "SELECT coalesce(sum(paying), 0) AS n FROM rm_mrr_daily WHERE currency = %s AND day <= %s"
+_PAYING_AT = (
+    "SELECT coalesce(sum(paying), 0) FROM rm_mrr_daily WHERE currency = %(currency)s AND day <= %(start)s"
+)
 
 # Customers paying at the end of `start` and not at the end of `last`: only a customer with a
 # movement in between can differ, and a customer's movements chain, so the first one's
 # mrr_before is what they paid at `start` and the last one's mrr_after what they pay at `last`.
 _CHURNED_BETWEEN = """
-SELECT count(*) AS n FROM (
+SELECT count(*) FROM (
   SELECT (array_agg(mrr_before ORDER BY day))[1] AS at_start,
          (array_agg(mrr_after ORDER BY day DESC))[1] AS at_end
-  FROM rm_mrr_movements WHERE currency = %s AND day > %s AND day <= %s GROUP BY customer_id
+  FROM rm_mrr_movements WHERE currency = %(currency)s AND day > %(start)s AND day <= %(last)s
+  GROUP BY customer_id
 ) w WHERE at_start > 0 AND at_end = 0
 """
 
@@ -170,15 +173,17 @@ def churn(conn: Connection[Any], currency: str, first: date, end: date) -> dict[
     if end <= first:
         raise InvalidValue("'to' must be after 'from' (the window is [from, to))", field="to")
     start_day, last_day = first - timedelta(days=1), end - timedelta(days=1)
-    paying: Any = conn.execute(_PAYING_AT, (currency, start_day)).fetchone()
-    churned_row: Any = conn.execute(_CHURNED_BETWEEN, (currency, start_day, last_day)).fetchone()
+    counts: Any = conn.execute(
+        f"SELECT ({_PAYING_AT}) AS at_start, ({_CHURNED_BETWEEN}) AS churned",
+        {"currency": currency, "start": start_day, "last": last_day},
+    ).fetchone()
     sums: Any = conn.execute(
         "SELECT coalesce(sum(churn), 0) AS churn, coalesce(sum(contraction), 0) AS contraction,"
         " coalesce(sum(expansion), 0) AS expansion, coalesce(sum(reactivation), 0) AS reactivation"
         " FROM rm_mrr_daily WHERE currency = %s AND day BETWEEN %s AND %s",
         (currency, first, last_day),
     ).fetchone()
-    at_start, churned = int(paying["n"]), int(churned_row["n"])
+    at_start, churned = int(counts["at_start"]), int(counts["churned"])
     mrr_at_start = mrr_at(conn, currency, start_day)
     lost = int(sums["churn"]) + int(sums["contraction"])
     regained = int(sums["expansion"]) + int(sums["reactivation"])
@@ -434,18 +439,26 @@ def entitlement(
 
 
 def summary(conn: Connection[Any], currency: str, today: date) -> dict[str, Any]:
-    counts: Any = conn.execute(
-        "SELECT (SELECT count(*) FROM rm_subscriptions WHERE currency = %(c)s"
+    """The cards of a dashboard in one statement (a round trip each would cost more than the
+    reads). The churn rate is customer churn over the 30 days ending today, as `churn` counts it."""
+    start, last = today - timedelta(days=30), today
+    row: Any = conn.execute(
+        "SELECT (SELECT count(*) FROM rm_subscriptions WHERE currency = %(currency)s"
         "        AND status IN ('active', 'past_due')) AS active_subscriptions,"
-        " (SELECT count(*) FROM rm_payments WHERE currency = %(c)s AND status = 'failed') AS failed_payments",
-        {"c": currency},
+        " (SELECT count(*) FROM rm_payments WHERE currency = %(currency)s AND status = 'failed')"
+        "  AS failed_payments,"
+        " (SELECT coalesce(sum(new + expansion + reactivation - contraction - churn), 0) FROM rm_mrr_daily"
+        "  WHERE currency = %(currency)s AND day <= %(last)s) AS mrr,"
+        f" ({_PAYING_AT}) AS at_start, ({_CHURNED_BETWEEN}) AS churned,"
+        f" (SELECT coalesce(sum(amount_remaining), 0) FROM rm_receivable_spans WHERE {_UNPAID_AT}"
+        "  AND currency = %(currency)s) AS unpaid_total",
+        {"currency": currency, "start": start, "last": last, "moment": end_of(today)},
     ).fetchone()
-    window = churn(conn, currency, today - timedelta(days=29), today + timedelta(days=1))
     return {
         "currency": currency,
-        "mrr": mrr_at(conn, currency, today),
-        "active_subscriptions": int(counts["active_subscriptions"]),
-        "failed_payments": int(counts["failed_payments"]),
-        "customer_churn_rate_30d": window["customer_churn_rate"],
-        "unpaid_total": unpaid_total(conn, currency, today),
+        "mrr": int(row["mrr"]),
+        "active_subscriptions": int(row["active_subscriptions"]),
+        "failed_payments": int(row["failed_payments"]),
+        "customer_churn_rate_30d": rate(int(row["churned"]), int(row["at_start"])),
+        "unpaid_total": int(row["unpaid_total"]),
     }

@@ -3,7 +3,7 @@ what finance reads, checked against SPEC section 4."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 from uuid import UUID
@@ -192,6 +192,29 @@ def test_churn_is_zero_without_cancellations_and_counts_a_churned_customer(finan
     assert window["churned_mrr"] == 2000
     assert window["gross_mrr_churn_rate"] == 0.25
     assert window["net_mrr_churn_rate"] == 0.25
+
+
+def test_the_summary_reads_the_customer_churn_of_the_last_30_days(finance: Finance) -> None:
+    finance.plans(MONTHLY)
+    today = datetime.now(UTC).date()
+    started = f"{today - timedelta(days=70)}T10:00:00Z"
+    subs = [finance.subscribe(finance.customer(f"s{i}"), "pro", started) for i in range(5)]
+    # One churned before the window, two inside it; a newcomer in the window is not at its start.
+    for sub, days_ago in ((subs[0], 40), (subs[1], 10), (subs[2], 12)):
+        at = f"{today - timedelta(days=days_ago)}T10:00:00Z"
+        finance.post(f"/v1/subscriptions/{sub}/cancel", {"at_period_end": False, "effective_at": at}, 200)
+    finance.subscribe(finance.customer("newcomer"), "pro", f"{today - timedelta(days=5)}T10:00:00Z")
+
+    summary = finance.get("/v1/metrics/summary", currency="EUR")
+    window = finance.get(
+        "/v1/metrics/churn",
+        **{"from": str(today - timedelta(days=29)), "to": str(today + timedelta(days=1)), "currency": "EUR"},
+    )
+    # Four paying 30 days ago; two of them pay nothing today.
+    assert (window["customers_at_start"], window["churned_customers"]) == (4, 2)
+    assert summary["customer_churn_rate_30d"] == window["customer_churn_rate"] == 0.5
+    assert summary["mrr"] == 3 * 2000
+    assert summary["active_subscriptions"] == 3
 
 
 def _open_invoice(finance: Finance, customer: str, amount: int, at: str, due: str) -> str:
