@@ -11,19 +11,25 @@ Figures (each page load in a fresh browser context, so nothing is cached):
   browser saw it (resource timing: request start to response end, while the screen's other calls
   run beside it), and the same call's p95 alone (30 calls one after another, keep-alive).
 The read models' tables are ANALYZEd first, as autovacuum would have done in a running system.
+The API is served as deployed: `ledger api --workers N` (`--api-workers`, default 2: one per core,
+as `ledger up` starts them), in processes of its own beside the browser.
 Targets of issue 14: each time under 1 s, under 300 KB, the slowest call's p95 under 50 ms.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +39,8 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.browser import launch_chromium, serving
+from bench.browser import launch_chromium
+from bench.ledger_up import free_port
 from infra.bootstrap import CORE_PROJECTION, bootstrap
 from infra.settings import DatabaseAddress, Settings
 from projections.runner import head_position, wait_for_position
@@ -64,6 +71,41 @@ def build_history(url: str, schema: str, customers: int, months: int, seed: int)
         check=True,
     )  # fmt: skip
     return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def api_processes(database_url: str, schema: str, workers: int) -> Iterator[str]:
+    """`ledger api --workers N` on the history, on a free loopback port, until the block ends;
+    yields its base URL."""
+    port = free_port()
+    env = {**os.environ, "LEDGER_DATABASE_URL": database_url, "LEDGER_DATABASE_SCHEMA": schema}
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "api", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(workers)],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                if process.poll() is not None:
+                    log.seek(0)
+                    raise SystemExit(f"ledger api stopped:\n{log.read()[-3000:]}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise SystemExit("ledger api did not answer within 120 s")
+                time.sleep(0.2)
+            yield base
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def load(browser: Any, base: str, key: str, screen: str) -> dict[str, Any]:
@@ -172,6 +214,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=os.environ.get("LEDGER_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
     )
     parser.add_argument("--schema", help="use this schema (default: a new one, dropped at the end)")
+    parser.add_argument("--api-workers", type=int, default=2, help="processes of `ledger api`")
     parser.add_argument("--no-build", action="store_true", help="the schema holds a history already")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
@@ -208,7 +251,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             counted: Any = conn.execute("SELECT count(*) AS n FROM rm_customers").fetchone()
             results["customers"] = int(counted["n"])
         _, key = container.keys.mint(role="read", name="dashboard bench")
-        with serving(container) as base:
+        container.close()
+        results["api_workers"] = args.api_workers
+        with api_processes(args.database_url, schema, args.api_workers) as base:
             results |= measure(base, key, args.runs)
     finally:
         if not args.schema:

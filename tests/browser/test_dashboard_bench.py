@@ -29,6 +29,7 @@ def test_the_dashboard_benchmark_measures_paint_chart_bytes_and_api_calls_of_eac
     assert done.returncode == 0, done.stdout + done.stderr
 
     figures = json.loads(out.read_text())
+    assert figures["api_workers"] == 2  # served as `ledger up` serves it
     overview = figures["overview"]
     assert overview["first_contentful_paint_ms_p50"] > 0
     assert overview["chart_drawn_ms_p50"] >= overview["first_contentful_paint_ms_p50"]
