@@ -43,7 +43,15 @@ from psycopg_pool import ConnectionPool
 from infra import kafka as k
 from infra.background import BackgroundLoop
 from infra.relay import event_from_message
-from projections.checkpoints import Checkpoint, adopt_kafka_feed, lock_checkpoint, save_checkpoint
+from projections.checkpoints import (
+    Checkpoint,
+    adopt_kafka_feed,
+    lock_checkpoint,
+    lock_checkpoints,
+    relax_commit,
+    save_checkpoint,
+    save_checkpoints,
+)
 from projections.core import StoredEventRow
 from projections.failures import (
     ProjectionFailure,
@@ -291,23 +299,20 @@ class KafkaProjector:
             return sum(self._consume_events(tp, records) for tp, records in polled.items())
 
     def _apply_partitions(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> int:
-        resumed: list[Checkpoint] = []
         with self.pool.connection() as conn, conn.transaction():
+            relax_commit(conn)
             # Locked in partition order: two processes never wait on each other in a cycle.
-            work = [
-                (lock_checkpoint(conn, self.name, tp.partition), records)
-                for tp, records in sorted(polled.items(), key=lambda item: item[0].partition)
-            ]
-            pending = [self._pending(conn, checkpoint, records) for checkpoint, records in work]
+            records_of = {tp.partition: records for tp, records in polled.items()}
+            checkpoints = lock_checkpoints(conn, self.name, list(records_of))
+            pending = [self._pending(conn, c, records_of[c.partition]) for c in checkpoints]
             everything = sorted((e for events in pending for e in events), key=lambda e: e.position)
             if everything:
                 apply_all(conn, everything, self.apply)
-            for (checkpoint, _), events in zip(work, pending, strict=True):
+            for checkpoint, events in zip(checkpoints, pending, strict=True):
                 if events:
                     checkpoint.position = events[-1].position
                 self._settle_watermark(checkpoint)
-                if save_checkpoint(conn, self.name, checkpoint):
-                    resumed.append(checkpoint)
+            resumed = save_checkpoints(conn, self.name, checkpoints)
         for checkpoint in resumed:
             self._resumed(checkpoint.partition, checkpoint.position)
         return len(everything)
@@ -347,6 +352,7 @@ class KafkaProjector:
 
     def _apply_partition(self, partition: int, records: list[ConsumerRecord]) -> int:
         with self.pool.connection() as conn, conn.transaction():
+            relax_commit(conn)
             checkpoint = lock_checkpoint(conn, self.name, partition)
             pending = self._pending(conn, checkpoint, records)
             if pending:
@@ -447,6 +453,7 @@ class KafkaProjector:
         if not queue or (known is not None and queue[0][1] > known):
             return  # nothing reached yet (this process is the one applying the partition)
         with self.pool.connection() as conn, conn.transaction():
+            relax_commit(conn)
             checkpoint = lock_checkpoint(conn, self.name, partition)
             before = checkpoint.watermark
             self._settle_watermark(checkpoint)
