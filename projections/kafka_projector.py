@@ -74,6 +74,20 @@ def _header(record: ConsumerRecord, name: str) -> str:
     raise ValueError(f"message at offset {record.offset} has no '{name}' header")
 
 
+def _position_and_prev(record: ConsumerRecord) -> tuple[int, int]:
+    """The `position` and `prev` headers, in one pass over the headers."""
+    position = prev = None
+    for key, value in record.headers or ():
+        if key == "position":
+            position = int(bytes(value))
+        elif key == "prev":
+            prev = int(bytes(value))
+    if position is None or prev is None:
+        missing = "position" if position is None else "prev"
+        raise ValueError(f"message at offset {record.offset} has no '{missing}' header")
+    return position, prev
+
+
 class _OnAssignments(ConsumerRebalanceListener):  # type: ignore[misc]
     """Logs assignments of the events topic and prepares new partitions after the next poll
     (blocking consumer calls are not allowed in here):
@@ -323,8 +337,7 @@ class KafkaProjector:
         """The events of a partition's records not applied yet, gaps filled from the store."""
         pending: list[StoredEventRow] = []
         for record in records:
-            position = int(_header(record, "position"))
-            prev = int(_header(record, "prev"))
+            position, prev = _position_and_prev(record)
             last = pending[-1].position if pending else checkpoint.position
             if prev > last:
                 pending.extend(self._missing(conn, checkpoint.partition, last, prev))
