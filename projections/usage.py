@@ -31,6 +31,7 @@ from domain.metrics import UsageValue, aggregate_usage, usage_period_of
 from domain.periods import BillingGrid, GridFact, GridFactKind, billing_grid, months_in
 from domain.usage import usage_group
 from projections.core import Executor, StoredEventRow
+from projections.set_sink import array_literal
 
 USAGE_DDL = """
 CREATE TABLE IF NOT EXISTS rm_usage_records (
@@ -166,36 +167,52 @@ def _group_by(cur: Any, customers: Sequence[UUID]) -> GroupBy:
 
 
 def settle_usage(conn: Connection[Any], events: Sequence[StoredEventRow]) -> None:
-    """Recompute the period totals of every customer the batch touched, from all their records
-    and periods (so the result does not depend on how the log was batched)."""
-    touched = {
-        e.customer_id
-        for e in events
-        if e.customer_id is not None and (e.type in USAGE_EVENTS or e.type.startswith("Subscription."))
-    }
+    """Recompute the period totals the batch may have changed, from the stored records and
+    billing facts (so the result does not depend on how the log was batched):
+
+    - a customer whose subscriptions, plans or corrected records the batch touched: all of its
+      periods (its billing grid or grouping may have changed, or a correction's period is not
+      in the event);
+    - a customer the batch only brought new records: just the periods those records count in
+      (its grid and grouping are what they were, so no other period changes). Reading all of
+      its records for every batch made a live projector's work grow with the customer's history."""
+    usage_only: set[UUID] = set()
+    whole: set[UUID] = set()
+    for e in events:
+        if e.customer_id is None:
+            continue
+        if e.type == "UsageRecord.Recorded":
+            usage_only.add(e.customer_id)
+        elif e.type == "UsageRecord.Corrected" or e.type.startswith("Subscription."):
+            whole.add(e.customer_id)
     cur = conn.cursor(row_factory=tuple_row)
     revised = [e.stream_id for e in events if e.type == "Plan.Revised"]
     if revised:
-        touched.update(r[0] for r in cur.execute(_REGROUPED, (revised,)).fetchall())
-    customers = sorted(touched)
-    if not customers:
-        return
-    group_by = _group_by(cur, customers)
-    grouped = [c for c, of_customer in group_by.items() if any(of_customer.values())]
-    records = cur.execute(
-        "SELECT customer_id, metric, occurred_at, position, value,"
-        " CASE WHEN customer_id = ANY(%s) THEN properties END FROM rm_usage_records"
-        " WHERE customer_id = ANY(%s)",
-        (grouped, customers),
-    ).fetchall()
-    cur.execute("DELETE FROM rm_usage_periods WHERE customer_id = ANY(%s)", (customers,))
-    if not records:
-        return
+        whole.update(r[0] for r in cur.execute(_REGROUPED, (revised,)).fetchall())
+    usage_only -= whole
+    if whole:
+        _settle_customers(cur, sorted(whole))
+    if usage_only:
+        recorded = [e for e in events if e.customer_id in usage_only and e.type == "UsageRecord.Recorded"]
+        group_by = _group_by(cur, sorted(usage_only))
+        grouped = {c for c, of_customer in group_by.items() if any(of_customer.values())}
+        if grouped:
+            _settle_periods(cur, [e for e in recorded if e.customer_id in grouped])
+        _add_to_periods(cur, [e for e in recorded if e.customer_id not in grouped])
+
+
+_Totals = dict[tuple[UUID, str, datetime, datetime, str | None, str], list[UsageValue]]
+_RECORD_COLUMNS = (
+    "customer_id, metric, occurred_at, position, value, CASE WHEN customer_id = ANY(%s) THEN properties END"
+)
+
+
+def _grids(cur: Any, customers: Sequence[UUID]) -> dict[UUID, list[BillingGrid]]:
     facts: dict[UUID, dict[UUID, list[GridFact]]] = defaultdict(lambda: defaultdict(list))
     for customer_id, subscription_id, position, occurred_at, kind, months, moment in cur.execute(
         "SELECT customer_id, subscription_id, position, occurred_at, kind, months, moment"
         " FROM rm_billing_facts WHERE customer_id = ANY(%s)",
-        (sorted({r[0] for r in records}),),
+        (list(customers),),
     ).fetchall():
         facts[customer_id][subscription_id].append(GridFact(position, occurred_at, kind, months, moment))
     grids: dict[UUID, list[BillingGrid]] = defaultdict(list)
@@ -204,7 +221,106 @@ def settle_usage(conn: Connection[Any], events: Sequence[StoredEventRow]) -> Non
             grid = billing_grid(str(subscription_id), sub_facts)
             if grid is not None:
                 grids[customer_id].append(grid)
-    totals: dict[tuple[UUID, str, datetime, datetime, str | None, str], list[UsageValue]] = defaultdict(list)
+    return grids
+
+
+def _settle_customers(cur: Any, customers: list[UUID]) -> None:
+    """All the periods of these customers, from all their records."""
+    group_by = _group_by(cur, customers)
+    grouped = [c for c, of_customer in group_by.items() if any(of_customer.values())]
+    records = cur.execute(
+        f"SELECT {_RECORD_COLUMNS} FROM rm_usage_records WHERE customer_id = ANY(%s)",
+        (grouped, customers),
+    ).fetchall()
+    cur.execute("DELETE FROM rm_usage_periods WHERE customer_id = ANY(%s)", (customers,))
+    if not records:
+        return
+    grids = _grids(cur, sorted({r[0] for r in records}))
+    totals: _Totals = defaultdict(list)
+    _add(totals, records, grids, group_by)
+    _insert(cur, totals)
+
+
+def _settle_periods(cur: Any, recorded: list[StoredEventRow]) -> None:
+    """The periods the new records count in. A record counts in the period holding its
+    occurred_at, so every record of such a period occurred at or after the period's start:
+    reading each (customer, metric) from its earliest such start on finds all of them."""
+    customers = sorted({e.customer_id for e in recorded if e.customer_id is not None})
+    grids = _grids(cur, customers)
+    starts: dict[tuple[UUID, str], set[datetime]] = defaultdict(set)
+    for e in recorded:
+        customer_id = e.customer_id
+        if customer_id is None:
+            continue
+        start, _, _ = usage_period_of(e.occurred_at, grids[customer_id])
+        starts[(customer_id, e.payload["metric"])].add(start)
+    keys = sorted(starts, key=lambda key: (str(key[0]), key[1]))
+    group_by = _group_by(cur, customers)
+    grouped = [c for c, of_customer in group_by.items() if any(of_customer.values())]
+    records = cur.execute(
+        f"SELECT {_RECORD_COLUMNS} FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[]) AS a(c, m, low)"
+        " JOIN rm_usage_records ON customer_id = a.c AND metric = a.m AND occurred_at >= a.low",
+        (grouped, [c for c, _ in keys], [m for _, m in keys], [min(starts[key]) for key in keys]),
+    ).fetchall()
+    deleted = [(c, m, s) for c, m in keys for s in sorted(starts[(c, m)])]
+    cur.execute(
+        "DELETE FROM rm_usage_periods p USING unnest(%s::uuid[], %s::text[], %s::timestamptz[]) AS a(c, m, s)"
+        " WHERE p.customer_id = a.c AND p.metric = a.m AND p.period_start = a.s",
+        ([c for c, _, _ in deleted], [m for _, m, _ in deleted], [s for _, _, s in deleted]),
+    )
+    totals: _Totals = defaultdict(list)
+    _add(totals, records, grids, group_by)
+    _insert(cur, {key: values for key, values in totals.items() if key[2] in starts[(key[0], key[1])]})
+
+
+# New records added to their periods' totals, for customers whose quotas group nothing (every
+# record counts under the group ""). Each record is read back as stored (the value as numeric)
+# and counted only if this event wrote it (its position): a record id seen before adds nothing.
+# A period's records all came before these in the log, so on equal occurred_at the new one is
+# the last.
+_ADD_TO_PERIODS = """
+INSERT INTO rm_usage_periods AS p (customer_id, metric, period_start, period_end, subscription_id,
+    grp, records, used_sum, used_max, used_last, last_at)
+SELECT r.customer_id, r.metric, a.s, min(a.e), min(a.sub)::uuid, '', count(*), sum(r.value),
+       max(r.value), (array_agg(r.value ORDER BY r.occurred_at DESC, r.position DESC))[1],
+       max(r.occurred_at)
+FROM unnest(%s::uuid[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::text[])
+     AS a(id, pos, s, e, sub)
+JOIN rm_usage_records r ON r.record_id = a.id AND r.position = a.pos
+GROUP BY r.customer_id, r.metric, a.s
+ORDER BY r.customer_id::text, r.metric, a.s
+ON CONFLICT (customer_id, metric, period_start, grp) DO UPDATE SET
+    records = p.records + excluded.records,
+    used_sum = p.used_sum + excluded.used_sum,
+    used_max = greatest(p.used_max, excluded.used_max),
+    used_last = CASE WHEN p.last_at IS NULL OR excluded.last_at >= p.last_at
+                     THEN excluded.used_last ELSE p.used_last END,
+    last_at = greatest(p.last_at, excluded.last_at)
+"""
+
+
+def _add_to_periods(cur: Any, recorded: list[StoredEventRow]) -> None:
+    """Each new record added to the totals of its period (see `_ADD_TO_PERIODS`): what a
+    recomputation of that period from all its records gives, without reading them."""
+    if not recorded:
+        return
+    grids = _grids(cur, sorted({e.customer_id for e in recorded if e.customer_id is not None}))
+    columns: tuple[list[Any], ...] = ([], [], [], [], [])
+    for e in recorded:
+        if e.customer_id is None:
+            continue
+        start, end, subscription_id = usage_period_of(e.occurred_at, grids[e.customer_id])
+        for column, value in zip(
+            columns, (e.stream_id, e.position, start, end, subscription_id), strict=True
+        ):
+            column.append(value)
+    # Sent as array literals (text, cast by the statement): psycopg's array dumper costs more.
+    cur.execute(_ADD_TO_PERIODS, [array_literal(column).decode() for column in columns])
+
+
+def _add(
+    totals: _Totals, records: Sequence[Any], grids: dict[UUID, list[BillingGrid]], group_by: GroupBy
+) -> None:
     for customer_id, metric, occurred_at, position, value, properties in records:
         start, end, subscription_id = usage_period_of(occurred_at, grids[customer_id])
         by = group_by.get(customer_id, {}).get(subscription_id, {}).get(metric)
@@ -212,6 +328,11 @@ def settle_usage(conn: Connection[Any], events: Sequence[StoredEventRow]) -> Non
         totals[(customer_id, metric, start, end, subscription_id, group)].append(
             UsageValue(occurred_at, position, value)
         )
+
+
+def _insert(cur: Any, totals: _Totals) -> None:
+    if not totals:
+        return
     cur.executemany(
         "INSERT INTO rm_usage_periods (customer_id, metric, period_start, period_end, subscription_id,"
         " grp, records, used_sum, used_max, used_last, last_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
