@@ -23,10 +23,11 @@ before. The walk also keeps every 1,024th (recorded_at, position), so finding P 
 What is read. The queries of projections/metric_queries.py run unchanged, with a search path
 holding only the views below (the position in the session setting `ledger.known_position`):
 rm_mrr_movements and rm_receivable_spans (the versions current at P), rm_mrr_daily (the sums of
-those movements: the live table is their running sum, checked by `days_whose_totals_differ`),
-rm_customers and rm_plans (those created by P, their name and currency read from their own
-events at P). A query that needed another table would fail rather than read today's rows. The
-quotas list reads tables that keep no versions: it still answers from a full replay."""
+those movements, `paying` included: the live table is their running sum, checked by
+`days_whose_totals_differ`), rm_customers and rm_plans (those created by P, their name and
+currency read from their own events at P). A query that needed another table would fail rather
+than read today's rows. The quotas list reads tables that keep no versions: it still answers
+from a full replay."""
 
 from __future__ import annotations
 
@@ -78,6 +79,7 @@ _VIEW_SQL = {
             f"coalesce(sum(amount) FILTER (WHERE kind = '{k}'), 0)::bigint AS {k}"
             for k in ("new", "expansion", "contraction", "churn", "reactivation")
         )
+        + ", coalesce(sum((mrr_after > 0)::int - (mrr_before > 0)::int), 0)::bigint AS paying"
         + " FROM {v}.rm_mrr_movements GROUP BY currency, day"
     ),
     "rm_receivable_spans": (
@@ -196,26 +198,31 @@ def versions_complete(conn: Connection[Any]) -> bool:
     return not _first(row)
 
 
+_ENSURED: set[str] = set()
+
+
 def ensure_views(conn: Connection[Any], schema: str) -> None:
-    """Create the views if missing (a replay's swap drops them with the tables they read)."""
+    """Create the views once per process (their definition may have changed with the code) and
+    again whenever some are missing (a replay's swap drops them with the tables they read)."""
     target = views_schema(schema)
-    row = conn.execute(
-        "SELECT count(*) AS p FROM pg_views WHERE schemaname = %s AND viewname = ANY(%s)",
-        (target, list(VIEWS)),
-    ).fetchone()
-    if int(_first(row)) == len(VIEWS):
-        return
+    if schema in _ENSURED:
+        row = conn.execute(
+            "SELECT count(*) AS p FROM pg_views WHERE schemaname = %s AND viewname = ANY(%s)",
+            (target, list(VIEWS)),
+        ).fetchone()
+        if int(_first(row)) == len(VIEWS):
+            return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(7429016)")
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(target)))
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(target)))
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(target)))
         for view in VIEWS:
             body = _VIEW_SQL[view].replace("{s}", _quoted(schema)).replace("{v}", _quoted(target))
             conn.execute(
-                sql.SQL("CREATE OR REPLACE VIEW {}.{} AS ").format(
-                    sql.Identifier(target), sql.Identifier(view)
-                )
+                sql.SQL("CREATE VIEW {}.{} AS ").format(sql.Identifier(target), sql.Identifier(view))
                 + sql.SQL(body)  # type: ignore[arg-type]
             )
+    _ENSURED.add(schema)
 
 
 def _quoted(name: str) -> str:
