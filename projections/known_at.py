@@ -13,12 +13,12 @@ The moment → position step. `recorded_at` is the database's clock_timestamp() 
 append holds the event table's EXCLUSIVE lock (infra/eventstore.py), and positions come from a
 sequence in the same insert: so recorded_at never decreases along positions, and the events
 recorded at or before T are exactly those at or before P, the last position recorded by T.
-This is checked, not assumed: each process walks the log once (then only what was appended
-since) and checks that recorded_at never goes back; if it ever does (a clock stepped back), or
-if the versions are not complete (read models written before versions were kept, until a
-`ledger replay`), `known_at` answers from a full replay snapshot (projections/snapshots.py), as
-before. The walk also keeps every 1,024th (recorded_at, position), so finding P reads at most
-1,024 index entries.
+This is checked, not assumed: the log is walked once (then only what was appended since; the
+walk is kept in `known_at_walk`, so a new process goes on from there) checking that recorded_at
+never goes back; if it ever does (a clock stepped back), or if the versions are not complete
+(read models written before versions were kept, until a `ledger replay`), `known_at` answers
+from a full replay snapshot (projections/snapshots.py), as before. The walk also keeps every
+1,024th (recorded_at, position), so finding P reads at most 1,024 index entries.
 
 What is read. The queries of projections/metric_queries.py run unchanged, with a search path
 holding only the views below (the position in the session setting `ledger.known_position`):
@@ -110,16 +110,37 @@ _UNVERSIONED = " OR ".join(
 )
 
 
+# The walk, kept: a process starting on a long log reads it here instead of walking it again.
+# A cache (unlogged: after a crash it is empty, and the log is walked again).
+WALK_DDL = (
+    "CREATE UNLOGGED TABLE IF NOT EXISTS known_at_walk (position bigint PRIMARY KEY,"
+    " recorded_at timestamptz NOT NULL, back boolean NOT NULL)"
+)
+
+
 @dataclass
 class _Walk:
-    """How far this process has checked the log: positions up to `upto`, the last recorded_at
-    whether recorded_at ever went back, and every SAMPLE_EVERY-th (recorded_at, position)."""
+    """How far the log has been checked: positions up to `upto`, whether recorded_at ever went
+    back, and every SAMPLE_EVERY-th (recorded_at, position)."""
 
     upto: int = 0
     monotone: bool = True
+    loaded: bool = False
     times: list[datetime] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reset(self) -> None:
+        self.upto, self.monotone, self.loaded = 0, True, False
+        self.times, self.positions = [], []
+
+    def add(self, position: int, recorded_at: datetime, back: bool) -> None:
+        if back:
+            self.monotone = False
+        if position > self.upto:
+            self.times.append(recorded_at)
+            self.positions.append(position)
+            self.upto = position
 
 
 _WALKS: dict[tuple[str, str], _Walk] = {}
@@ -135,27 +156,53 @@ def _walk_of(conn: Connection[Any], schema: str) -> _Walk:
     return walk
 
 
+def _load(conn: Connection[Any], walk: _Walk) -> None:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(7429017)")
+        conn.execute(WALK_DDL)
+    for r in conn.execute(
+        "SELECT position, recorded_at, back FROM known_at_walk ORDER BY position"
+    ).fetchall():
+        walk.add(*_values(r))
+    walk.loaded = True
+
+
+def _still_there(conn: Connection[Any], walk: _Walk) -> bool:
+    """Whether the last event walked is still the one at that position (a schema dropped and
+    made again holds another log)."""
+    row = conn.execute(
+        "SELECT recorded_at AS p FROM ledger_events WHERE notification_id = %s", (walk.upto,)
+    ).fetchone()
+    return row is not None and _first(row) == walk.times[-1]
+
+
 def _advance(conn: Connection[Any], walk: _Walk) -> None:
     """Check the events appended since the last walk (recorded_at never decreasing, the last
-    event checked included so that the check joins up), and sample them."""
+    event checked included so that the check joins up), sample them and keep the samples."""
+    if walk.loaded and walk.positions and not _still_there(conn, walk):
+        walk.reset()  # another log under the same name: walk it afresh
+    if not walk.loaded:
+        _load(conn, walk)
     rows = conn.execute(
         "SELECT notification_id, recorded_at, back FROM ("
         " SELECT notification_id, recorded_at,"
-        " recorded_at < lag(recorded_at) OVER (ORDER BY notification_id) AS back,"
+        " coalesce(recorded_at < lag(recorded_at) OVER (ORDER BY notification_id), false) AS back,"
         " row_number() OVER (ORDER BY notification_id) AS n,"
         " max(notification_id) OVER () AS head"
         " FROM ledger_events WHERE notification_id >= %(from)s) w"
         " WHERE back OR n %% %(every)s = 0 OR notification_id = head ORDER BY notification_id",
         {"from": walk.upto, "every": SAMPLE_EVERY},
     ).fetchall()
-    for r in rows:
-        position, recorded_at, back = _values(r)
-        if back:
-            walk.monotone = False
-        if position > walk.upto:
-            walk.times.append(recorded_at)
-            walk.positions.append(position)
-            walk.upto = position
+    fresh = [v for v in map(_values, rows) if v[0] > walk.upto or v[2]]
+    for position, recorded_at, back in fresh:
+        walk.add(position, recorded_at, back)
+    if fresh:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO known_at_walk (position, recorded_at, back) VALUES (%s, %s, %s)"
+                " ON CONFLICT (position) DO UPDATE SET back = known_at_walk.back OR excluded.back",
+                fresh,
+            )
 
 
 def _values(r: Any) -> tuple[int, datetime, bool]:
