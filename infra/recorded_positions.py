@@ -80,7 +80,10 @@ def _load(conn: Connection[Any], schema: str, walk: _Walk) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(7429017)")
         conn.execute(_q(WALK_DDL, schema))
     rows = conn.execute(
-        _q("SELECT position, recorded_at, back FROM {s}.known_at_walk ORDER BY position", schema)
+        _q(
+            "SELECT position AS notification_id, recorded_at, back FROM {s}.known_at_walk ORDER BY position",
+            schema,
+        )
     ).fetchall()
     for r in rows:
         walk.add(*_values(r))

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.app import create_app
+from infra import recorded_positions
 from infra.bootstrap import Container, bootstrap
 from infra.settings import Settings
 from projections import known_at as known
@@ -242,3 +243,28 @@ def test_when_recorded_at_goes_back_known_at_answers_from_a_full_replay(
 def _schemas(container: Container) -> list[str]:
     with container.pool.connection() as conn:
         return [r["nspname"] for r in conn.execute("SELECT nspname FROM pg_namespace").fetchall()]
+
+
+def test_a_new_process_goes_on_from_the_kept_walk_and_finds_the_same_positions(
+    client: TestClient, admin: dict[str, str], container: Container
+) -> None:
+    api = Api(client, admin)
+    for n in range(3):
+        api.post("/v1/customers", {"external_id": f"c{n}", "email": "c@example.com", "currency": "EUR"})
+    schema = container.settings.database_schema
+    recorded = recorded_moments(container)
+    asked = [
+        recorded[0] - timedelta(seconds=1),
+        *recorded,
+        *(m - timedelta(microseconds=1) for m in recorded),
+    ]
+    with container.pool.connection() as conn:
+        first = [recorded_positions.position_at(conn, schema, m) for m in asked]
+    recorded_positions._WALKS.clear()  # as in a process started now
+    api.post("/v1/customers", {"external_id": "late", "email": "c@example.com", "currency": "EUR"})
+    with container.pool.connection() as conn:
+        again = [recorded_positions.position_at(conn, schema, m) for m in asked]
+        kept = conn.execute("SELECT count(*) AS n FROM known_at_walk").fetchone()
+    scanned = [container.ledger.store.position_at(m) for m in asked]
+    assert first == again == scanned
+    assert kept is not None and kept["n"] > 0
