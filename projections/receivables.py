@@ -46,8 +46,10 @@ CREATE TABLE IF NOT EXISTS rm_receivable_spans_retired (
     valid_from timestamptz NOT NULL, valid_to timestamptz,
     known_from bigint, known_to bigint NOT NULL
 );
-CREATE INDEX IF NOT EXISTS rm_receivable_spans_retired_when ON rm_receivable_spans_retired
-    USING gist (tstzrange(valid_from, valid_to, '[)'));
+-- By business time and knowledge time at once: a span replaced when its invoice was paid is
+-- open-ended in business time, so it contains every later moment; only both ranges select it.
+CREATE INDEX IF NOT EXISTS rm_receivable_spans_retired_known ON rm_receivable_spans_retired
+    USING gist (tstzrange(valid_from, valid_to, '[)'), int8range(known_from, known_to, '[)'));
 CREATE INDEX IF NOT EXISTS rm_receivable_spans_retired_unversioned ON rm_receivable_spans_retired
     (invoice_id) WHERE known_from IS NULL;
 """
