@@ -21,6 +21,7 @@ from domain import ids
 from domain.business_time import check_business_time
 from infra.bootstrap import CORE_PROJECTION, Container
 from infra.keys import Principal
+from projections import known_at as known
 from projections.runner import wait_for_position
 from projections.snapshots import known_at_snapshot, reading_snapshot
 
@@ -243,26 +244,14 @@ def written(container: Container, outcome: Outcome) -> dict[str, Any]:
     return {**outcome.receipt, "position": outcome.position}
 
 
-def known_at_connection(
-    container: ContainerDep,
-    principal: Annotated[Principal, Depends(require("read"))],
-    known_at: Annotated[
-        datetime | None,
-        Query(
-            description="answer as the ledger knew it then: only events recorded at or before (audit role)"
-        ),
-    ] = None,
-    min_position: Annotated[
-        int | None, Query(ge=0, description="wait until this position is visible")
-    ] = None,
-) -> Iterator[Connection[Any]]:
-    """ReadConn, or with `known_at` a connection reading a snapshot of the read models rebuilt
-    from the events recorded by then (the same projection code over that part of the log)."""
-    if known_at is None:
-        wait_for_read_models(container, min_position)
-        with container.pool.connection() as conn:
-            yield conn
-        return
+KnownAtQuery = Annotated[
+    datetime | None,
+    Query(description="answer as the ledger knew it then: only events recorded at or before (audit role)"),
+]
+MinPositionQuery = Annotated[int | None, Query(ge=0, description="wait until this position is visible")]
+
+
+def _audited_moment(principal: Principal, known_at: datetime) -> datetime:
     if not principal.may("audit"):
         raise ApiProblem(
             403,
@@ -270,12 +259,62 @@ def known_at_connection(
             f"a {principal.role} key may not ask for known_at (audit needed)",
             code="forbidden",
         )
-    if known_at.tzinfo is None:
-        known_at = known_at.replace(tzinfo=UTC)
+    return known_at if known_at.tzinfo is not None else known_at.replace(tzinfo=UTC)
+
+
+def known_at_connection(
+    container: ContainerDep,
+    principal: Annotated[Principal, Depends(require("read"))],
+    known_at: KnownAtQuery = None,
+    min_position: MinPositionQuery = None,
+) -> Iterator[Connection[Any]]:
+    """ReadConn, or with `known_at` a connection reading the read models' versions current at
+    the last position recorded by then (projections/known_at.py): what a replay of the events
+    recorded by then would answer, without the replay. Where that cannot be proved (versions
+    incomplete, recorded_at not monotonic), the replay snapshot answers."""
+    if known_at is None:
+        wait_for_read_models(container, min_position)
+        with container.pool.connection() as conn:
+            yield conn
+        return
+    moment = _audited_moment(principal, known_at)
     schema = container.settings.database_schema
-    snapshot = known_at_snapshot(container.address.conninfo(), schema, known_at)
+    with container.pool.connection() as conn:
+        position = known.position_at(conn, schema, moment)
+        ready = position is not None and known.versions_complete(conn)
+        if ready:
+            known.ensure_views(conn, schema)
+    if position is None or not ready:
+        yield from _replayed(container, schema, moment)
+        return
+    # The versions up to that position must have been written: wait as read-your-writes does.
+    wait_for_read_models(container, position)
+    with container.pool.connection() as conn, known.reading_known(conn, schema, position):
+        yield conn
+
+
+def _replayed(container: Container, schema: str, moment: datetime) -> Iterator[Connection[Any]]:
+    snapshot = known_at_snapshot(container.address.conninfo(), schema, moment)
     with container.pool.connection() as conn, reading_snapshot(conn, snapshot, schema):
         yield conn
 
 
+def known_at_replay_connection(
+    container: ContainerDep,
+    principal: Annotated[Principal, Depends(require("read"))],
+    known_at: KnownAtQuery = None,
+    min_position: MinPositionQuery = None,
+) -> Iterator[Connection[Any]]:
+    """Like KnownAtConn, for reads of tables that keep no versions (the quotas list): with
+    `known_at`, a snapshot of the read models rebuilt from the events recorded by then."""
+    if known_at is None:
+        wait_for_read_models(container, min_position)
+        with container.pool.connection() as conn:
+            yield conn
+        return
+    moment = _audited_moment(principal, known_at)
+    yield from _replayed(container, container.settings.database_schema, moment)
+
+
 KnownAtConn = Annotated[Connection[Any], Depends(known_at_connection)]
+KnownAtReplayConn = Annotated[Connection[Any], Depends(known_at_replay_connection)]

@@ -32,6 +32,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier, Literal
 
 from domain.ids import DAILY_CLOCK_TIMER_ID
+from infra import recorded_positions
 from infra.group_commit import CommitGroups
 
 SOURCES = ("api", "ingest", "stripe", "policy", "system")
@@ -732,8 +733,14 @@ class LedgerRecorder(PostgresApplicationRecorder):
             return [row["originator_id"] for row in curs]
 
     def position_at(self, known_at: datetime) -> int:
-        """The last position recorded at or before `known_at` (0 when none)."""
-        with self.datastore.transaction(commit=False) as curs:
+        """The last position recorded at or before `known_at` (0 when none): from the kept walk
+        of the log (infra/recorded_positions.py), else by a scan back from the head."""
+        with self.datastore.transaction(commit=True) as curs:
+            found = None
+            if self.events_table_name == recorded_positions.EVENTS_TABLE:
+                found = recorded_positions.position_at(curs.connection, self.datastore.schema, known_at)
+            if found is not None:
+                return found
             curs.execute(self._position_at_sql, (known_at,))
             row = curs.fetchone()
             return int(row["notification_id"]) if row else 0

@@ -29,6 +29,7 @@ from domain.metrics import (
     mrr_series,
 )
 from projections.core import Executor, StoredEventRow, item_monthly_amount, monthly_amount
+from projections.versions import VersionChanges, version_chain
 
 MRR_DDL = """
 CREATE TABLE IF NOT EXISTS rm_mrr_facts (
@@ -46,6 +47,20 @@ CREATE TABLE IF NOT EXISTS rm_mrr_movements (
     PRIMARY KEY (customer_id, currency, day)
 );
 CREATE INDEX IF NOT EXISTS rm_mrr_movements_day ON rm_mrr_movements (currency, day);
+-- Versions by knowledge time (projections/versions.py): the position from which a row is
+-- current, and the rows that stopped being current. Rows written before versions were kept
+-- have no known_from: `known_at` replays the log until a `ledger replay` has stamped them.
+ALTER TABLE rm_mrr_movements ADD COLUMN IF NOT EXISTS known_from bigint;
+CREATE INDEX IF NOT EXISTS rm_mrr_movements_unversioned ON rm_mrr_movements (customer_id)
+    WHERE known_from IS NULL;
+CREATE TABLE IF NOT EXISTS rm_mrr_movements_retired (
+    customer_id uuid NOT NULL, currency text NOT NULL, day date NOT NULL, kind text NOT NULL,
+    amount bigint NOT NULL, mrr_before bigint NOT NULL, mrr_after bigint NOT NULL,
+    known_from bigint, known_to bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rm_mrr_movements_retired_day ON rm_mrr_movements_retired (currency, day);
+CREATE INDEX IF NOT EXISTS rm_mrr_movements_retired_unversioned ON rm_mrr_movements_retired (customer_id)
+    WHERE known_from IS NULL;
 CREATE TABLE IF NOT EXISTS rm_mrr_daily (
     currency text NOT NULL, day date NOT NULL,
     new bigint NOT NULL DEFAULT 0, expansion bigint NOT NULL DEFAULT 0,
@@ -68,7 +83,7 @@ DO $$ BEGIN
   END IF;
 END $$;
 """
-MRR_TABLES = ("rm_mrr_facts", "rm_mrr_movements", "rm_mrr_daily")
+MRR_TABLES = ("rm_mrr_facts", "rm_mrr_movements", "rm_mrr_movements_retired", "rm_mrr_daily")
 
 INSERT_FACT = (
     "INSERT INTO rm_mrr_facts (subscription_id, position, customer_id, currency, occurred_at, kind,"
@@ -117,9 +132,12 @@ def apply_mrr_fact(cur: Executor, e: StoredEventRow) -> None:
 
 
 def settle_mrr(conn: Connection[Any], events: Sequence[StoredEventRow]) -> None:
-    customers = sorted({e.customer_id for e in events if e.type in _FACT_OF_EVENT and e.customer_id})
-    if customers:
-        recompute_customers(conn, customers)
+    arrived: dict[UUID, list[int]] = defaultdict(list)
+    for e in events:
+        if e.type in _FACT_OF_EVENT and e.customer_id:
+            arrived[e.customer_id].append(e.position)
+    if arrived:
+        recompute_customers(conn, sorted(arrived), arrived)
 
 
 MovementKey = tuple[UUID, str, date]
@@ -133,32 +151,64 @@ def _paying_change(m: Movement) -> int:
     return int(m.mrr_after > 0) - int(m.mrr_before > 0)
 
 
-def recompute_customers(conn: Connection[Any], customers: Sequence[UUID]) -> None:
+def recompute_customers(
+    conn: Connection[Any], customers: Sequence[UUID], arrived: dict[UUID, list[int]] | None = None
+) -> None:
+    """Recompute the customers' movements from their facts, keeping a version per position in
+    `arrived` (the positions of each customer's facts in the batch; default: its last fact)."""
     cur = conn.cursor(row_factory=tuple_row)
     facts = cur.execute(
         "SELECT customer_id, subscription_id, position, currency, occurred_at, kind, amount, at, item_id"
         " FROM rm_mrr_facts WHERE customer_id = ANY(%s)",
         (list(customers),),
     ).fetchall()
-    old: dict[MovementKey, Movement] = {
-        (r[0], r[1], r[2]): Movement(r[2], r[3], r[4], r[5], r[6])
+    current: dict[MovementKey, tuple[Movement, int | None]] = {
+        (r[0], r[1], r[2]): (Movement(r[2], r[3], r[4], r[5], r[6]), r[7])
         for r in cur.execute(
-            "SELECT customer_id, currency, day, kind, amount, mrr_before, mrr_after"
+            "SELECT customer_id, currency, day, kind, amount, mrr_before, mrr_after, known_from"
             " FROM rm_mrr_movements WHERE customer_id = ANY(%s)",
             (list(customers),),
         ).fetchall()
     }
-    new = customer_movements(facts)
-    gone = [key for key, m in old.items() if new.get(key) != m]
-    added = [(key, m) for key, m in new.items() if old.get(key) != m]
-    if gone:
-        cur.executemany("DELETE FROM rm_mrr_movements WHERE customer_id=%s AND currency=%s AND day=%s", gone)
-    if added:
+    old = {key: m for key, (m, _) in current.items()}
+    current_of: dict[UUID, dict[MovementKey, tuple[Movement, int | None]]] = defaultdict(dict)
+    for key, row in current.items():
+        current_of[key[0]][key] = row
+    facts_of: dict[UUID, list[tuple[Any, ...]]] = defaultdict(list)
+    for f in facts:
+        facts_of[f[0]].append(f)
+    new: dict[MovementKey, Movement] = {}
+    chain: VersionChanges[MovementKey, Movement] = VersionChanges()
+    for customer in customers:
+        own = facts_of.get(customer, [])
+        positions = (arrived or {}).get(customer) or [max((f[2] for f in own), default=0)]
+        steps = [(p, customer_movements([f for f in own if f[2] <= p])) for p in sorted(set(positions))]
+        chain.extend(version_chain(current_of.get(customer, {}), steps))
+        new.update(steps[-1][1])
+    if chain.live_deleted:
+        cur.executemany(
+            "DELETE FROM rm_mrr_movements WHERE customer_id=%s AND currency=%s AND day=%s", chain.live_deleted
+        )
+    if chain.retired:
+        cur.executemany(
+            "INSERT INTO rm_mrr_movements_retired (customer_id, currency, day, kind, amount, mrr_before,"
+            " mrr_after, known_from, known_to) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            [
+                (*key, m.kind, m.amount, m.mrr_before, m.mrr_after, since, until)
+                for key, m, since, until in chain.retired
+            ],
+        )
+    if chain.live_added:
         cur.executemany(
             "INSERT INTO rm_mrr_movements (customer_id, currency, day, kind, amount, mrr_before,"
-            " mrr_after) VALUES (%s,%s,%s,%s,%s,%s,%s)",
-            [(*key, m.kind, m.amount, m.mrr_before, m.mrr_after) for key, m in added],
+            " mrr_after, known_from) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
+            [
+                (*key, m.kind, m.amount, m.mrr_before, m.mrr_after, since)
+                for key, m, since in chain.live_added
+            ],
         )
+    gone = [key for key, m in old.items() if new.get(key) != m]
+    added = [(key, m) for key, m in new.items() if old.get(key) != m]
     deltas: dict[tuple[str, date], dict[str, int]] = defaultdict(lambda: dict.fromkeys(DAILY_COLUMNS, 0))
     for key in gone:
         deltas[(key[1], key[2])][old[key].kind] -= old[key].amount

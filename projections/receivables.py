@@ -20,6 +20,7 @@ from psycopg import Connection
 from psycopg.rows import tuple_row
 
 from projections.core import Executor, StoredEventRow
+from projections.versions import VersionChanges, version_chain
 
 RECEIVABLES_DDL = """
 CREATE TABLE IF NOT EXISTS rm_receivable_facts (
@@ -35,8 +36,24 @@ CREATE TABLE IF NOT EXISTS rm_receivable_spans (
 );
 CREATE INDEX IF NOT EXISTS rm_receivable_spans_when ON rm_receivable_spans
     USING gist (tstzrange(valid_from, valid_to, '[)'));
+-- Versions by knowledge time (projections/versions.py), as for MRR movements.
+ALTER TABLE rm_receivable_spans ADD COLUMN IF NOT EXISTS known_from bigint;
+CREATE INDEX IF NOT EXISTS rm_receivable_spans_unversioned ON rm_receivable_spans (invoice_id)
+    WHERE known_from IS NULL;
+CREATE TABLE IF NOT EXISTS rm_receivable_spans_retired (
+    invoice_id uuid NOT NULL, customer_id uuid NOT NULL, currency text NOT NULL,
+    due_date date NOT NULL, amount_remaining bigint NOT NULL,
+    valid_from timestamptz NOT NULL, valid_to timestamptz,
+    known_from bigint, known_to bigint NOT NULL
+);
+-- By business time and knowledge time at once: a span replaced when its invoice was paid is
+-- open-ended in business time, so it contains every later moment; only both ranges select it.
+CREATE INDEX IF NOT EXISTS rm_receivable_spans_retired_known ON rm_receivable_spans_retired
+    USING gist (tstzrange(valid_from, valid_to, '[)'), int8range(known_from, known_to, '[)'));
+CREATE INDEX IF NOT EXISTS rm_receivable_spans_retired_unversioned ON rm_receivable_spans_retired
+    (invoice_id) WHERE known_from IS NULL;
 """
-RECEIVABLES_TABLES = ("rm_receivable_facts", "rm_receivable_spans")
+RECEIVABLES_TABLES = ("rm_receivable_facts", "rm_receivable_spans", "rm_receivable_spans_retired")
 
 _FACT_OF_EVENT = {
     "Invoice.Finalized": "finalized",
@@ -101,8 +118,18 @@ def unpaid_spans(facts: Sequence[tuple[int, datetime, str, int]]) -> list[Span]:
     return spans
 
 
+SpanKey = tuple[UUID, datetime]  # invoice, valid_from
+SpanRow = tuple[UUID, str, date, int, datetime | None]  # customer, currency, due, remaining, valid_to
+
+
 def settle_receivables(conn: Connection[Any], events: Sequence[StoredEventRow]) -> None:
-    invoices = sorted({e.stream_id for e in events if e.type in _FACT_OF_EVENT})
+    """Recompute the spans of the invoices the batch touched, keeping a version per position at
+    which a fact of the invoice arrived (see projections/versions.py)."""
+    arrived: dict[UUID, list[int]] = defaultdict(list)
+    for e in events:
+        if e.type in _FACT_OF_EVENT:
+            arrived[e.stream_id].append(e.position)
+    invoices = sorted(arrived)
     if not invoices:
         return
     cur = conn.cursor(row_factory=tuple_row)
@@ -112,24 +139,69 @@ def settle_receivables(conn: Connection[Any], events: Sequence[StoredEventRow]) 
         " WHERE f.invoice_id = ANY(%s)",
         (invoices,),
     ).fetchall()
-    facts: dict[UUID, list[tuple[int, datetime, str, int]]] = defaultdict(list)
-    about: dict[UUID, tuple[UUID, str]] = {}
-    due: dict[UUID, date] = {}
-    for invoice_id, customer_id, currency, position, occurred_at, kind, amount, due_date in rows:
-        facts[invoice_id].append((position, occurred_at, kind, amount))
-        about[invoice_id] = (customer_id, currency)
-        if due_date is not None:
-            due[invoice_id] = due_date
-    cur.execute("DELETE FROM rm_receivable_spans WHERE invoice_id = ANY(%s)", (invoices,))
-    spans = [
-        (invoice_id, *about[invoice_id], due[invoice_id], s.amount_remaining, s.valid_from, s.valid_to)
-        for invoice_id, invoice_facts in facts.items()
-        if invoice_id in due
-        for s in unpaid_spans(invoice_facts)
-    ]
-    if spans:
+    current_of: dict[UUID, dict[SpanKey, tuple[SpanRow, int | None]]] = defaultdict(dict)
+    for (
+        invoice_id,
+        customer_id,
+        currency,
+        due_date,
+        remaining,
+        valid_from,
+        valid_to,
+        known_from,
+    ) in cur.execute(
+        "SELECT invoice_id, customer_id, currency, due_date, amount_remaining, valid_from, valid_to,"
+        " known_from FROM rm_receivable_spans WHERE invoice_id = ANY(%s)",
+        (invoices,),
+    ).fetchall():
+        current_of[invoice_id][(invoice_id, valid_from)] = (
+            (customer_id, currency, due_date, remaining, valid_to),
+            known_from,
+        )
+    facts_of: dict[UUID, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in rows:
+        facts_of[row[0]].append(row)
+    chain: VersionChanges[SpanKey, SpanRow] = VersionChanges()
+    for invoice_id in invoices:
+        own = facts_of.get(invoice_id, [])
+        steps = [
+            (p, _spans_of(invoice_id, [f for f in own if f[3] <= p]))
+            for p in sorted(set(arrived[invoice_id]))
+        ]
+        chain.extend(version_chain(current_of.get(invoice_id, {}), steps))
+    if chain.live_deleted:
+        cur.executemany(
+            "DELETE FROM rm_receivable_spans WHERE invoice_id = %s AND valid_from = %s", chain.live_deleted
+        )
+    if chain.retired:
+        cur.executemany(
+            "INSERT INTO rm_receivable_spans_retired (invoice_id, customer_id, currency, due_date,"
+            " amount_remaining, valid_from, valid_to, known_from, known_to)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            [(key[0], *row[:4], key[1], row[4], since, until) for key, row, since, until in chain.retired],
+        )
+    if chain.live_added:
         cur.executemany(
             "INSERT INTO rm_receivable_spans (invoice_id, customer_id, currency, due_date,"
-            " amount_remaining, valid_from, valid_to) VALUES (%s,%s,%s,%s,%s,%s,%s)",
-            spans,
+            " amount_remaining, valid_from, valid_to, known_from) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
+            [(key[0], *row[:4], key[1], row[4], since) for key, row, since in chain.live_added],
         )
+
+
+def _spans_of(invoice_id: UUID, facts: Sequence[tuple[Any, ...]]) -> dict[SpanKey, SpanRow]:
+    """The spans of one invoice from its rows of (invoice_id, customer_id, currency, position,
+    occurred_at, kind, amount, due_date): none until a fact names its due date."""
+    due: date | None = None
+    about: tuple[UUID, str] | None = None
+    for _, customer_id, currency, _position, _at, _kind, _amount, due_date in sorted(
+        facts, key=lambda f: f[3]
+    ):
+        about = (customer_id, currency)
+        if due_date is not None:
+            due = due_date
+    if due is None or about is None:
+        return {}
+    return {
+        (invoice_id, s.valid_from): (about[0], about[1], due, s.amount_remaining, s.valid_to)
+        for s in unpaid_spans([(f[3], f[4], f[5], f[6]) for f in facts])
+    }

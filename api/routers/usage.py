@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from api.deps import EntitledConn, KnownAtConn, Now
+from api.deps import EntitledConn, KnownAtReplayConn, Now
 from api.schemas.common import ListOf
 from api.schemas.metrics import EntitlementOut, QuotaOut
 from projections import metric_queries as mq
@@ -18,7 +18,7 @@ GROUP_QUERY = 'the group (value of the quota\'s `group_by` property; "" for usag
 
 @router.get("/v1/usage/quotas", response_model=ListOf[QuotaOut])
 def list_quotas(
-    conn: KnownAtConn,
+    conn: KnownAtReplayConn,
     now: Now,
     customer_id: UUID | None = None,
     metric: Annotated[str | None, Query(max_length=100)] = None,
