@@ -123,8 +123,8 @@ class AnalyticsEngine:
 
     def _refresh(self, *, with_events: bool) -> None:
         after = (self.position if self.events_loaded else 0) if with_events else None
-        snapshot = self.source.read(events_after=after)
-        self._load(snapshot, with_events=with_events)
+        with self.source.read(events_after=after) as snapshot:
+            self._load(snapshot, with_events=with_events)
         self.position = snapshot.position
         self.read_models_position = snapshot.read_models_position
         self.events_loaded = self.events_loaded or with_events
@@ -154,7 +154,9 @@ class AnalyticsEngine:
             cursor.close()
         self._raw_tables = present
 
-    def _append_events(self, cursor: duckdb.DuckDBPyConnection, events: pa.Table) -> None:
+    def _append_events(self, cursor: duckdb.DuckDBPyConnection, events: pa.RecordBatchReader) -> None:
+        # DuckDB reads the stream batch by batch into its own storage (within its memory limit,
+        # spilling beyond it): the log is never whole in memory outside DuckDB.
         cursor.register("incoming", events)
         try:
             if EVENTS in self._raw_tables:

@@ -24,6 +24,8 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,8 +91,9 @@ def export_parquet(source: AnalyticsSource, directory: Path) -> ExportStats:
     directory.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(directory)
     _remove_unfinished(directory, manifest.position)
-    snapshot = source.read(events_after=manifest.position)
-    events = snapshot.events if snapshot.events is not None else pa.table({})
+    with source.read(events_after=manifest.position) as snapshot:
+        # Whole, to partition it by day (an export is a command of its own, not a server's copy).
+        events = snapshot.events.read_all() if snapshot.events is not None else pa.table({})
     files = _write_events(directory / "events", events)
     read_model_rows = _write_read_models(directory / "read_models", snapshot, manifest.read_model_tables)
     _write_manifest(
@@ -174,16 +177,17 @@ class ParquetSource:
     def head(self) -> int:
         return read_manifest(self.directory).position
 
-    def read(self, events_after: int | None) -> Snapshot:
+    @contextmanager
+    def read(self, events_after: int | None) -> Iterator[Snapshot]:
         manifest = read_manifest(self.directory)
         events = None
         if events_after is not None:
-            events = self._events(events_after, manifest.position)
+            events = self._events(events_after, manifest.position).to_reader()
         read_models = {
             name: pq.read_table(self.directory / "read_models" / f"{name}.parquet")
             for name in manifest.read_model_tables
         }
-        return Snapshot(events_after, manifest.position, events, read_models, manifest.read_models_position)
+        yield Snapshot(events_after, manifest.position, events, read_models, manifest.read_models_position)
 
     def _events(self, after: int, upto: int) -> pa.Table:
         files = [str(p) for p in _event_files(self.directory / "events")]
