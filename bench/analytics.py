@@ -108,9 +108,10 @@ class UpTo:
             events = snapshot.events
             if events is not None:
                 upto = self.position
+                batches = events.to_batches() if isinstance(events, pa.Table) else events
                 events = pa.RecordBatchReader.from_batches(
                     events.schema,
-                    (batch.filter(pc.less_equal(batch["position"], upto)) for batch in events),
+                    (batch.filter(pc.less_equal(batch["position"], upto)) for batch in batches),
                 )
             yield replace(snapshot, position=min(snapshot.position, self.position), events=events)
 

@@ -154,7 +154,9 @@ class AnalyticsEngine:
             cursor.close()
         self._raw_tables = present
 
-    def _append_events(self, cursor: duckdb.DuckDBPyConnection, events: pa.RecordBatchReader) -> None:
+    def _append_events(
+        self, cursor: duckdb.DuckDBPyConnection, events: pa.RecordBatchReader | pa.Table
+    ) -> None:
         # DuckDB reads the stream batch by batch into its own storage (within its memory limit,
         # spilling beyond it): the log is never whole in memory outside DuckDB.
         cursor.register("incoming", events)

@@ -93,7 +93,9 @@ def export_parquet(source: AnalyticsSource, directory: Path) -> ExportStats:
     _remove_unfinished(directory, manifest.position)
     with source.read(events_after=manifest.position) as snapshot:
         # Whole, to partition it by day (an export is a command of its own, not a server's copy).
-        events = snapshot.events.read_all() if snapshot.events is not None else pa.table({})
+        events = snapshot.events if snapshot.events is not None else pa.table({})
+        if isinstance(events, pa.RecordBatchReader):
+            events = events.read_all()
     files = _write_events(directory / "events", events)
     read_model_rows = _write_read_models(directory / "read_models", snapshot, manifest.read_model_tables)
     _write_manifest(
@@ -182,7 +184,7 @@ class ParquetSource:
         manifest = read_manifest(self.directory)
         events = None
         if events_after is not None:
-            events = self._events(events_after, manifest.position).to_reader()
+            events = self._events(events_after, manifest.position)  # whole: DuckDB scans it in parallel
         read_models = {
             name: pq.read_table(self.directory / "read_models" / f"{name}.parquet")
             for name in manifest.read_model_tables

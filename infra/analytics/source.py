@@ -77,14 +77,15 @@ class NoEventStore(AnalyticsError):
 @dataclass(frozen=True)
 class Snapshot:
     """One copy: the events in (after, position] (none when the events were not asked for), as a
-    stream to be read once while the copy is open, and every read-model table as it was.
+    stream to be read once while the copy is open (or a table, where they are at hand whole),
+    and every read-model table as it was.
 
     `read_models_position` is the position the core projector had applied when the read models
     were copied (they may lag the log by the projection's lag)."""
 
     after: int | None
     position: int
-    events: pa.RecordBatchReader | None
+    events: pa.RecordBatchReader | pa.Table | None
     read_models: dict[str, pa.Table]
     read_models_position: int
 
