@@ -2,10 +2,10 @@
 repeatable-read transaction (adbc-driver-postgresql, which uses binary COPY), so the events and
 the read models of one copy are one consistent snapshot of the database.
 
-The events come as a stream of record batches (an Arrow RecordBatchReader), read while the
-snapshot's transaction is still open: whoever copies them (DuckDB, a Parquet export) holds one
-batch at a time, not the whole log (3.7 million events were a 4.7 GiB Arrow table). The read
-models come as whole tables, read before the events in the same transaction.
+The events and then each read-model table come as streams of record batches (Arrow
+RecordBatchReaders), read while the snapshot's transaction is still open: whoever copies them
+(DuckDB, a Parquet export) holds one batch at a time, not the whole log (3.7 million events were
+a 4.7 GiB Arrow table) nor the read models (340 MiB of Arrow beside them on that history).
 
 Events are immutable and their positions follow commit order (appends take the store's table
 lock), so a copy after position P only needs the events above P: nothing is ever filled in
@@ -14,10 +14,10 @@ so each copy takes them whole (they are far smaller than the log)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias, cast
 
 import pyarrow as pa
 from psycopg.conninfo import make_conninfo
@@ -74,19 +74,25 @@ class NoEventStore(AnalyticsError):
     code = "no_event_store"
 
 
+# Arrow as a stream of batches, or whole where it is at hand whole (a Parquet export).
+ArrowData: TypeAlias = pa.RecordBatchReader | pa.Table
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """One copy: the events in (after, position] (none when the events were not asked for), as a
-    stream to be read once while the copy is open (or a table, where they are at hand whole),
-    and every read-model table as it was.
+    """One copy: the events in (after, position] (none when the events were not asked for), and
+    every read-model table as it was, each to be read once while the copy is open.
+
+    `read_models` maps each table to a call that copies it: they share the copy's connection, so
+    read the events first, then call them one at a time, reading each before the next.
 
     `read_models_position` is the position the core projector had applied when the read models
     were copied (they may lag the log by the projection's lag)."""
 
     after: int | None
     position: int
-    events: pa.RecordBatchReader | pa.Table | None
-    read_models: dict[str, pa.Table]
+    events: ArrowData | None
+    read_models: Mapping[str, Callable[[], ArrowData]]
     read_models_position: int
 
 
@@ -138,12 +144,11 @@ class PostgresSource:
         with self._connect() as conn, conn.cursor() as cur:
             _check_event_store(cur, self.schema)
             position = _scalar(cur, f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}")
-            read_models = {}
+            present = []
             for table in READ_MODEL_TABLES:
                 cur.execute("SELECT to_regclass($1) IS NOT NULL", parameters=(table,))
                 if cur.fetchone()[0]:
-                    cur.execute(f"SELECT * FROM {table}")
-                    read_models[table] = cur.fetch_arrow_table()
+                    present.append(table)
             cur.execute(
                 "SELECT coalesce(min(watermark), 0) FROM projection_partitions WHERE name = $1",
                 parameters=(CORE_PROJECTION,),
@@ -160,6 +165,15 @@ class PostgresSource:
                     f" AND notification_id <= {int(position)} ORDER BY notification_id"
                 )
                 events = cur.fetch_record_batch()
+
+            def copier(table: str) -> Callable[[], ArrowData]:
+                def copy() -> ArrowData:
+                    cur.execute(f"SELECT * FROM {table}")
+                    return cast(ArrowData, cur.fetch_record_batch())
+
+                return copy
+
+            read_models = {table: copier(table) for table in present}
             try:
                 yield Snapshot(events_after, position, events, read_models, read_models_position)
             finally:
