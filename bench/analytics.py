@@ -29,10 +29,13 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import psycopg
+import pyarrow as pa
 import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -99,12 +102,18 @@ class UpTo:
     def head(self) -> int:
         return min(self.source.head(), self.position)
 
-    def read(self, events_after: int | None) -> Snapshot:
-        snapshot = self.source.read(events_after)
-        events = snapshot.events
-        if events is not None:
-            events = events.filter(pc.less_equal(events["position"], self.position))
-        return replace(snapshot, position=min(snapshot.position, self.position), events=events)
+    @contextmanager
+    def read(self, events_after: int | None) -> Iterator[Snapshot]:
+        with self.source.read(events_after) as snapshot:
+            events = snapshot.events
+            if events is not None:
+                upto = self.position
+                batches = events.to_batches() if isinstance(events, pa.Table) else events
+                events = pa.RecordBatchReader.from_batches(
+                    events.schema,
+                    (batch.filter(pc.less_equal(batch["position"], upto)) for batch in batches),
+                )
+            yield replace(snapshot, position=min(snapshot.position, self.position), events=events)
 
 
 def timed_runs(run: object, times: int) -> list[float]:
@@ -177,7 +186,8 @@ def _database_exists(url: str) -> bool:
 def run(conninfo: str, schema: str, runs: int) -> None:
     source = PostgresSource(conninfo, schema)
     head = source.head()
-    read_models_position = source.read(events_after=None).read_models_position
+    with source.read(events_after=None) as snapshot:
+        read_models_position = snapshot.read_models_position
     if read_models_position < head:
         print(
             f"warning: the read models have applied {read_models_position} of {head} events (ledger replay)"

@@ -8,7 +8,8 @@ projectors, policies, the clock, the sealer, the embedded Kafka-protocol broker)
 directory, and samples the resident set size (RSS, summed over its whole process tree) twice a
 second:
 - while it catches up: the relay publishes the log, the projectors build the read models from it
-  (until the core projection has applied the head, or `--seconds` have passed);
+  (until the relay has published the head and the core projection has applied it, or `--seconds`
+  have passed);
 - then while it answers: reads of the read models and an analytics query over every event (DuckDB
   copies the log, within its memory limit).
 Figures: the peak of the sums, the sum at the end, the peak of each phase. The reference, measured
@@ -132,6 +133,21 @@ def _applied(conninfo: str, schema: str) -> int:
     return int(row[0] or 0)
 
 
+def published(conninfo: str, schema: str) -> int:
+    """The position the relay has published up to (0 before it published, or while the server has
+    no connection to spare)."""
+    try:
+        with psycopg.connect(conninfo) as conn:
+            row: Any = conn.execute(
+                sql.SQL("SELECT coalesce(max(position), 0) FROM {}").format(
+                    sql.Identifier(schema, "relay_state")
+                )
+            ).fetchone()
+        return int(row[0])
+    except psycopg.Error:
+        return 0
+
+
 def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -149,6 +165,7 @@ def main() -> None:
     parser.add_argument("--schema", default="ledger")
     parser.add_argument("--seconds", type=float, default=900, help="longest wait for the catch-up")
     parser.add_argument("--json", type=Path, help="write the figures as JSON to this file")
+    parser.add_argument("--log", type=Path, help="keep the output of `ledger up` in this file")
     args = parser.parse_args()
 
     conninfo = psycopg.conninfo.make_conninfo(args.database_url)
@@ -163,7 +180,7 @@ def main() -> None:
         "LEDGER_ADMIN_TOKEN": token,
     }
     with tempfile.TemporaryDirectory(prefix="ledger-memory-") as data_dir:
-        log = Path(data_dir) / "up.log"
+        log = args.log or Path(data_dir) / "up.log"
         with log.open("w") as out:
             up = subprocess.Popen(
                 [
@@ -186,12 +203,18 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": f"Bearer {token}"}
         try:
-            if not wait_until(lambda: _answers(base), 180):
+            if not wait_until(lambda: _answers(base), 600):  # a loaded machine: the workers wait for locks
                 raise SystemExit("ledger up did not start:\n" + log.read_text()[-3000:])
             sampler.phase = "catch-up"
             began = time.monotonic()
             try:
-                caught_up = wait_until(lambda: applied(conninfo, args.schema) >= events, args.seconds)
+                caught_up = wait_until(
+                    lambda: (
+                        published(conninfo, args.schema) >= events
+                        and applied(conninfo, args.schema) >= events
+                    ),
+                    args.seconds,
+                )
             except KeyboardInterrupt:  # Ctrl-C ends the catch-up early: the figures so far count
                 caught_up = False
             catch_up_seconds = time.monotonic() - began

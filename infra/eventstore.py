@@ -5,6 +5,7 @@ and so that the database itself refuses to update, delete or truncate stored eve
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -511,6 +512,34 @@ class LedgerRecorder(PostgresApplicationRecorder):
             "SELECT notification_id AS position FROM {schema}.{table} WHERE originator_id = %s"
             " ORDER BY originator_version DESC LIMIT 1"
         ).format(schema=schema, table=table)
+
+    def _create_table(self, curs: Cursor[DictRow]) -> None:
+        """Run the create statements only when the table is not as they make it (a digest of them
+        is kept as the table's comment). Every process runs this at start (`ledger up` starts API
+        workers while its projectors work): `ALTER TABLE ... ADD COLUMN IF NOT EXISTS` and the
+        trigger statements take the table's strongest lock even when there is nothing to change,
+        and that lock request, queued behind a projector's transaction, stalled every reader
+        queued behind it, the projector's own other connections included: `ledger up` hung."""
+        table = f"{self.datastore.schema}.{self.events_table_name}"
+        digest = hashlib.sha256(
+            "\n".join(statement.as_string() for statement in self.sql_create_statements).encode()
+        ).hexdigest()
+        marker = f"ledger schema {digest}"
+        curs.execute(
+            "SELECT obj_description(to_regclass(%s), 'pg_class') AS comment", (table,), prepare=False
+        )
+        row = curs.fetchone()
+        if row is not None and row["comment"] == marker:
+            return
+        super()._create_table(curs)
+        curs.execute(
+            SQL("COMMENT ON TABLE {schema}.{table} IS {marker}").format(
+                schema=Identifier(self.datastore.schema),
+                table=Identifier(self.events_table_name),
+                marker=Literal(marker),
+            ),
+            prepare=False,
+        )
 
     def _notify_channel(self, curs: Cursor[DictRow]) -> None:
         return None

@@ -66,10 +66,15 @@ def partition_for(key: bytes, partitions: int) -> int:
 def producer(bootstrap_servers: str) -> KafkaProducer:
     # Idempotent: a retried request is written once and in order. A broker that restarts empty
     # does not know the producer id any more; the relay then drops this producer for a new one.
+    # zstd: brokers keep record batches as they were sent, compressed. The embedded broker keeps
+    # the whole topic in memory: 864 bytes an event uncompressed, 130 with zstd (100,000 events
+    # of the benchmark history; gzip 124 but half as fast to publish, lz4 216). Every Kafka
+    # client since 2.1 reads zstd (kafka-python with the `zstandard` package).
     return KafkaProducer(
         bootstrap_servers=bootstrap_servers,
         acks="all",
         enable_idempotence=True,
+        compression_type="zstd",
         allow_auto_create_topics=False,
         linger_ms=5,
         batch_size=256 * 1024,

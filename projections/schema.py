@@ -3,9 +3,10 @@ rebuilds them from the event store."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from psycopg import Connection
+from psycopg import Connection, sql
 
 from projections.journal import JOURNAL_DDL
 from projections.mrr import MRR_DDL, MRR_TABLES
@@ -184,14 +185,40 @@ CREATE INDEX IF NOT EXISTS rm_alerts_seq ON rm_alerts (seq);
 """
 
 
+SCHEMA_MARKER = (
+    "ledger read side "
+    + hashlib.sha256(
+        "\n".join((CHECKPOINT_DDL, READ_MODEL_DDL, METRICS_DDL, JOURNAL_DDL)).encode()
+    ).hexdigest()
+)
+
+
 def create_schema(conn: Connection[Any]) -> None:
+    """Create or bring up to date the read side's tables, unless they are already as this DDL
+    makes them (its digest is kept as the checkpoint table's comment): every process runs this at
+    start, and `ALTER TABLE ... ADD COLUMN IF NOT EXISTS` takes the table's strongest lock even
+    when there is nothing to add, stalling the projectors' writes (and the reads queued behind
+    the lock request) of a `ledger up` already running."""
     with conn.transaction():
         # Serialise concurrent start-ups creating the same tables.
         conn.execute("SELECT pg_advisory_xact_lock(7429001)")
+        row = conn.execute(
+            "SELECT obj_description(to_regclass('projection_partitions'), 'pg_class')"
+        ).fetchone()
+        if row is not None and _first(row) == SCHEMA_MARKER:
+            return
         conn.execute(CHECKPOINT_DDL)
         conn.execute(READ_MODEL_DDL)
         conn.execute(METRICS_DDL)
         conn.execute(JOURNAL_DDL)
+        conn.execute(
+            sql.SQL("COMMENT ON TABLE projection_partitions IS {}").format(sql.Literal(SCHEMA_MARKER))
+        )
+
+
+def _first(row: Any) -> Any:
+    """The first column of a row, whatever the connection's row factory."""
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]
 
 
 def create_read_models(conn: Connection[Any]) -> None:

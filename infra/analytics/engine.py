@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
 from infra.analytics.sandbox import QueryResult, check_statement, lock_down, run_query
-from infra.analytics.source import AnalyticsSource, Snapshot
+from infra.analytics.source import AnalyticsSource, ArrowData, Snapshot
 from infra.analytics.views import VIEWS, views_over
 
 EVENTS = "events"
@@ -123,8 +122,8 @@ class AnalyticsEngine:
 
     def _refresh(self, *, with_events: bool) -> None:
         after = (self.position if self.events_loaded else 0) if with_events else None
-        snapshot = self.source.read(events_after=after)
-        self._load(snapshot, with_events=with_events)
+        with self.source.read(events_after=after) as snapshot:
+            self._load(snapshot, with_events=with_events)
         self.position = snapshot.position
         self.read_models_position = snapshot.read_models_position
         self.events_loaded = self.events_loaded or with_events
@@ -135,10 +134,10 @@ class AnalyticsEngine:
         tables = dict(snapshot.read_models)
         cursor.execute("BEGIN TRANSACTION")
         try:
-            if snapshot.events is not None:
+            if snapshot.events is not None:  # first: the read models' streams come after it
                 self._append_events(cursor, snapshot.events)
-            for name, table in tables.items():
-                _replace_table(cursor, name, table)
+            for name, copy in tables.items():
+                _replace_table(cursor, name, copy())
             for gone in self._raw_tables - set(tables) - {EVENTS}:
                 cursor.execute(f'DROP TABLE raw."{gone}"')
             present = set(tables) | ({EVENTS} if with_events or self.events_loaded else set())
@@ -154,7 +153,9 @@ class AnalyticsEngine:
             cursor.close()
         self._raw_tables = present
 
-    def _append_events(self, cursor: duckdb.DuckDBPyConnection, events: pa.Table) -> None:
+    def _append_events(self, cursor: duckdb.DuckDBPyConnection, events: ArrowData) -> None:
+        # DuckDB reads the stream batch by batch into its own storage (within its memory limit,
+        # spilling beyond it): the log is never whole in memory outside DuckDB.
         cursor.register("incoming", events)
         try:
             if EVENTS in self._raw_tables:
@@ -165,7 +166,7 @@ class AnalyticsEngine:
             cursor.unregister("incoming")
 
 
-def _replace_table(cursor: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
+def _replace_table(cursor: duckdb.DuckDBPyConnection, name: str, table: ArrowData) -> None:
     cursor.register("incoming", table)
     try:
         cursor.execute(f'CREATE OR REPLACE TABLE raw."{name}" AS SELECT * FROM incoming')

@@ -21,9 +21,12 @@ the manifest's position, which the next export deletes before writing them again
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from infra.analytics.source import EVENTS_SCHEMA, AnalyticsSource, Snapshot
+from infra.analytics.source import EVENTS_SCHEMA, AnalyticsSource, ArrowData, Snapshot
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -89,16 +92,18 @@ def export_parquet(source: AnalyticsSource, directory: Path) -> ExportStats:
     directory.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(directory)
     _remove_unfinished(directory, manifest.position)
-    snapshot = source.read(events_after=manifest.position)
-    events = snapshot.events if snapshot.events is not None else pa.table({})
+    with source.read(events_after=manifest.position) as snapshot:
+        # Whole, to partition it by day (an export is a command of its own, not a server's copy).
+        events = _whole(snapshot.events) if snapshot.events is not None else pa.table({})
+        read_models = {name: _whole(copy()) for name, copy in snapshot.read_models.items()}
     files = _write_events(directory / "events", events)
-    read_model_rows = _write_read_models(directory / "read_models", snapshot, manifest.read_model_tables)
+    read_model_rows = _write_read_models(directory / "read_models", read_models, manifest.read_model_tables)
     _write_manifest(
         directory,
         Manifest(
             position=snapshot.position,
             read_models_position=snapshot.read_models_position,
-            read_model_tables=tuple(sorted(snapshot.read_models)),
+            read_model_tables=tuple(sorted(read_models)),
             exported_at=datetime.now(UTC).isoformat(),
         ),
     )
@@ -139,12 +144,16 @@ def _write_events(events_dir: Path, events: pa.Table) -> int:
     return written
 
 
-def _write_read_models(target_dir: Path, snapshot: Snapshot, previous: tuple[str, ...]) -> int:
+def _whole(data: ArrowData) -> pa.Table:
+    return data.read_all() if isinstance(data, pa.RecordBatchReader) else data
+
+
+def _write_read_models(target_dir: Path, read_models: dict[str, pa.Table], previous: tuple[str, ...]) -> int:
     rows = 0
-    for name, table in snapshot.read_models.items():
+    for name, table in read_models.items():
         _write_atomically(table, target_dir / f"{name}.parquet")
         rows += table.num_rows
-    for gone in set(previous) - set(snapshot.read_models):
+    for gone in set(previous) - set(read_models):
         (target_dir / f"{gone}.parquet").unlink(missing_ok=True)
     return rows
 
@@ -174,16 +183,17 @@ class ParquetSource:
     def head(self) -> int:
         return read_manifest(self.directory).position
 
-    def read(self, events_after: int | None) -> Snapshot:
+    @contextmanager
+    def read(self, events_after: int | None) -> Iterator[Snapshot]:
         manifest = read_manifest(self.directory)
         events = None
         if events_after is not None:
-            events = self._events(events_after, manifest.position)
+            events = self._events(events_after, manifest.position)  # whole: DuckDB scans it in parallel
         read_models = {
-            name: pq.read_table(self.directory / "read_models" / f"{name}.parquet")
+            name: functools.partial(pq.read_table, self.directory / "read_models" / f"{name}.parquet")
             for name in manifest.read_model_tables
         }
-        return Snapshot(events_after, manifest.position, events, read_models, manifest.read_models_position)
+        yield Snapshot(events_after, manifest.position, events, read_models, manifest.read_models_position)
 
     def _events(self, after: int, upto: int) -> pa.Table:
         files = [str(p) for p in _event_files(self.directory / "events")]
