@@ -273,9 +273,7 @@ def known_at_connection(
     recorded by then would answer, without the replay. Where that cannot be proved (versions
     incomplete, recorded_at not monotonic), the replay snapshot answers."""
     if known_at is None:
-        wait_for_read_models(container, min_position)
-        with container.pool.connection() as conn:
-            yield conn
+        yield from _live(container, min_position)
         return
     moment = _audited_moment(principal, known_at)
     schema = container.settings.database_schema
@@ -290,6 +288,12 @@ def known_at_connection(
     # The versions up to that position must have been written: wait as read-your-writes does.
     wait_for_read_models(container, position)
     with container.pool.connection() as conn, known.reading_known(conn, schema, position):
+        yield conn
+
+
+def _live(container: Container, min_position: int | None) -> Iterator[Connection[Any]]:
+    wait_for_read_models(container, min_position)
+    with container.pool.connection() as conn:
         yield conn
 
 
@@ -308,9 +312,7 @@ def known_at_replay_connection(
     """Like KnownAtConn, for reads of tables that keep no versions (the quotas list): with
     `known_at`, a snapshot of the read models rebuilt from the events recorded by then."""
     if known_at is None:
-        wait_for_read_models(container, min_position)
-        with container.pool.connection() as conn:
-            yield conn
+        yield from _live(container, min_position)
         return
     moment = _audited_moment(principal, known_at)
     yield from _replayed(container, container.settings.database_schema, moment)

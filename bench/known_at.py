@@ -28,7 +28,6 @@ import os
 import random
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -37,15 +36,13 @@ from typing import Any
 
 import httpx
 import psycopg
-import uvicorn
 from psycopg.rows import dict_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from api.app import create_app
 from application.simulation import Simulation
-from infra.bootstrap import CORE_PROJECTION, Container, bootstrap
-from infra.embedded import free_port
+from bench.queries import serve
+from infra.bootstrap import CORE_PROJECTION, bootstrap
 from infra.settings import DatabaseAddress, Settings
 from projections import known_at as known
 from projections import metric_queries as mq
@@ -68,19 +65,6 @@ def percentiles(samples: list[float]) -> dict[str, float]:
         "mean": statistics.fmean(ordered) * 1000,
         "n": len(ordered),
     }
-
-
-def serve(container: Container) -> tuple[str, uvicorn.Server]:
-    port = free_port()
-    app = create_app(lambda: container)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise SystemExit("the API did not start")
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}", server
 
 
 def timed(call: Callable[[], Any]) -> float:
