@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.browser import launch_chromium
-from bench.ledger_up import free_port
+from bench.ledger_up import free_port, stop, wait_until_serving
 from infra.bootstrap import CORE_PROJECTION, bootstrap
 from infra.settings import DatabaseAddress, Settings
 from projections.runner import head_position, wait_for_position
@@ -80,33 +79,20 @@ def api_processes(database_url: str, schema: str, workers: int) -> Iterator[str]
     yields its base URL."""
     port = free_port()
     env = {**os.environ, "LEDGER_DATABASE_URL": database_url, "LEDGER_DATABASE_SCHEMA": schema}
-    with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "api", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(workers)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                if process.poll() is not None:
-                    log.seek(0)
-                    raise SystemExit(f"ledger api stopped:\n{log.read()[-3000:]}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise SystemExit("ledger api did not answer within 120 s")
-                time.sleep(0.2)
-            yield base
-        finally:
-            process.send_signal(signal.SIGINT)
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "api.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "infra.cli", "api", "--host", "127.0.0.1", "--port", str(port),
+                 "--workers", str(workers)],
+                cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            base = f"http://127.0.0.1:{port}"
             try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                wait_until_serving(process, base, log)
+                yield base
+            finally:
+                stop(process)
 
 
 def load(browser: Any, base: str, key: str, screen: str) -> dict[str, Any]:

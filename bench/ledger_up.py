@@ -131,15 +131,10 @@ def ledger_up(server_url: str, *, label: str = "bench") -> Iterator[RunningLedge
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_serving(process, base, log)
+        wait_until_serving(process, base, log)
         yield RunningLedger(base, port, token, database_url, process.pid, log)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
@@ -153,13 +148,25 @@ def _cpu(processes: Iterable[psutil.Process]) -> float:
     return total
 
 
-def _wait_until_serving(process: subprocess.Popen[bytes], base: str, log: Path) -> None:
+def wait_until_serving(process: subprocess.Popen[bytes], base: str, log: Path) -> None:
+    """Until the process started by a bench answers /healthz (its output, in `log`, if it does
+    not)."""
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit("ledger up exited during start-up:\n" + log.read_text(errors="replace"))
+            raise SystemExit("the ledger exited during start-up:\n" + log.read_text(errors="replace"))
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
                 return
         time.sleep(0.2)
-    raise SystemExit("ledger up did not start in time:\n" + log.read_text(errors="replace"))
+    raise SystemExit("the ledger did not start in time:\n" + log.read_text(errors="replace"))
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C, as a user stops it; killed if it has not stopped within a minute."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
