@@ -1,12 +1,13 @@
 """POST /v1/analytics/query: read-only DuckDB SQL over copies of the log and the read models.
 
 The SQL never reaches PostgreSQL: each API process keeps one analytics engine (built on first
-use), refreshed incrementally from the store (infra/analytics/engine.py)."""
+use), refreshed incrementally from the store (infra/analytics/engine.py). DuckDB and Arrow are
+imported with the engine, so an API process that never answers analytics does not hold them."""
 
 from __future__ import annotations
 
 import threading
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -14,16 +15,16 @@ from fastapi.responses import JSONResponse, Response
 from api.deps import ContainerDep, ReadKey, wait_for_read_models
 from api.errors import ApiProblem
 from api.schemas.analytics import AnalyticsAnswer, AnalyticsQuery
-from infra.analytics import results
-from infra.analytics.engine import AnalyticsEngine, Answer, analytics_temp_directory
-from infra.analytics.sandbox import (
+from infra.analytics.errors import (
     AnalyticsError,
     InvalidQuery,
     QueryTimedOut,
     QueryTooLarge,
     StatementRefused,
 )
-from infra.analytics.source import PostgresSource
+
+if TYPE_CHECKING:
+    from infra.analytics.engine import AnalyticsEngine, Answer
 
 router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
 
@@ -43,6 +44,9 @@ TITLES = {
 
 def analytics_engine(request: Request, container: ContainerDep) -> AnalyticsEngine:
     """This process's engine, built on first use (it copies nothing until a query asks)."""
+    from infra.analytics.engine import AnalyticsEngine, analytics_temp_directory
+    from infra.analytics.source import PostgresSource
+
     engine: AnalyticsEngine | None = getattr(request.app.state, "analytics_engine", None)
     if engine is None:
         with _engine_lock:
@@ -82,7 +86,7 @@ def _media_type(accept: str | None) -> str:
 def query(
     body: AnalyticsQuery,
     container: ContainerDep,
-    engine: Annotated[AnalyticsEngine, Depends(analytics_engine)],
+    engine: Annotated[Any, Depends(analytics_engine)],  # an AnalyticsEngine, imported on first use
     _: ReadKey,
     accept: Annotated[str | None, Header()] = None,
     min_position: Annotated[
@@ -123,6 +127,8 @@ def query(
 
 
 def _respond(answer: Answer, media_type: str) -> Response:
+    from infra.analytics import results
+
     headers = {
         "X-Ledger-Position": str(answer.position),
         "X-Row-Count": str(answer.result.table.num_rows),

@@ -11,7 +11,6 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
 from api.deps import ContainerDep, ReadConn
-from infra.documents.render import render_html, render_pdf
 from infra.documents.views import Document
 from projections.documents import load_credit_note_document, load_invoice_document, seller_party
 
@@ -24,7 +23,13 @@ NOT_FINALIZED: dict[int | str, dict[str, Any]] = {
 }
 
 
+# The renderer (fpdf2, Jinja) is imported on the first document asked: an API process that never
+# serves one does not hold it.
+
+
 def _pdf(document: Document) -> Response:
+    from infra.documents.render import render_pdf
+
     return Response(
         render_pdf(document),
         media_type=PDF,
@@ -33,6 +38,8 @@ def _pdf(document: Document) -> Response:
 
 
 def _html(document: Document) -> HTMLResponse:
+    from infra.documents.render import render_html
+
     return HTMLResponse(render_html(document))
 
 

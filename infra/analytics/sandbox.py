@@ -15,6 +15,26 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
+from infra.analytics.errors import (
+    AnalyticsError,
+    InvalidQuery,
+    QueryTimedOut,
+    QueryTooLarge,
+    StatementRefused,
+)
+
+__all__ = [
+    "AnalyticsError",
+    "InvalidQuery",
+    "QueryResult",
+    "QueryTimedOut",
+    "QueryTooLarge",
+    "StatementRefused",
+    "check_statement",
+    "lock_down",
+    "run_query",
+]
+
 # Applied once, before any data is loaded: loading goes through Arrow objects registered by the
 # engine, which needs no file access. `lock_configuration` last: nothing can undo the others.
 LOCK_DOWN = (
@@ -29,36 +49,6 @@ LOCK_DOWN = (
     "SET python_enable_replacements = false",
     "SET lock_configuration = true",
 )
-
-
-class AnalyticsError(Exception):
-    """A query that cannot be answered as asked. `code` is stable (problem type, CLI message)."""
-
-    code = "analytics_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class StatementRefused(AnalyticsError):
-    """Not a single read-only SELECT, or it reached for files, the network or extensions."""
-
-    code = "statement_not_allowed"
-
-
-class InvalidQuery(AnalyticsError):
-    """SQL that does not parse, names unknown tables or columns, or fails while running."""
-
-    code = "invalid_query"
-
-
-class QueryTimedOut(AnalyticsError):
-    code = "query_timeout"
-
-
-class QueryTooLarge(AnalyticsError):
-    code = "query_too_large"
 
 
 @dataclass(frozen=True)

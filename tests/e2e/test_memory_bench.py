@@ -47,5 +47,8 @@ def test_the_memory_benchmark_follows_ledger_up_through_catch_up_and_analytics(
     # The clock of `ledger up` records what fell due since the history ended: more, never less.
     assert figures["applied_position"] >= figures["history_events"] > 50
     assert figures["peak_rss_bytes"] >= figures["end_rss_bytes"] > 0
+    # Shared pages count once in the proportional sizes: never more than the summed RSS.
+    assert 0 < figures["peak_pss_bytes"] <= figures["peak_rss_bytes"]
+    assert figures["under_1_gib"] == (figures["peak_pss_bytes"] < 1024**3)
     assert figures["history_bytes_in_postgresql"] > 0
     assert "peak RSS" in done.stdout
