@@ -39,7 +39,7 @@ class Answer:
     read_models_position: int  # the position the read models had applied when copied
 
 
-DEFAULT_MEMORY_LIMIT = "256MB"
+DEFAULT_MEMORY_LIMIT = "128MB"
 
 
 def analytics_temp_directory(data_dir: Path) -> Path:
