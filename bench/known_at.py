@@ -30,7 +30,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,12 @@ def main() -> None:
     )
     container = bootstrap(settings, url, run_projection=False)
     conninfo = DatabaseAddress(url).conninfo()
-    figures: dict[str, Any] = {"schema": schema, "load_average": os.getloadavg()}
+    figures: dict[str, Any] = {
+        "date": datetime.now(UTC).date().isoformat(),
+        "cores": os.cpu_count(),
+        "schema": schema,
+        "load_average": os.getloadavg(),
+    }
     try:
         if build:
             print(f"building a history of {args.customers} customers over {args.months} months ...")

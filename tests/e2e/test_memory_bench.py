@@ -16,6 +16,7 @@ from application.ledger import Ledger
 from application.simulation import Simulation
 from infra.database import ensure_schema, event_store_env
 from infra.settings import DatabaseAddress
+from tests.bench_report import reported_rows
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -50,5 +51,7 @@ def test_the_memory_benchmark_follows_ledger_up_through_catch_up_and_analytics(
     # Shared pages count once in the proportional sizes: never more than the summed RSS.
     assert 0 < figures["peak_pss_bytes"] <= figures["peak_rss_bytes"]
     assert figures["under_1_gib"] == (figures["peak_pss_bytes"] < 1024**3)
+    (row,) = reported_rows("memory", out)
+    assert f"peak {figures['peak_pss_bytes'] / 1024**2:,.0f} MiB PSS" in row
     assert figures["history_bytes_in_postgresql"] > 0
     assert "peak RSS" in done.stdout

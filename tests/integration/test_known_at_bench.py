@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.bench_report import reported_rows
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -36,3 +38,5 @@ def test_the_known_at_benchmark_measures_new_moments_beside_live_and_raw_queries
     assert [check["equal"] for check in figures["oracle_checks"]] == [True]
     assert figures["storage"]["rm_mrr_movements"]["live_rows"] >= 0
     assert "new moments per endpoint" in done.stdout
+    (row,) = reported_rows("known_at", out)
+    assert f"p95 {figures['known_at_all']['p95']:,.1f} ms" in row and f"{figures['events']:,}-event" in row
