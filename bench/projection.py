@@ -103,7 +103,6 @@ def lag_writer(
     container = bootstrap(settings, database_url, run_projection=False, notify_writes=True)
     ingestion = Ingestion(container.ledger, auto_create_customers=False, default_currency="EUR")
     tick = 0.01
-    per_tick = max(1, round(rate * tick))
     run = uuid.uuid4().hex[:8]
     commits: list[tuple[int, int, float]] = []
     try:
@@ -112,18 +111,21 @@ def lag_writer(
         n = 0
         next_at = started
         while time.monotonic() < started + seconds:
-            # A writer that fell behind (a commit took longer than a tick) writes what is due
-            # in its next batch, as a client with a queue would.
-            due = max(per_tick, round(rate * (time.monotonic() - started)) - n)
-            batch = []
-            for _ in range(due):
-                key = EventKey.of(n, "bench", f"lag-{run}-{n}", f"h{n}")
-                batch.append(RecordUsage(key, customers[n % len(customers)], None, "api_calls", 1, {}, None))
-                n += 1
-            results = ingestion.ingest(batch, IngestContext(actor="bench", correlation_id=None))
-            committed = time.monotonic()
-            commits.append((max(r.position or 0 for r in results), len(batch), committed))
-            container.wake_projection()
+            # What is due by the end of this tick: a writer that fell behind (a commit took
+            # longer than a tick) catches up in its next batch, as a client with a queue would.
+            due = round(rate * (time.monotonic() - started + tick)) - n
+            if due > 0:
+                batch = []
+                for _ in range(due):
+                    key = EventKey.of(n, "bench", f"lag-{run}-{n}", f"h{n}")
+                    batch.append(
+                        RecordUsage(key, customers[n % len(customers)], None, "api_calls", 1, {}, None)
+                    )
+                    n += 1
+                results = ingestion.ingest(batch, IngestContext(actor="bench", correlation_id=None))
+                committed = time.monotonic()
+                commits.append((max(r.position or 0 for r in results), len(batch), committed))
+                container.wake_projection()
             next_at += tick
             time.sleep(max(0.0, next_at - time.monotonic()))
         out.put((commits, started, time.monotonic()))
