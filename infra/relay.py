@@ -148,8 +148,6 @@ class Relay:
     #: means the end (Tansu reports a partition's end as its last batch's base offset + 1).
     READ_IDLE_MS = 200
     READ_TIMEOUT_SECONDS = 120.0
-    #: How often the relay records how far it got while it publishes batch after batch.
-    RECORD_EVERY_SECONDS = 1.0
 
     def __init__(
         self,
@@ -174,8 +172,6 @@ class Relay:
         self._lease: psycopg.Connection[Any] | None = None
         self._reconciled = False
         self._failed_while_running = False  # a failed batch: a changed topic is then a loss
-        self._saved_at = 0.0
-        self._unsaved: RelayState | None = None  # published, not recorded yet
         # Projectors started before the first batch must agree on the partitions at once.
         self._record_partitions()
         for name in (self.topic, self.watermark_topic):
@@ -211,11 +207,9 @@ class Relay:
                 (self.topic, self.partitions),
             )
 
-    def _save_state(self, state: RelayState, *, durable: bool = True) -> None:
-        # Pipelined: one round trip for the state and every partition's row.
+    def _save_state(self, state: RelayState) -> None:
+        # Pipelined: one round trip for the state and every partition's row (after each batch).
         with self.pool.connection() as conn, conn.transaction(), conn.pipeline():
-            if not durable:
-                conn.execute("SET LOCAL synchronous_commit = off")
             conn.execute(
                 "INSERT INTO relay_state (topic, partitions, position, topic_id) VALUES (%s, %s, %s, %s)"
                 " ON CONFLICT (topic) DO UPDATE SET position = excluded.position,"
@@ -235,26 +229,6 @@ class Relay:
                     ),
                 )
         self.published_before = True
-        self._saved_at = time.monotonic()
-        self._unsaved = None
-
-    def _record_published(self, state: RelayState) -> None:
-        """Record a published batch: at most every RECORD_EVERY_SECONDS while batches follow
-        each other, and as soon as the relay finds nothing new. Not waiting for the broker and
-        PostgreSQL one after the other for every batch shortens commit-to-visible lag. The
-        record is a hint, never the truth (see the module's docstring): after a crash or a lost
-        lease, the relay reads where to go on from the topic itself, so a record that lags, or
-        that a PostgreSQL crash took back (it commits without waiting for its WAL to reach disk),
-        sends nothing twice and loses nothing."""
-        self.published_before = True
-        if time.monotonic() - self._saved_at >= self.RECORD_EVERY_SECONDS:
-            self._save_state(state, durable=False)
-        else:
-            self._unsaved = state
-
-    def _record_unsaved(self) -> None:
-        if self._unsaved is not None and self._lease is not None:
-            self._save_state(self._unsaved, durable=False)
 
     # -------------------------------------------------------------- one relay at a time
 
@@ -293,7 +267,6 @@ class Relay:
         return True
 
     def _release_lease(self) -> None:
-        self._unsaved = None  # whoever holds the lock next reads where to go on from the topic
         if self._lease is not None:
             with contextlib.suppress(psycopg.Error):
                 self._lease.close()
@@ -338,10 +311,7 @@ class Relay:
             self.reconcile(lost=self._failed_while_running)
         with self.pool.connection() as conn:
             rows: list[Any] = conn.execute(RELAY_SELECT, (self.state.position, self.batch_size)).fetchall()
-        if not rows:
-            self._record_unsaved()
-            return 0
-        if not self._lease_alive():
+        if not rows or not self._lease_alive():
             return 0
         state = self.state.copy()
         futures = []
@@ -367,8 +337,8 @@ class Relay:
         self._check_acknowledged(futures, state)
         for mark in marks:
             mark.get(timeout=30)
+        self._save_state(state)
         self.state = state
-        self._record_published(state)
         return len(rows)
 
     def _watermarks(self, state: RelayState) -> list[Any]:
@@ -611,10 +581,6 @@ class Relay:
             raise
 
     def close(self) -> None:
-        try:
-            self._record_unsaved()
-        except psycopg.Error:
-            log.warning("recording how far the relay got failed; it reads it from the topic", exc_info=True)
         self._drop_clients()
         self._release_lease()
 

@@ -64,8 +64,10 @@ def wait_applied(container: Container, timeout: float = 60) -> None:
 class CrashAfterPublishing(Relay):
     """A relay that dies after the broker acknowledged and before it records its position."""
 
-    def _record_published(self, state: RelayState) -> None:
-        raise SystemExit("relay killed after publishing")
+    def _save_state(self, state: RelayState) -> None:
+        if state.position > self.state.position:
+            raise SystemExit("relay killed after publishing")
+        super()._save_state(state)
 
 
 def test_relay_crash_after_publishing_counts_the_republished_range_once(
