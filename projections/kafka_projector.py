@@ -273,8 +273,8 @@ class KafkaProjector:
             if tp.topic == self.topic and tp.partition not in self.stopped
         }
         # A partition whose watermark came without new events settles it in the same transaction
-        # as the poll's events (a transaction of its own per partition was most of a live
-        # projector's round trips: read-your-writes waits on the lowest watermark, so on all).
+        # as the poll's events, not in a transaction of its own per partition (read-your-writes
+        # waits on the lowest watermark, so on every partition's).
         for partition in marked:
             tp = TopicPartition(self.topic, partition)
             if tp not in events and self._watermark_due(partition):
