@@ -10,7 +10,11 @@ Figures printed:
 - replay events/s: `ledger replay` of the same history straight from the store;
 - lag p50 / p99: from commit to visible in the read models (what `min_position` waits for) while
   a writer appends usage measurements at each rate of --lag-rates (events/s, in batches every
-  10 ms, as an ingest client would);
+  10 ms, as an ingest client would; one that fell behind writes what is due in its next batch),
+  with the rate the writer reached. The writer and the
+  watcher run in processes of their own, so that the relay and the projector (threads of this
+  process, as in `ledger up`) share their interpreter with nothing else; the writer wakes the
+  relay as the API's worker processes do, with a PostgreSQL notification;
 - raw PostgreSQL: pipelined single-row INSERTs on one connection (rows/s), the ceiling of a
   projector that writes one row per event.
 
@@ -23,14 +27,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import sys
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -73,51 +78,135 @@ def wait_until_applied(container: Container, target: int, timeout: float = 600) 
         time.sleep(0.01)
 
 
-def measure_lag(container: Container, seconds: float, rate: float, customers: list[UUID]) -> list[float]:
-    """A writer appends usage measurements at ~rate events/s (a batch every 10 ms); a watcher
-    notes when each commit is visible in the read models."""
-    commits: list[tuple[int, int, float]] = []  # (position, events, committed at)
-    lock = threading.Lock()
-    stop = threading.Event()
+LAG_DRAIN_SECONDS = 30.0  # after the writer stops, how long its last commits may take to show
+
+
+def _ready_then_wait(ready: Any, go: Any) -> float:
+    """Tell the parent this process is ready; answers the moment (time.monotonic, the same
+    clock in every process of the machine) the parent says to start."""
+    ready.put(os.getpid())
+    started: float = go.get()
+    return started
+
+
+def lag_writer(
+    database_url: str, schema: str, customers: list[UUID], rate: float, seconds: float, ready: Any, go: Any,
+    out: Any,
+) -> None:  # fmt: skip
+    """A process of its own (its own interpreter and GIL, as an ingest client or an API worker
+    would be): appends usage measurements at ~rate events/s, a batch every 10 ms, and tells the
+    relay's process of each commit as `ledger up`'s API workers do (a PostgreSQL notification,
+    `infra/wakeups.py`). Sends back (position, events, committed at) of every commit."""
+    settings = Settings(
+        database_url=database_url, database_schema=schema, database_pool_size=2, _env_file=None
+    )  # type: ignore[call-arg]
+    container = bootstrap(settings, database_url, run_projection=False, notify_writes=True)
     ingestion = Ingestion(container.ledger, auto_create_customers=False, default_currency="EUR")
     tick = 0.01
-    per_tick = max(1, round(rate * tick))
     run = uuid.uuid4().hex[:8]
-
-    def writer() -> None:
+    commits: list[tuple[int, int, float]] = []
+    try:
+        started = _ready_then_wait(ready, go)
+        time.sleep(max(0.0, started - time.monotonic()))
         n = 0
-        next_at = time.perf_counter()
-        while not stop.is_set():
-            batch = []
-            for _ in range(per_tick):
-                key = EventKey.of(n, "bench", f"lag-{run}-{n}", f"h{n}")
-                batch.append(RecordUsage(key, customers[n % len(customers)], None, "api_calls", 1, {}, None))
-                n += 1
-            results = ingestion.ingest(batch, IngestContext(actor="bench", correlation_id=None))
-            committed = time.perf_counter()
-            top = max(r.position or 0 for r in results)
-            with lock:
-                commits.append((top, len(batch), committed))
-            container.wake_projection()
+        next_at = started
+        while time.monotonic() < started + seconds:
+            # What is due by the end of this tick: a writer that fell behind (a commit took
+            # longer than a tick) catches up in its next batch, as a client with a queue would.
+            due = round(rate * (time.monotonic() - started + tick)) - n
+            if due > 0:
+                batch = []
+                for _ in range(due):
+                    key = EventKey.of(n, "bench", f"lag-{run}-{n}", f"h{n}")
+                    batch.append(
+                        RecordUsage(key, customers[n % len(customers)], None, "api_calls", 1, {}, None)
+                    )
+                    n += 1
+                results = ingestion.ingest(batch, IngestContext(actor="bench", correlation_id=None))
+                committed = time.monotonic()
+                commits.append((max(r.position or 0 for r in results), len(batch), committed))
+                container.wake_projection()
             next_at += tick
-            time.sleep(max(0.0, next_at - time.perf_counter()))
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        out.put((commits, started, time.monotonic()))
+    finally:
+        container.close()
 
-    thread = threading.Thread(target=writer)
-    thread.start()
-    visible: dict[int, float] = {}
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        applied = applied_position(container.pool, CORE_PROJECTION)
-        now = time.perf_counter()
-        with lock:
-            for position, _, _ in commits:
-                if position <= applied and position not in visible:
-                    visible[position] = now
-        time.sleep(0.002)
-    stop.set()
-    thread.join()
-    # Each event of a batch waited as long as its batch did.
-    return [visible[p] - at for p, events, at in commits if p in visible for _ in range(events)]
+
+def lag_watcher(database_url: str, schema: str, ready: Any, go: Any, done: Any, out: Any) -> None:
+    """A process of its own: notes every moment the applied position (what `min_position`
+    waits for) moves, polling every 2 ms, until told the last position to wait for."""
+    conninfo = DatabaseAddress(database_url).conninfo()
+    seen: list[tuple[int, float]] = []  # (applied position, first seen at)
+    with psycopg.connect(conninfo, autocommit=True, options=f"-c search_path={schema}") as conn:
+        query = "SELECT coalesce(min(watermark), 0) FROM projection_partitions WHERE name = %s"
+        conn.execute(query, (CORE_PROJECTION,), prepare=True)
+        _ready_then_wait(ready, go)
+        last: int | None = None
+        drain_until = float("inf")
+        while True:
+            row = conn.execute(query, (CORE_PROJECTION,), prepare=True).fetchone()
+            now = time.monotonic()
+            applied = int(row[0]) if row else 0
+            if not seen or applied > seen[-1][0]:
+                seen.append((applied, now))
+            if last is None and not done.empty():
+                last = done.get()
+                drain_until = now + LAG_DRAIN_SECONDS
+            if last is not None and (applied >= last or now > drain_until):
+                break
+            time.sleep(0.002)
+    out.put(seen)
+
+
+def measure_lag(
+    database_url: str, schema: str, seconds: float, rate: float, customers: list[UUID]
+) -> tuple[list[float], float, int]:
+    """From commit to visible in the read models, with the writer and the watcher in processes
+    of their own: the figures describe the relay and the projector, not a writer sharing their
+    GIL. Answers the lags (one per event), the rate the writer reached, and how many events
+    had not become visible LAG_DRAIN_SECONDS after the writer stopped."""
+    spawn = multiprocessing.get_context("spawn")
+    ready, go_writer, go_watcher, done, commits_out, seen_out = (spawn.Queue() for _ in range(6))
+    writer = spawn.Process(
+        target=lag_writer,
+        args=(database_url, schema, customers, rate, seconds, ready, go_writer, commits_out),
+        name="lag-writer",
+    )
+    watcher = spawn.Process(
+        target=lag_watcher, args=(database_url, schema, ready, go_watcher, done, seen_out), name="lag-watcher"
+    )
+    writer.start()
+    watcher.start()
+    try:
+        for _ in range(2):
+            ready.get(timeout=120)
+        started = time.monotonic() + 0.2
+        go_writer.put(started)
+        go_watcher.put(started)
+        commits, began, ended = commits_out.get(timeout=seconds + 120)
+        done.put(max((p for p, _, _ in commits), default=0))
+        seen: list[tuple[int, float]] = seen_out.get(timeout=LAG_DRAIN_SECONDS + 60)
+    finally:
+        writer.join(timeout=30)
+        watcher.join(timeout=30)
+        for process in (writer, watcher):
+            if process.is_alive():
+                process.kill()
+    written = sum(events for _, events, _ in commits)
+    reached = written / (ended - began) if ended > began else 0.0
+    lags: list[float] = []
+    missing = 0
+    i = 0
+    for position, events, at in commits:  # commits and `seen` both rise
+        while i < len(seen) and seen[i][0] < position:
+            i += 1
+        if i == len(seen):
+            missing += events
+            continue
+        # Each event of a batch waited as long as its batch did.
+        lags.extend([max(0.0, seen[i][1] - at)] * events)
+    return lags, reached, missing
 
 
 def copy_history(conninfo: str, source: str, schema: str) -> None:
@@ -130,6 +219,8 @@ def copy_history(conninfo: str, source: str, schema: str) -> None:
 
 
 def percentile(samples: list[float], q: float) -> float:
+    if not samples:
+        return float("nan")
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
@@ -160,7 +251,9 @@ def main() -> None:
 
         broker = EmbeddedKafka()
         servers = broker.start()
-    container = bootstrap(settings, args.database_url, run_projection=False)
+    # The writer of the lag runs in a process of its own and tells this one of its commits as
+    # `ledger up`'s API workers do (a PostgreSQL notification that wakes the relay).
+    container = bootstrap(settings, args.database_url, run_projection=False, listen_for_writes=True)
     conninfo = DatabaseAddress(args.database_url).conninfo()
     topic = k.topic_name(f"{schema}.")
     try:
@@ -217,9 +310,17 @@ def main() -> None:
 
         container.relay, container.projection = relay, projection
         lags: dict[int, list[float]] = {}
+        reached: dict[int, float] = {}
+        missing: dict[int, int] = {}
         for rate in (int(r) for r in args.lag_rates.split(",") if r):
-            lags[rate] = measure_lag(container, args.lag_seconds, rate, customers)
-            print(f"lag at {rate} events/s: p99 {percentile(lags[rate], 0.99):.0f} ms", flush=True)
+            lags[rate], reached[rate], missing[rate] = measure_lag(
+                args.database_url, schema, args.lag_seconds, rate, customers
+            )
+            print(
+                f"lag at {rate} events/s (writer reached {reached[rate]:.0f}/s):"
+                f" p99 {percentile(lags[rate], 0.99):.0f} ms",
+                flush=True,
+            )
         relay.stop()  # replay runs alone, as `ledger replay` would
         projection.stop()
         container.relay = container.projection = None
@@ -254,13 +355,16 @@ def main() -> None:
     for rate, samples in lags.items():
         figures = {
             "events": len(samples),
+            "writer_events_per_s": reached[rate],
+            "not_visible": missing[rate],
             "p50_ms": percentile(samples, 0.50),
             "p99_ms": percentile(samples, 0.99),
             "mean_ms": statistics.mean(samples) * 1000 if samples else None,
         }
         lag_figures[str(rate)] = figures
         print(
-            f"lag commit -> visible at ~{rate:,} events/s ({len(samples)} events):"
+            f"lag commit -> visible at ~{rate:,} events/s (reached {reached[rate]:,.0f}/s,"
+            f" {len(samples)} events, {missing[rate]} not visible):"
             f" p50 {figures['p50_ms']:.0f} ms, p99 {figures['p99_ms']:.0f} ms"
         )
     if args.json:

@@ -62,11 +62,16 @@ def save_checkpoint(conn: Connection[Any], name: str, checkpoint: Checkpoint) ->
     return checkpoint.passed_failure
 
 
-def lock_checkpoints(conn: Connection[Any], name: str, partitions: list[int]) -> list[Checkpoint]:
+def lock_checkpoints(
+    conn: Connection[Any], name: str, partitions: list[int], *, relax: bool = False
+) -> list[Checkpoint]:
     """`lock_checkpoint` for several partitions in one round trip, locked in partition order
-    (two processes never wait on each other in a cycle); answered in partition order."""
+    (two processes never wait on each other in a cycle); answered in partition order. `relax`:
+    `relax_commit` in the same round trip."""
     ordered = sorted(partitions)
     with conn.pipeline():
+        if relax:
+            relax_commit(conn)
         conn.execute(
             "INSERT INTO projection_partitions (name, partition) SELECT %s, unnest(%s::int[])"
             " ORDER BY 2 ON CONFLICT DO NOTHING",

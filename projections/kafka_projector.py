@@ -272,6 +272,13 @@ class KafkaProjector:
             for tp, records in batches.items()
             if tp.topic == self.topic and tp.partition not in self.stopped
         }
+        # A partition whose watermark came without new events settles it in the same transaction
+        # as the poll's events, not in a transaction of its own per partition (read-your-writes
+        # waits on the lowest watermark, so on every partition's).
+        for partition in marked:
+            tp = TopicPartition(self.topic, partition)
+            if tp not in events and self._watermark_due(partition):
+                events[tp] = []
         applied = self._consume_poll(events)
         for partition in marked:
             self._settle_watermark_alone(partition)
@@ -298,9 +305,10 @@ class KafkaProjector:
 
     def _consume_poll(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> int:
         """All the partitions of a poll in one transaction (one set-based write, one commit);
-        if that fails, each partition on its own, as `_consume_events` does."""
+        if that fails, each partition on its own, as `_consume_events` does (a partition with
+        no records only settles its watermark; left out here, `_settle_watermark_alone` does it)."""
         if len(polled) <= 1:
-            return sum(self._consume_events(tp, records) for tp, records in polled.items())
+            return sum(self._consume_events(tp, records) for tp, records in polled.items() if records)
         try:
             return self._apply_partitions(polled)
         except Exception as error:
@@ -312,14 +320,13 @@ class KafkaProjector:
                 len(polled),
                 describe_error(error),
             )
-            return sum(self._consume_events(tp, records) for tp, records in polled.items())
+            return sum(self._consume_events(tp, records) for tp, records in polled.items() if records)
 
     def _apply_partitions(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> int:
         with self.pool.connection() as conn, conn.transaction():
-            relax_commit(conn)
             # Locked in partition order: two processes never wait on each other in a cycle.
             records_of = {tp.partition: records for tp, records in polled.items()}
-            checkpoints = lock_checkpoints(conn, self.name, list(records_of))
+            checkpoints = lock_checkpoints(conn, self.name, list(records_of), relax=True)
             pending = [self._pending(conn, c, records_of[c.partition]) for c in checkpoints]
             everything = sorted((e for events in pending for e in events), key=lambda e: e.position)
             if everything:
@@ -461,11 +468,15 @@ class KafkaProjector:
                 queue.append(mark)
         del queue[:-MAX_PENDING_WATERMARKS]
 
-    def _settle_watermark_alone(self, partition: int) -> None:
-        """Advance a partition's watermark where no event of it came with the watermarks."""
+    def _watermark_due(self, partition: int) -> bool:
+        """Whether a pending watermark of the partition may be reached (unknown: may be)."""
         queue = self.pending.get(partition)
         known = self.applied.get(partition)
-        if not queue or (known is not None and queue[0][1] > known):
+        return queue is not None and bool(queue) and (known is None or queue[0][1] <= known)
+
+    def _settle_watermark_alone(self, partition: int) -> None:
+        """Advance a partition's watermark where no event of it came with the watermarks."""
+        if not self._watermark_due(partition):
             return  # nothing reached yet (this process is the one applying the partition)
         with self.pool.connection() as conn, conn.transaction():
             relax_commit(conn)
