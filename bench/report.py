@@ -118,13 +118,15 @@ def projection_rows(f: dict[str, Any], command: str) -> list[Row]:
     ]
     targets = {"1000": 100.0, "10000": 250.0}
     for rate, lag in f["lag"].items():
-        reached = lag.get("reached_events_per_s")
+        reached = lag.get("writer_events_per_s")
         asked = f"{int(rate):,} events/s" + (f" (reached {_n(reached)})" if reached else "")
         limit = targets.get(rate)
         rows.append(
             Row(
                 f"commit → visible through relay, Kafka and projector at {asked}",
-                f"p50 {lag['p50_ms']:,.0f} ms, p99 {lag['p99_ms']:,.0f} ms ({lag['events']:,} events)",
+                f"p50 {lag['p50_ms']:,.0f} ms, p99 {lag['p99_ms']:,.0f} ms ({lag['events']:,} events"
+                + (f", {lag['not_visible']:,} never visible" if lag.get("not_visible") else "")
+                + ")",
                 f"p99 ≤ {limit:.0f} ms" if limit else "",
                 limit is not None and lag["p99_ms"] <= limit,
                 "",

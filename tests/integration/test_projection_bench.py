@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.bench_report import reported_rows
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -34,3 +36,7 @@ def test_the_projection_benchmark_measures_projector_replay_and_lag_beside_raw_i
         lag = figures["lag"][rate]
         assert lag["events"] > 0 and lag["p99_ms"] >= lag["p50_ms"] > 0
     assert "projector, Kafka -> read models events/s" in done.stdout
+    rows = reported_rows("projection", out)
+    assert len(rows) == 4  # projector, replay, and the lag at each rate
+    assert f"{figures['projector_events_per_s']:,.0f} events/s" in rows[0]
+    assert f"p99 {figures['lag']['1000']['p99_ms']:,.0f} ms" in rows[3]

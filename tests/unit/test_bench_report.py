@@ -63,7 +63,7 @@ def test_lag_rows_judge_each_rate_by_its_own_target(report: ModuleType) -> None:
         # p99 120 ms misses the 100 ms target at 1,000 events/s but meets 250 ms at 10,000.
         "lag": {
             "1000": {"events": 20_000, "p50_ms": 40.0, "p99_ms": 120.0},
-            "10000": {"events": 200_000, "p50_ms": 60.0, "p99_ms": 120.0, "reached_events_per_s": 9_800.0},
+            "10000": {"events": 200_000, "p50_ms": 60.0, "p99_ms": 120.0, "writer_events_per_s": 9_800.0},
         },
     }
     rows = report.projection_rows(figures, "cmd")
