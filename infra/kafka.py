@@ -98,8 +98,11 @@ def consumer(bootstrap_servers: str, group_id: str | None, **overrides: Any) -> 
         # rejoin (one that left without a word). Kafka's default, 5 minutes, stalls the group.
         "max_poll_interval_ms": 30000,
         "max_poll_records": 5000,
-        "fetch_max_bytes": 32 * 1024 * 1024,
-        "max_partition_fetch_bytes": 8 * 1024 * 1024,
+        # What a fetch may bring: zstd batches of about 50 bytes an event, so 1 MiB of a partition
+        # is some 20,000 events, more than a poll takes (`max_poll_records`). Larger limits only
+        # held more fetched data in memory while a projector caught up.
+        "fetch_max_bytes": 8 * 1024 * 1024,
+        "max_partition_fetch_bytes": 1024 * 1024,
         # How long the broker may hold a fetch that finds nothing new. The embedded broker (Tansu)
         # often answers such a fetch late when messages come meanwhile: produce-to-consume took
         # a median of about 30 ms with 100 here, 10-19 ms with 20, 8-10 ms with 10 (alone). In
