@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api.deps import ContainerDep, ReadKey, wait_for_read_models
 from api.errors import ApiProblem
+from api.routing import LedgerRoute
 from api.schemas.analytics import AnalyticsAnswer, AnalyticsQuery
 from infra.analytics import results
 from infra.analytics.engine import AnalyticsEngine, Answer, analytics_temp_directory
@@ -25,7 +26,7 @@ from infra.analytics.sandbox import (
 )
 from infra.analytics.source import PostgresSource
 
-router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/analytics", tags=["analytics"])
 
 CSV = "text/csv"
 PARQUET = "application/vnd.apache.parquet"
