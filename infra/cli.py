@@ -203,6 +203,13 @@ def up(
     console.print("stopped")
 
 
+# How long uvicorn's supervisor waits for a worker to answer its health check before it kills
+# the worker and starts another. Its default (5 s) is shorter than a worker takes to import the
+# application on a busy machine: workers were killed while still starting, over and over, and
+# the API served from fewer processes than it has (one of two, in the benchmarks).
+WORKER_HEALTHCHECK_SECONDS = 60
+
+
 def api_process_count(settings: Settings) -> int:
     return settings.api_workers or os.cpu_count() or 1
 
@@ -230,6 +237,7 @@ def _serve_api_processes(settings: Settings, url: str, servers: str, api_socket:
         workers=api_process_count(settings),
         log_level="info",
         access_log=False,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
     Multiprocess(config, sockets=[api_socket]).run()
 
@@ -295,6 +303,7 @@ def api(
         port=settings.port,
         workers=workers,
         access_log=False,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
 
 

@@ -6,12 +6,13 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 
 from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, command_context, written
+from api.routing import LedgerRoute
 from api.schemas.common import ListOf
 from api.schemas.resources import AlertOut, AlertResolve, AlertWritten
 from application import commands as c
 from projections import queries
 
-router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/alerts", tags=["alerts"])
 
 
 @router.get("", response_model=ListOf[AlertOut])

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api.deps import ContainerDep, ReadKey, wait_for_read_models
 from api.errors import ApiProblem
+from api.routing import LedgerRoute
 from api.schemas.analytics import AnalyticsAnswer, AnalyticsQuery
 from infra.analytics.errors import (
     AnalyticsError,
@@ -26,7 +27,7 @@ from infra.analytics.errors import (
 if TYPE_CHECKING:
     from infra.analytics.engine import AnalyticsEngine, Answer
 
-router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/analytics", tags=["analytics"])
 
 CSV = "text/csv"
 PARQUET = "application/vnd.apache.parquet"

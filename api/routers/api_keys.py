@@ -6,10 +6,11 @@ from fastapi import APIRouter, Depends, status
 
 from api.deps import AdminKey, ContainerDep, get_principal
 from api.errors import ApiProblem
+from api.routing import LedgerRoute
 from api.schemas.resources import ApiKeyCreate, ApiKeyCreated, ApiKeyIdentity
 from infra.keys import GRANTS, Principal
 
-router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/api-keys", tags=["api keys"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)

@@ -9,12 +9,13 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from api.deps import AuditKey, ContainerDep
+from api.routing import LedgerRoute
 from api.schemas.audit import LogPage, StreamHistory, VerificationOut
 from domain.errors import NotFound
 from infra import event_log
 from infra.seals import seal, verify
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/audit", tags=["audit"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from api.deps import AdminKey, ContainerDep, LedgerDep, ReadKey, command_context, written
+from api.routing import LedgerRoute
 from api.schemas.common import Request as RequestBody
 
-router = APIRouter(prefix="/v1/ops/clock", tags=["operations"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/ops/clock", tags=["operations"])
 
 
 class ClockOut(BaseModel):

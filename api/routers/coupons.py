@@ -7,13 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, status
 
 from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, command_context, written
+from api.routing import LedgerRoute
 from api.schemas.common import ListOf
 from api.schemas.resources import CouponDefine, CouponOut, CouponWritten
 from application import commands as c
 from domain.errors import NotFound
 from projections import queries
 
-router = APIRouter(prefix="/v1/coupons", tags=["coupons"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/coupons", tags=["coupons"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CouponWritten)

@@ -8,12 +8,13 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from api.deps import ReadConn
+from api.routing import LedgerRoute
 from api.schemas.common import ListOf
 from api.schemas.resources import CreditNoteOut
 from domain.errors import NotFound
 from projections import queries
 
-router = APIRouter(prefix="/v1/credit-notes", tags=["credit notes"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/credit-notes", tags=["credit notes"])
 
 
 @router.get("", response_model=ListOf[CreditNoteOut])

@@ -18,6 +18,7 @@ from api.deps import (
     written,
 )
 from api.errors import ApiProblem
+from api.routing import LedgerRoute
 from api.schemas.common import ListOf, Moment
 from api.schemas.integrations import CustomerStatusOut
 from api.schemas.resources import (
@@ -34,7 +35,7 @@ from domain.errors import NotFound
 from projections import queries
 from projections.customer_status import customer_status
 
-router = APIRouter(prefix="/v1/customers", tags=["customers"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/customers", tags=["customers"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CustomerWritten)

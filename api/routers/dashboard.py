@@ -7,6 +7,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from api.routing import LedgerRoute
 from web import INDEX_HTML, STATIC_DIR
 
 # Everything the page loads comes from this origin; nothing is fetched from anywhere else.
@@ -16,7 +17,7 @@ CONTENT_SECURITY_POLICY = (
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=LedgerRoute, include_in_schema=False)
 
 
 @router.get("/")

@@ -11,10 +11,11 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
 from api.deps import ContainerDep, ReadConn
+from api.routing import LedgerRoute
 from infra.documents.views import Document
 from projections.documents import load_credit_note_document, load_invoice_document, seller_party
 
-router = APIRouter(tags=["documents"])
+router = APIRouter(route_class=LedgerRoute, tags=["documents"])
 
 PDF = "application/pdf"
 HTML = "text/html"

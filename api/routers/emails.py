@@ -8,11 +8,12 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from api.deps import ReadConn
+from api.routing import LedgerRoute
 from api.schemas.common import ListOf
 from api.schemas.emails import EmailKind, EmailOut, EmailStatus
 from projections.mail_outbox import list_emails as outbox_emails
 
-router = APIRouter(prefix="/v1/emails", tags=["emails"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/emails", tags=["emails"])
 
 
 @router.get("", response_model=ListOf[EmailOut])

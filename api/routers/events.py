@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import permitted, principal_of
 from api.errors import ApiProblem, problem
 from api.openapi import BEARER
+from api.routing import LedgerRoute
 from api.schemas.ingest import CLOUDEVENTS_REQUEST, IngestAnswer
 from application.ingestion import REJECTED, EventResult, IngestContext
 from domain import ids
@@ -27,7 +28,7 @@ from infra.group_commit import Overloaded
 from infra.keys import Principal
 from ingest import cloudevents as ce
 
-router = APIRouter(prefix="/v1/events", tags=["ingest"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/events", tags=["ingest"])
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -8,9 +8,10 @@ from fastapi.responses import JSONResponse
 from kafka.errors import KafkaError
 
 from api.deps import ContainerDep
+from api.routing import LedgerRoute
 from projections.ops import projection_status
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(route_class=LedgerRoute, tags=["operations"])
 
 MAX_READY_LAG_EVENTS = 50_000
 MAX_READY_LAG_SECONDS = 60.0

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query, Request, status
 
 from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, command_context, written
 from api.references import body_references
+from api.routing import LedgerRoute
 from api.schemas.common import ListOf
 from api.schemas.resources import (
     CreditNoteIssue,
@@ -24,7 +25,7 @@ from domain.errors import NotFound
 from infra.event_log import usage_line_sources
 from projections import queries
 
-router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/invoices", tags=["invoices"])
 StatusFilter = Annotated[str | None, Query(alias="status", pattern="^(draft|open|paid|void|uncollectible)$")]
 
 

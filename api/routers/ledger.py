@@ -7,11 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api.deps import AuditKey, ReadConn, Today
+from api.routing import LedgerRoute
 from api.schemas.common import Currency, QueryDay
 from api.schemas.ledger import TrialBalance
 from projections.trial_balance import trial_balance
 
-router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/ledger", tags=["ledger"])
 
 
 @router.get("/trial-balance", response_model=TrialBalance)

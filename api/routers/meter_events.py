@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, status
 
 from api.errors import ApiProblem
 from api.routers.events import IngestContainer, IngestKey
+from api.routing import LedgerRoute
 from api.schemas.integrations import MeterEventOut, MeterEventRequest
 from application.ingestion import REJECTED, EventResult, IngestContext
 from application.meter_reports import ACTIVE_USERS, MeterReport, record_command
@@ -18,7 +19,7 @@ from domain.errors import InvalidValue
 from infra.group_commit import Overloaded
 from infra.keys import Principal
 
-router = APIRouter(prefix="/v1/meter-events", tags=["integrations"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/meter-events", tags=["integrations"])
 
 
 def _report(body: MeterEventRequest, principal: Principal) -> MeterReport:

@@ -11,11 +11,12 @@ from fastapi.responses import Response
 from api.deps import KnownAtConn, ReadConn, Today
 from api.errors import ApiProblem
 from api.responses import json_response
+from api.routing import LedgerRoute
 from api.schemas.common import Currency, QueryDay
 from api.schemas.metrics import ChurnOut, CurrenciesOut, MovementsOut, MrrSeries, SummaryOut
 from projections import metric_queries as mq
 
-router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/metrics", tags=["metrics"])
 
 CurrencyQuery = Annotated[Currency | None, Query(description="ISO 4217 code")]
 FromQuery = Annotated[QueryDay | None, Query(alias="from", description="first day (UTC)")]

@@ -8,11 +8,12 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, status
 
 from api.deps import AdminKey, ContainerDep, command_context
+from api.routing import LedgerRoute
 from api.schemas.integrations import OnboardingOut, OnboardingRequest
 from application import commands as c
 from application.onboarding import onboard
 
-router = APIRouter(prefix="/v1/onboarding", tags=["integrations"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/onboarding", tags=["integrations"])
 
 
 @router.post(

@@ -10,11 +10,12 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field
 
 from api.deps import ContainerDep, ReadConn
+from api.routing import LedgerRoute
 from infra import kafka
 from infra.bootstrap import Container
 from projections.ops import projection_status
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(route_class=LedgerRoute, tags=["operations"])
 
 
 class PartitionStatus(BaseModel):

@@ -13,6 +13,7 @@ from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, command_contex
 from api.errors import ApiProblem
 from api.references import body_references
 from api.routers.events import read_body
+from api.routing import LedgerRoute
 from api.schemas.common import ListOf
 from api.schemas.resources import (
     PaymentCallback,
@@ -30,7 +31,7 @@ from domain.errors import NotFound
 from infra.payment_backend import verify_callback_signature
 from projections import queries
 
-router = APIRouter(prefix="/v1/payments", tags=["payments"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/payments", tags=["payments"])
 StatusFilter = Annotated[
     str | None, Query(alias="status", pattern="^(pending|succeeded|failed|refunded|canceled)$")
 ]

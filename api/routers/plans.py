@@ -5,13 +5,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, status
 
 from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, command_context, written
+from api.routing import LedgerRoute
 from api.schemas.common import ListOf
 from api.schemas.resources import PLAN_CODE_PATTERN, PlanDefine, PlanOut, PlanRevise, PlanTerms, PlanWritten
 from application import commands as c
 from domain.errors import NotFound
 from projections import queries
 
-router = APIRouter(prefix="/v1/plans", tags=["plans"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/plans", tags=["plans"])
 PlanCode = Annotated[str, Path(min_length=1, max_length=100, pattern=PLAN_CODE_PATTERN)]
 
 

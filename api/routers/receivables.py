@@ -11,11 +11,12 @@ from fastapi.responses import Response
 from api.deps import KnownAtConn, Today
 from api.responses import json_response
 from api.routers.metrics import CurrencyQuery
+from api.routing import LedgerRoute
 from api.schemas.common import QueryDay
 from api.schemas.metrics import ReceivablesOut
 from projections import metric_queries as mq
 
-router = APIRouter(prefix="/v1/receivables", tags=["receivables"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/receivables", tags=["receivables"])
 
 
 @router.get("", response_model=ReceivablesOut)

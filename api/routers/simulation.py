@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Request, status
 
 from api.deps import AdminKey, ContainerDep, ReadConn, command_context
 from api.errors import ApiProblem
+from api.routing import LedgerRoute
 from api.schemas.simulation import SimulationChurn, SimulationOnboarding, SimulationOut, SimulationTarget
 from application.demo import DemoOutcome, DemoScenarios, PlanChoice, Target
 from application.simulation import plan_code
@@ -26,7 +27,12 @@ def simulation_enabled(container: ContainerDep) -> None:
         )
 
 
-router = APIRouter(prefix="/v1/simulation", tags=["simulation"], dependencies=[Depends(simulation_enabled)])
+router = APIRouter(
+    route_class=LedgerRoute,
+    prefix="/v1/simulation",
+    tags=["simulation"],
+    dependencies=[Depends(simulation_enabled)],
+)
 
 
 def _answer(container: Container, outcome: DemoOutcome) -> dict[str, Any]:

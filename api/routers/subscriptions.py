@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query, Request, status
 
 from api.deps import AdminKey, ContainerDep, LedgerDep, ReadConn, command_context, written
 from api.references import body_references
+from api.routing import LedgerRoute
 from api.schemas.common import ListOf
 from api.schemas.resources import (
     DiscountApply,
@@ -26,7 +27,7 @@ from application import commands as c
 from domain.errors import NotFound
 from projections import queries
 
-router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/subscriptions", tags=["subscriptions"])
 StatusFilter = Annotated[str | None, Query(alias="status", pattern="^(trialing|active|past_due|canceled)$")]
 
 

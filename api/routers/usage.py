@@ -8,11 +8,12 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from api.deps import EntitledConn, KnownAtReplayConn, Now
+from api.routing import LedgerRoute
 from api.schemas.common import ListOf
 from api.schemas.metrics import EntitlementOut, QuotaOut
 from projections import metric_queries as mq
 
-router = APIRouter(tags=["usage"])
+router = APIRouter(route_class=LedgerRoute, tags=["usage"])
 GROUP_QUERY = 'the group (value of the quota\'s `group_by` property; "" for usage without it)'
 
 

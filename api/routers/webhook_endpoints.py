@@ -16,6 +16,7 @@ from psycopg import Connection
 
 from api.deps import AdminKey, ContainerDep, command_context, wait_for_read_models, written
 from api.errors import ApiProblem
+from api.routing import LedgerRoute
 from api.schemas.common import ListOf
 from api.schemas.webhooks import (
     WebhookDeliveryOut,
@@ -33,7 +34,7 @@ from infra.webhook_vault import VaultKeyMismatch
 from projections.queries import decode_token, encode_token
 from projections.webhook_fanout import NAME as FANOUT
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(route_class=LedgerRoute, tags=["webhooks"])
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"description": "The endpoint is disabled or deleted, or an attempt is in flight"}
 }

@@ -15,13 +15,14 @@ from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiProblem
 from api.routers.events import read_body
+from api.routing import LedgerRoute
 from api.schemas.ingest import StripeWebhookAnswer
 from application.stripe_sync import ConcurrentStripeChange
 from infra.bootstrap import Container
 from ingest import stripe as stripe_events
 from ingest.cloudevents import media_type
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(route_class=LedgerRoute, prefix="/v1/webhooks", tags=["webhooks"])
 
 
 async def _container(request: Request) -> Container:
