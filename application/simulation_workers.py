@@ -25,6 +25,7 @@ from uuid import UUID
 from application.ledger import Ledger
 from domain import ids
 from domain.invoice import invoice_number
+from infra import heap
 from infra.eventstore import NewStreamRow
 from infra.write_behind import Detached, NeedsTheStore
 
@@ -131,6 +132,9 @@ def _start_worker(setup: WorkerSetup) -> None:
     _worker = Simulation(
         ledger, customers=setup.customers, months=setup.months, seed=setup.seed, until=setup.until
     )
+    # What the worker keeps is built: out of the collector's sight, which runs less often (a
+    # chunk's commands make millions of short-lived objects; see infra/heap.py).
+    heap.settle()
 
 
 def simulate_chunk(chunk: Chunk) -> ChunkResult | ChunkFailed:
