@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from application.ledger import Ledger
 from application.simulation import FLUSH_EVENTS, Simulation, default_workers
+from infra import heap
 from infra.database import ensure_database, ensure_schema, event_store_env
 from infra.eventstore import COPY_TYPES
 from infra.settings import DatabaseAddress
@@ -112,6 +113,7 @@ def main() -> None:
             until=datetime.fromisoformat(args.until).replace(tzinfo=UTC),
             workers=workers,
         )
+        heap.settle()  # as `ledger simulate` does once built
         print(f"simulating {args.customers:,} customers over {args.months} months...")
         cpu, children, began = time.process_time(), children_cpu_seconds(), time.perf_counter()
         stats = simulation.run()

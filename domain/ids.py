@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 from datetime import date
+from functools import lru_cache
 from uuid import UUID, SafeUUID
 
 LEDGER_NAMESPACE = UUID("6f1c1f0e-9a57-4b1e-8f43-3c2b1f4f6a10")
@@ -31,7 +32,10 @@ def customer_id(external_id: str) -> UUID:
     return _uuid5(f"customer:{external_id}")
 
 
+@lru_cache(maxsize=1024)
 def plan_id(code: str) -> UUID:
+    """(The last ones derived are kept: a ledger has a few plans, and each bill looks its plan
+    up; bounded, as codes asked for may come from anyone.)"""
     return _uuid5(f"plan:{code}")
 
 

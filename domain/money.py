@@ -7,7 +7,6 @@ ledger (yearly to monthly, proration, tax) is half-even and happens once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 
 from domain.errors import CurrencyMismatch, InvalidValue
 
@@ -77,7 +76,14 @@ def divide_half_even(numerator: int, denominator: int) -> int:
     """numerator / denominator rounded half to even, in exact integer arithmetic."""
     if denominator == 0:
         raise InvalidValue("division by zero")
-    return round(Fraction(numerator, denominator))
+    # As `round(Fraction(numerator, denominator))` computes it, without making the Fraction.
+    if denominator < 0:
+        numerator, denominator = -numerator, -denominator
+    quotient, remainder = divmod(numerator, denominator)
+    doubled = 2 * remainder
+    if doubled > denominator or (doubled == denominator and quotient & 1):
+        quotient += 1
+    return quotient
 
 
 @dataclass(frozen=True, slots=True)

@@ -561,6 +561,7 @@ def simulate(
             shard=(k, n),
             workers=default_workers(owned) if workers is None else workers,
         )
+        heap.settle()  # the process is built: the simulation's objects are short-lived
         with progress_bar() as progress:
             task = progress.add_task("simulating customers", total=owned)
             stats = simulation.run(on_customer_done=lambda: progress.advance(task))

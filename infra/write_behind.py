@@ -105,16 +105,21 @@ class WriteBatch:
         """Keep these events (and timers) for the next flush; their predicted positions."""
         first = len(self.events)
         self.events.extend(events)
-        self.versions.update((e.originator_id, e.originator_version) for e in events)
-        self.last_index.update((e.originator_id, index) for index, e in enumerate(events, start=first))
-        if self.absent:
-            self.absent.difference_update(e.originator_id for e in events if e.originator_version == 1)
-        for e in events:
-            if e.originator_version == 1 and e.event_type == CUSTOMER_REGISTERED:
-                self.new_customers.add(e.originator_id)
-            elif e.event_type.startswith(USAGE_EVENT_PREFIX):
+        # One pass (a command holds two or three events: the generators cost more than the work).
+        versions, last_index, absent = self.versions, self.last_index, self.absent
+        for index, e in enumerate(events, start=first):
+            stream, version = e.originator_id, e.originator_version
+            versions[stream] = version
+            last_index[stream] = index
+            if version == 1:
+                absent.discard(stream)
+                if e.event_type == CUSTOMER_REGISTERED:
+                    self.new_customers.add(stream)
+                    continue
+            if e.event_type.startswith(USAGE_EVENT_PREFIX):
                 self.holds_usage = True
-        self.timers.update(timers)
+        if timers:
+            self.timers.update(timers)
         return list(range(self.head + first + 1, self.head + len(self.events) + 1))
 
     def keep(self, aggregates: Mapping[UUID, object]) -> None:
