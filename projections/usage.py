@@ -27,7 +27,7 @@ import orjson
 from psycopg import Connection
 from psycopg.rows import tuple_row
 
-from domain.metrics import UsagePeriods, UsageValue, aggregate_usage
+from domain.metrics import UsagePeriods, UsageValue, aggregate_usage, usage_periods
 from domain.periods import BillingGrid, GridFact, GridFactKind, billing_grid, months_in
 from domain.usage import usage_group
 from projections.core import Executor, StoredEventRow
@@ -209,12 +209,12 @@ _RECORD_COLUMNS = (
 
 def _periods(cur: Any, customers: Sequence[UUID]) -> dict[UUID, UsagePeriods]:
     """Per customer, the usage period of a moment (`domain.metrics.usage_period_of` by its
-    billing grids, each distinct answer computed once per batch); a customer with no grid gets
-    the calendar months."""
-    no_grid = UsagePeriods([])
+    billing grids, each distinct answer computed once while its grids stay the same); a customer
+    with no grid gets the calendar months."""
+    no_grid = usage_periods([])
     periods: dict[UUID, UsagePeriods] = defaultdict(lambda: no_grid)
     for customer_id, grids in _grids(cur, customers).items():
-        periods[customer_id] = UsagePeriods(grids)
+        periods[customer_id] = usage_periods(grids)
     return periods
 
 

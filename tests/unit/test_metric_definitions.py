@@ -22,6 +22,7 @@ from domain.metrics import (
     quota_state,
     thresholds_reached,
     usage_period_of,
+    usage_periods,
 )
 from domain.periods import GridFact, billing_grid
 from domain.rules import monthly_recurring_amount
@@ -244,8 +245,9 @@ def test_usage_periods_answers_as_usage_period_of_for_every_moment(
         )
     ]
     periods = UsagePeriods(grids)
+    shared = usage_periods(grids)  # kept across examples: equal grids share their answers
     for moment in [*moments, *near, *moments]:
-        assert periods.of(moment) == usage_period_of(moment, grids)
+        assert periods.of(moment) == shared.of(moment) == usage_period_of(moment, grids)
 
 
 def test_a_record_after_the_subscription_ended_counts_in_its_calendar_month() -> None:
