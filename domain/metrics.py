@@ -7,9 +7,10 @@ counts for D, a change at exactly 00:00 on D+1 counts from D+1."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from typing import Literal
 from uuid import UUID
@@ -244,3 +245,64 @@ def usage_period_of(moment: datetime, grids: Sequence[BillingGrid]) -> tuple[dat
         return start, end, grid.subscription_id
     start, end = calendar_month(moment)
     return start, end, None
+
+
+class UsagePeriods:
+    """`usage_period_of` for many moments of one customer's grids, each answer computed once.
+
+    The answer is a step function of the moment: which grids are live, which one wins, which of
+    its segments applies and whether a trial holds change only at the grids' breakpoints (starts,
+    ends, segment starts, trial ends, anchors), and between two breakpoints each moment maps to
+    the period holding it. So an answer computed for one moment is the answer for any other
+    moment of the same breakpoint interval that its period holds (and of the same time zone: a
+    calendar month is taken in the moment's own zone). Answers are kept per breakpoint interval,
+    time zone and calendar month (a month meets a few periods at most)."""
+
+    __slots__ = ("_breaks", "_grids", "_known")
+
+    def __init__(self, grids: Sequence[BillingGrid]) -> None:
+        self._grids = grids
+        breaks: set[datetime] = set()
+        for grid in grids:
+            breaks.add(grid.started_at)
+            if grid.ended_at is not None:
+                breaks.add(grid.ended_at)
+            for segment in grid.segments:
+                breaks.add(segment.effective_from)
+                breaks.add(segment.anchor)
+                if segment.trial_end is not None:
+                    breaks.add(segment.trial_end)
+        self._breaks = sorted(breaks)
+        self._known: dict[
+            tuple[int, tzinfo | None, int, int], list[tuple[datetime, datetime, str | None]]
+        ] = {}
+
+    def of(self, moment: datetime) -> tuple[datetime, datetime, str | None]:
+        key = (bisect_right(self._breaks, moment), moment.tzinfo, moment.year, moment.month)
+        known = self._known.get(key)
+        if known is not None:
+            for found in known:
+                if found[0] <= moment < found[1]:
+                    return found
+        found = usage_period_of(moment, self._grids)
+        # A period that does not hold its moment (one before a grid's anchor) is not reused.
+        if found[0] <= moment < found[1]:
+            self._known.setdefault(key, []).append(found)
+        return found
+
+
+_SHARED_PERIODS: dict[tuple[object, ...], UsagePeriods] = {}
+_SHARED_PERIODS_MAX = 4096
+
+
+def usage_periods(grids: Sequence[BillingGrid]) -> UsagePeriods:
+    """The `UsagePeriods` of these grids, shared by all callers with equal grids (its answers
+    are a pure function of the grids and the moment): a live projector reads a customer's grids
+    again for every batch, and they seldom change. Bounded: forgotten all at once when full."""
+    key = tuple((g.subscription_id, g.started_at, g.ended_at, *g.segments) for g in grids)
+    periods = _SHARED_PERIODS.get(key)
+    if periods is None:
+        if len(_SHARED_PERIODS) >= _SHARED_PERIODS_MAX:
+            _SHARED_PERIODS.clear()
+        periods = _SHARED_PERIODS[key] = UsagePeriods(grids)
+    return periods

@@ -89,15 +89,22 @@ def _uuid(text: str) -> UUID:
     return UUID(text)
 
 
+# Streams of one event each (a usage record's id is new with every record; its rare correction
+# may parse it again): looking them up in `_uuid` would only miss and evict ids that repeat.
+_UNIQUE_STREAMS = frozenset({"UsageRecord.Recorded"})
+
+
 def event_from_message(value: bytes) -> StoredEventRow:
     """What a projector needs of a message (the inverse of `message_value`)."""
     data = orjson.loads(value)
     customer_id = data["customer_id"]
+    event_type = data["type"]
+    stream_id = data["stream_id"]
     return StoredEventRow(
         position=data["position"],
-        stream_id=_uuid(data["stream_id"]),
+        stream_id=UUID(stream_id) if event_type in _UNIQUE_STREAMS else _uuid(stream_id),
         version=data["version"],
-        type=data["type"],
+        type=event_type,
         occurred_at=datetime.fromisoformat(data["occurred_at"]),
         recorded_at=datetime.fromisoformat(data["recorded_at"]),
         customer_id=_uuid(customer_id) if customer_id else None,

@@ -27,7 +27,7 @@ import orjson
 from psycopg import Connection
 from psycopg.rows import tuple_row
 
-from domain.metrics import UsageValue, aggregate_usage, usage_period_of
+from domain.metrics import UsagePeriods, UsageValue, aggregate_usage, usage_periods
 from domain.periods import BillingGrid, GridFact, GridFactKind, billing_grid, months_in
 from domain.usage import usage_group
 from projections.core import Executor, StoredEventRow
@@ -207,6 +207,17 @@ _RECORD_COLUMNS = (
 )
 
 
+def _periods(cur: Any, customers: Sequence[UUID]) -> dict[UUID, UsagePeriods]:
+    """Per customer, the usage period of a moment (`domain.metrics.usage_period_of` by its
+    billing grids, each distinct answer computed once while its grids stay the same); a customer
+    with no grid gets the calendar months."""
+    no_grid = usage_periods([])
+    periods: dict[UUID, UsagePeriods] = defaultdict(lambda: no_grid)
+    for customer_id, grids in _grids(cur, customers).items():
+        periods[customer_id] = usage_periods(grids)
+    return periods
+
+
 def _grids(cur: Any, customers: Sequence[UUID]) -> dict[UUID, list[BillingGrid]]:
     facts: dict[UUID, dict[UUID, list[GridFact]]] = defaultdict(lambda: defaultdict(list))
     for customer_id, subscription_id, position, occurred_at, kind, months, moment in cur.execute(
@@ -235,9 +246,9 @@ def _settle_customers(cur: Any, customers: list[UUID]) -> None:
     cur.execute("DELETE FROM rm_usage_periods WHERE customer_id = ANY(%s)", (customers,))
     if not records:
         return
-    grids = _grids(cur, sorted({r[0] for r in records}))
+    periods = _periods(cur, sorted({r[0] for r in records}))
     totals: _Totals = defaultdict(list)
-    _add(totals, records, grids, group_by)
+    _add(totals, records, periods, group_by)
     _insert(cur, totals)
 
 
@@ -246,13 +257,13 @@ def _settle_periods(cur: Any, recorded: list[StoredEventRow]) -> None:
     occurred_at, so every record of such a period occurred at or after the period's start:
     reading each (customer, metric) from its earliest such start on finds all of them."""
     customers = sorted({e.customer_id for e in recorded if e.customer_id is not None})
-    grids = _grids(cur, customers)
+    periods = _periods(cur, customers)
     starts: dict[tuple[UUID, str], set[datetime]] = defaultdict(set)
     for e in recorded:
         customer_id = e.customer_id
         if customer_id is None:
             continue
-        start, _, _ = usage_period_of(e.occurred_at, grids[customer_id])
+        start, _, _ = periods[customer_id].of(e.occurred_at)
         starts[(customer_id, e.payload["metric"])].add(start)
     keys = sorted(starts, key=lambda key: (str(key[0]), key[1]))
     group_by = _group_by(cur, customers)
@@ -269,7 +280,7 @@ def _settle_periods(cur: Any, recorded: list[StoredEventRow]) -> None:
         ([c for c, _, _ in deleted], [m for _, m, _ in deleted], [s for _, _, s in deleted]),
     )
     totals: _Totals = defaultdict(list)
-    _add(totals, records, grids, group_by)
+    _add(totals, records, periods, group_by)
     _insert(cur, {key: values for key, values in totals.items() if key[2] in starts[(key[0], key[1])]})
 
 
@@ -304,12 +315,12 @@ def _add_to_periods(cur: Any, recorded: list[StoredEventRow]) -> None:
     recomputation of that period from all its records gives, without reading them."""
     if not recorded:
         return
-    grids = _grids(cur, sorted({e.customer_id for e in recorded if e.customer_id is not None}))
+    periods = _periods(cur, sorted({e.customer_id for e in recorded if e.customer_id is not None}))
     columns: tuple[list[Any], ...] = ([], [], [], [], [])
     for e in recorded:
         if e.customer_id is None:
             continue
-        start, end, subscription_id = usage_period_of(e.occurred_at, grids[e.customer_id])
+        start, end, subscription_id = periods[e.customer_id].of(e.occurred_at)
         for column, value in zip(
             columns, (e.stream_id, e.position, start, end, subscription_id), strict=True
         ):
@@ -319,10 +330,10 @@ def _add_to_periods(cur: Any, recorded: list[StoredEventRow]) -> None:
 
 
 def _add(
-    totals: _Totals, records: Sequence[Any], grids: dict[UUID, list[BillingGrid]], group_by: GroupBy
+    totals: _Totals, records: Sequence[Any], periods: dict[UUID, UsagePeriods], group_by: GroupBy
 ) -> None:
     for customer_id, metric, occurred_at, position, value, properties in records:
-        start, end, subscription_id = usage_period_of(occurred_at, grids[customer_id])
+        start, end, subscription_id = periods[customer_id].of(occurred_at)
         by = group_by.get(customer_id, {}).get(subscription_id, {}).get(metric)
         group = usage_group(properties, by)
         totals[(customer_id, metric, start, end, subscription_id, group)].append(

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from domain.metrics import (
     SubscriptionFact,
+    UsagePeriods,
     UsageValue,
     aggregate_usage,
     aging_bucket,
@@ -21,6 +22,7 @@ from domain.metrics import (
     quota_state,
     thresholds_reached,
     usage_period_of,
+    usage_periods,
 )
 from domain.periods import GridFact, billing_grid
 from domain.rules import monthly_recurring_amount
@@ -202,6 +204,50 @@ def test_a_record_counts_in_its_subscriptions_period_whatever_renewals_are_recor
     assert grid is not None
     assert usage_period_of(at(20), [grid])[:2] == (at(10, 0), at(10, 0, month=2))
     assert usage_period_of(at(12, month=3), [grid]) == (at(10, 0, month=3), at(10, 0, month=4), "s")
+
+
+_MOMENTS = st.datetimes(
+    min_value=datetime(2024, 1, 1), max_value=datetime(2026, 12, 31), timezones=st.sampled_from([UTC])
+)
+_GRID_FACTS = st.lists(
+    st.tuples(
+        st.sampled_from(["s1", "s2", "s3"]),
+        _MOMENTS,
+        st.sampled_from(["started", "trial_ended", "changed", "canceled"]),
+        st.sampled_from([1, 3, 12]),
+        st.one_of(st.none(), _MOMENTS),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(facts=_GRID_FACTS, moments=st.lists(_MOMENTS, max_size=40))
+def test_usage_periods_answers_as_usage_period_of_for_every_moment(
+    facts: list[tuple[str, datetime, str, int, datetime | None]], moments: list[datetime]
+) -> None:
+    by_subscription: dict[str, list[GridFact]] = {}
+    for position, (subscription, occurred_at, kind, months, moment) in enumerate(facts, 1):
+        by_subscription.setdefault(subscription, []).append(
+            GridFact(position, occurred_at, kind, months, moment)  # type: ignore[arg-type]
+        )
+    grids = [g for s, f in by_subscription.items() if (g := billing_grid(s, f)) is not None]
+    # Moments near the grids' own boundaries as well, where a cached answer could go wrong.
+    near = [
+        m + d
+        for g in grids
+        for m in (g.started_at, *(s.anchor for s in g.segments))
+        for d in (
+            timedelta(0),
+            timedelta(microseconds=-1),
+            timedelta(days=31),
+            timedelta(days=31, microseconds=-1),
+        )
+    ]
+    periods = UsagePeriods(grids)
+    shared = usage_periods(grids)  # kept across examples: equal grids share their answers
+    for moment in [*moments, *near, *moments]:
+        assert periods.of(moment) == shared.of(moment) == usage_period_of(moment, grids)
 
 
 def test_a_record_after_the_subscription_ended_counts_in_its_calendar_month() -> None:
