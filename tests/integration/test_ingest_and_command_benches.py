@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.bench_report import reported_rows
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -45,6 +47,9 @@ def test_the_ingest_benchmark_measures_batches_single_events_and_the_raw_referen
     ):
         assert figures[figure] > 0, figure
     assert "x raw COPY" in printed and "CPU per event" in printed
+    batch, single = reported_rows("ingest", out)
+    assert f"{figures['batch_events_per_second']:,.0f} events/s" in batch
+    assert f"{figures['single_requests_per_second']:,.0f} requests/s" in single
 
 
 def test_the_command_benchmark_measures_http_commands_and_the_raw_references(
@@ -66,3 +71,5 @@ def test_the_command_benchmark_measures_http_commands_and_the_raw_references(
     ):
         assert figures[figure] > 0, figure
     assert "POST /v1/customers" in printed
+    (row,) = reported_rows("commands", out)
+    assert f"{figures['http_commands_per_second']:,.0f} requests/s" in row

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.bench_report import reported_rows
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -31,6 +33,8 @@ def test_the_simulate_benchmark_measures_events_per_second_beside_raw_copy(
     for figure in ("events_per_second", "raw_copy_rows_per_second", "ratio_to_raw"):
         assert figures[figure] > 0, figure
     assert "events/s" in done.stdout and "ratio to raw" in done.stdout
+    (row,) = reported_rows("simulate", out)
+    assert f"{figures['events_per_second']:,.0f} events/s" in row and f"{figures['events']:,} events" in row
 
 
 def test_the_billing_benchmark_measures_invoices_per_second_beside_raw_inserts(
@@ -45,3 +49,5 @@ def test_the_billing_benchmark_measures_invoices_per_second_beside_raw_inserts(
     assert figures["invoices_finalized"] == 30
     for figure in ("invoices_per_second", "raw_rows_per_second", "ratio_to_raw"):
         assert figures[figure] > 0, figure
+    (row,) = reported_rows("billing", out)
+    assert f"{figures['invoices_per_second']:,.0f} invoices/s" in row
