@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID, SafeUUID
+from uuid import UUID
 
 from application.ledger import Ledger
 from domain import ids
@@ -91,36 +91,28 @@ def _int(value: UUID | None) -> int | None:
     return None if value is None else value.int
 
 
-def _uuid(value: int, new: Any = object.__new__, set_: Any = object.__setattr__) -> UUID:
-    """`UUID(int=value)`, set as its `__init__` sets it, without the argument checks."""
-    made: UUID = new(UUID)
-    set_(made, "int", value)
-    set_(made, "is_safe", SafeUUID.unknown)
-    return made
-
-
 def _chunk_result(
     events: list[tuple[Any, ...]], timers: list[tuple[int, datetime | None]], stats: dict[str, int]
 ) -> ChunkResult:
     rows = [
         NewStreamRow(
-            _uuid(e[0]),
+            ids.uuid_of_int(e[0]),
             e[1],
             e[2],
             e[3],
             e[4],
             e[5],
-            None if e[6] is None else _uuid(e[6]),
+            None if e[6] is None else ids.uuid_of_int(e[6]),
             e[7],
             e[8],
-            None if e[9] is None else _uuid(e[9]),
-            None if e[10] is None else _uuid(e[10]),
+            None if e[9] is None else ids.uuid_of_int(e[9]),
+            None if e[10] is None else ids.uuid_of_int(e[10]),
             e[11],
             e[12],
         )
         for e in events
     ]
-    return ChunkResult(rows, {_uuid(i): due for i, due in timers}, stats)
+    return ChunkResult(rows, {ids.uuid_of_int(i): due for i, due in timers}, stats)
 
 
 @dataclass(frozen=True)

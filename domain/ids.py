@@ -17,15 +17,21 @@ _VERSION_5_RFC_4122 = (5 << 76) | (0x8000 << 48)
 _new, _set = object.__new__, object.__setattr__
 
 
+def uuid_of_int(value: int) -> UUID:
+    """`UUID(int=value)`, set as `UUID.__init__` sets it, without its argument checks (for ids
+    made or carried by the ledger itself, where the checks cost more than the rest)."""
+    made = _new(UUID)
+    _set(made, "int", value)
+    _set(made, "is_safe", SafeUUID.unknown)
+    return made
+
+
 def _uuid5(name: str) -> UUID:
     """`uuid.uuid5(LEDGER_NAMESPACE, name)`, computed without the standard library's detour
     through bytes, and set as `UUID.__init__` would set it without its argument checks (ingest
     derives one per event: this is a third of its former cost)."""
     digest = hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()  # noqa: S324 - RFC 4122 v5 is SHA-1
-    made = _new(UUID)
-    _set(made, "int", (int.from_bytes(digest[:16]) & _KEEP) | _VERSION_5_RFC_4122)
-    _set(made, "is_safe", SafeUUID.unknown)
-    return made
+    return uuid_of_int((int.from_bytes(digest[:16]) & _KEEP) | _VERSION_5_RFC_4122)
 
 
 def customer_id(external_id: str) -> UUID:
@@ -157,7 +163,4 @@ def correlation_id() -> UUID:
     a correlation id must be unique, not unguessable, and `uuid4()` asks the kernel (one call per
     request, which also lets other threads take the interpreter lock). The generator is seeded
     from the system's at start and again in a forked child."""
-    made = _new(UUID)
-    _set(made, "int", (random.getrandbits(128) & _KEEP) | _VERSION_4_RFC_4122)
-    _set(made, "is_safe", SafeUUID.unknown)
-    return made
+    return uuid_of_int((random.getrandbits(128) & _KEEP) | _VERSION_4_RFC_4122)
