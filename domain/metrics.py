@@ -289,20 +289,3 @@ class UsagePeriods:
         if found[0] <= moment < found[1]:
             self._known.setdefault(key, []).append(found)
         return found
-
-
-_SHARED_PERIODS: dict[tuple[object, ...], UsagePeriods] = {}
-_SHARED_PERIODS_MAX = 4096
-
-
-def usage_periods(grids: Sequence[BillingGrid]) -> UsagePeriods:
-    """The `UsagePeriods` of these grids, shared by all callers with equal grids (its answers
-    are a pure function of the grids and the moment): a live projector reads a customer's grids
-    again for every batch, and they seldom change. Bounded: forgotten all at once when full."""
-    key = tuple((g.subscription_id, g.started_at, g.ended_at, *g.segments) for g in grids)
-    periods = _SHARED_PERIODS.get(key)
-    if periods is None:
-        if len(_SHARED_PERIODS) >= _SHARED_PERIODS_MAX:
-            _SHARED_PERIODS.clear()
-        periods = _SHARED_PERIODS[key] = UsagePeriods(grids)
-    return periods

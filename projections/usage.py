@@ -27,7 +27,7 @@ import orjson
 from psycopg import Connection
 from psycopg.rows import tuple_row
 
-from domain.metrics import UsagePeriods, UsageValue, aggregate_usage, usage_periods
+from domain.metrics import UsagePeriods, UsageValue, aggregate_usage
 from domain.periods import BillingGrid, GridFact, GridFactKind, billing_grid, months_in
 from domain.usage import usage_group
 from projections.core import Executor, StoredEventRow
@@ -205,6 +205,23 @@ _Totals = dict[tuple[UUID, str, datetime, datetime, str | None, str], list[Usage
 _RECORD_COLUMNS = (
     "customer_id, metric, occurred_at, position, value, CASE WHEN customer_id = ANY(%s) THEN properties END"
 )
+
+
+_SHARED_PERIODS: dict[tuple[object, ...], UsagePeriods] = {}
+_SHARED_PERIODS_MAX = 4096
+
+
+def usage_periods(grids: Sequence[BillingGrid]) -> UsagePeriods:
+    """The `UsagePeriods` of these grids, shared by all callers with equal grids (its answers
+    are a pure function of the grids and the moment): a live projector reads a customer's grids
+    again for every batch, and they seldom change. Bounded: forgotten all at once when full."""
+    key = tuple((g.subscription_id, g.started_at, g.ended_at, *g.segments) for g in grids)
+    periods = _SHARED_PERIODS.get(key)
+    if periods is None:
+        if len(_SHARED_PERIODS) >= _SHARED_PERIODS_MAX:
+            _SHARED_PERIODS.clear()
+        periods = _SHARED_PERIODS[key] = UsagePeriods(grids)
+    return periods
 
 
 def _periods(cur: Any, customers: Sequence[UUID]) -> dict[UUID, UsagePeriods]:

@@ -22,10 +22,10 @@ from domain.metrics import (
     quota_state,
     thresholds_reached,
     usage_period_of,
-    usage_periods,
 )
 from domain.periods import GridFact, billing_grid
 from domain.rules import monthly_recurring_amount
+from projections.usage import usage_periods
 
 
 def at(day: int, hour: int = 10, month: int = 1) -> datetime:
